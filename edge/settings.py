@@ -1,0 +1,53 @@
+"""Settings of a roadside unit: one YAML file, validated before anything starts.
+
+Errors name the file, the option and the value, and unknown options are errors, so a
+typo stops start-up instead of being ignored (Klipper's ``check_unused``).
+"""
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from drivers.strips import StripArray
+from edge.signal.settings import SignalSettings
+from zhichao.settings import load_model
+
+
+class RulesSettings(BaseModel):
+    """Which rule tables the edge screens with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    folder: Path | None = Field(None, description="a site's own rule tables; default: "
+                                "the tables shipped with zhichao")
+    vendor: str = Field("generic", description="vendor table for axle digits 8 and 9")
+
+
+class EdgeSettings(BaseModel):
+    """Everything a roadside unit needs to know about itself."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device_id: str = Field("demo-site-01", min_length=1)
+    site: StripArray = Field(default_factory=StripArray)
+    signal: SignalSettings = Field(default_factory=SignalSettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
+    calibration: list[float] | None = Field(
+        None, description="factor per digitiser channel on the newtons per count")
+
+    @model_validator(mode="after")
+    def _rows_before_axles(self) -> "EdgeSettings":
+        if self.site.row_spacing_m >= self.signal.min_axle_spacing_m:
+            raise ValueError(
+                f"site.row_spacing_m ({self.site.row_spacing_m}) must be below "
+                f"signal.min_axle_spacing_m ({self.signal.min_axle_spacing_m}): every axle "
+                f"must cross the last row before the next axle reaches the first")
+        if self.calibration is not None and len(self.calibration) != self.site.n_channels:
+            raise ValueError(f"calibration has {len(self.calibration)} factors, expected one "
+                             f"per channel ({self.site.n_channels})")
+        return self
+
+
+def load_edge_settings(path: Path) -> EdgeSettings:
+    """Read and validate an edge settings file."""
+    return load_model(Path(path), EdgeSettings)
