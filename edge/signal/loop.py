@@ -108,6 +108,8 @@ class SignalLoop:
         self._lane_of = site.channel_table()[:, 0]
         self._next_index = 0
         self._gap = False
+        self._batch: list[np.ndarray] = []
+        self._batch_n = 0
 
     def newtons_per_count(self) -> np.ndarray:
         """Scale of each channel at the current temperature, N per count."""
@@ -134,16 +136,26 @@ class SignalLoop:
         if self._gap:
             finished += self._end_at_gap()
         self._next_index += data.shape[1]
-        pulses = self.detector.push(data)
-        finished += self._assemble(pulses, self.detector.complete_through_s)
+        self._batch.append(data)
+        self._batch_n += data.shape[1]
+        if self._batch_n >= self.settings.batch_s * self.site.fs_hz:
+            finished += self._run_batch()
         self.stats.vehicles += len(finished)
         return finished
 
     def flush(self) -> list[Vehicle]:
         """End of the stream: finish every vehicle still held."""
-        vehicles = self.assembler.flush()
+        vehicles = self._run_batch() + self.assembler.flush()
         self.stats.vehicles += len(vehicles)
-        return vehicles
+        return sorted(vehicles, key=lambda v: v.t_s)
+
+    def _run_batch(self) -> list[Vehicle]:
+        """Detect pulses in the gathered blocks and assemble what they finish."""
+        if not self._batch:
+            return []
+        blocks, self._batch, self._batch_n = self._batch, [], 0
+        pulses = self.detector.push(*blocks)
+        return self._assemble(pulses, self.detector.complete_through_s)
 
     def trail(self) -> dict:
         """The parameters of every stage, for the evidence's processing trail."""
@@ -174,9 +186,10 @@ class SignalLoop:
         """Samples were lost: finish held vehicles flagged ``data_gap``, restart detection."""
         self._gap = False
         self.stats.gaps += 1
+        before = self._run_batch()          # the samples gathered before the gap are good
+        ended = [_with_flag(v, "data_gap") for v in self.assembler.flush()]
         self.detector.reset(self._next_index)
-        ended = self.assembler.flush()
-        return [_with_flag(v, "data_gap") for v in ended]
+        return before + ended
 
 
 def _with_flag(v: Vehicle, flag: str) -> Vehicle:

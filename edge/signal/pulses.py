@@ -6,9 +6,12 @@ to block, so that feeding a recording in any split gives the same pulses as feed
 once (frames are aligned to the stream's first sample; a pulse still open at the end of a
 block is carried, raw, into the next).
 
-Per sample, only three whole-array operations run: one comparison against the per-frame
-threshold, one ``flatnonzero``, and the baseline statistics on every ``decimation``-th
-sample. All further work touches only the samples inside pulses.
+Per sample, only three whole-array operations run: each frame's maximum (a frame is
+quiet when its maximum stays under the threshold, and only quiet frames move the
+baseline, so the recursion from frame to frame runs on one value per channel), one
+comparison against the per-frame threshold and one ``flatnonzero``; the baseline level
+reads a contiguous ``1/decimation`` of each frame. All further work touches only the
+samples inside pulses.
 """
 
 from dataclasses import dataclass, field
@@ -74,18 +77,18 @@ class PulseDetector:
         self._carry = None
         self._carry_start = next_start
 
-    def push(self, block: np.ndarray) -> np.ndarray:
-        """Add samples, return the pulses that are now complete."""
-        buf = block if self._carry is None else np.concatenate([self._carry, block], axis=1)
+    def push(self, *blocks: np.ndarray) -> np.ndarray:
+        """Add samples (one block or several in a row); return the pulses now complete."""
+        parts = ([] if self._carry is None else [self._carry]) + list(blocks)
+        buf = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         w = self.settings.frame_samples
         n_frames = buf.shape[1] // w
         if n_frames == 0:
             self._carry = buf
             return np.empty(0, PULSE_DTYPE)
-        frames = np.ascontiguousarray(buf[:, : n_frames * w]).reshape(
-            self.n_channels, n_frames, w)
-        level, after = self._baselines(frames)
-        pulses, cut_frame = self._pulses(frames, level)
+        frames = buf[:, : n_frames * w].reshape(self.n_channels, n_frames, w)  # a view
+        level, after, mask = self._detect(frames)
+        pulses, cut_frame = self._pulses(frames, level, mask)
         self._baseline = after[:, cut_frame - 1] if cut_frame > 0 else self._baseline
         self._carry = buf[:, cut_frame * w:] if cut_frame * w < buf.shape[1] else None
         self.stats.samples += cut_frame * w
@@ -93,41 +96,47 @@ class PulseDetector:
         self.stats.pulses += len(pulses)
         return pulses
 
-    def _baselines(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Baseline in force during each frame, and after each frame, ``(C, F)`` each.
+    def _detect(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The baseline before and after each frame, and the samples above threshold.
 
-        The baseline follows the mean of quiet frames (their decimated samples span less
-        than ``lo_counts``) with an exponential time constant; a busy frame holds it.
+        Returns ``level`` and ``after`` ``(C, F)`` and the mask ``(C, F, W)``. A frame
+        with no sample above the threshold is quiet: its mean (over a contiguous slice of
+        ``frame_samples / decimation`` samples) pulls the baseline with time constant
+        ``baseline_tau_s``; a busy frame holds it, as does a quiet frame further than
+        ``max_baseline_step_counts`` from it (a load standing on the strip, not drift).
         """
         s = self.settings
-        dec = frames[:, :, :: s.decimation]
-        mean = dec.mean(axis=2)
-        quiet = (dec.max(axis=2) - dec.min(axis=2)) < s.lo_counts
+        n_ch, n_frames, w = frames.shape
+        head = frames[:, :, : w // s.decimation].mean(axis=2)
         if self._baseline is None:  # the first data: most of any recording is idle
-            self._baseline = np.median(dec[:, 0, :], axis=1).astype(np.float64)
-            self._suppress = np.zeros(self.n_channels, bool)
-        quiet &= np.abs(mean - self._baseline[:, None]) < s.max_baseline_step_counts
-        self.stats.baseline_holds += int((~quiet).sum())
-        alpha = 1.0 - np.exp(-s.frame_samples / (s.baseline_tau_s * self.fs_hz))
-        level = np.empty_like(mean)
-        after = np.empty_like(mean)
+            self._baseline = np.median(frames[:, 0, :], axis=1).astype(np.float64)
+            self._suppress = np.zeros(n_ch, bool)
+        alpha = 1.0 - np.exp(-w / (s.baseline_tau_s * self.fs_hz))
+        peak = frames.max(axis=2)
+        level = np.empty((n_ch, n_frames))
+        after = np.empty((n_ch, n_frames))
+        threshold = np.empty((n_ch, n_frames), np.int16)
         b = self._baseline.copy()
-        for k in range(mean.shape[1]):  # per frame, vectorised over channels
+        for k in range(n_frames):  # per frame, over channels: arrays of n_ch values only
             level[:, k] = b
-            b = np.where(quiet[:, k], b + alpha * (mean[:, k] - b), b)
+            threshold[:, k] = np.minimum(np.floor(b + s.lo_counts), INT16_MAX)
+            step = head[:, k] - b
+            quiet = (peak[:, k] <= threshold[:, k]) & (np.abs(step) < s.max_baseline_step_counts)
+            b = b + alpha * step * quiet
             after[:, k] = b
-        return level, after
+        self.stats.baseline_holds += int((level == after).sum())
+        return level, after, frames > threshold[:, :, None]
 
-    def _pulses(self, frames: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, int]:
+    def _pulses(self, frames: np.ndarray, level: np.ndarray, mask: np.ndarray
+                ) -> tuple[np.ndarray, int]:
         """Pulses starting before the cut, and the cut (in frames) for the next block."""
         s = self.settings
         n_ch, n_frames, w = frames.shape
         n = n_frames * w
-        threshold = np.clip(np.floor(level + s.lo_counts), -32768, INT16_MAX).astype(np.int16)
-        idx = np.flatnonzero(frames > threshold[:, :, None])
+        idx = np.flatnonzero(mask)
         if idx.size == 0:
             return np.empty(0, PULSE_DTYPE), n_frames
-        flat = frames.reshape(-1)
+        flat = _Flat(frames)
         breaks = np.flatnonzero((np.diff(idx) > s.merge_gap_samples + 1)
                                 | (np.diff(idx // n) != 0)) + 1
         first = np.concatenate([[0], breaks])          # index into idx of each run's start
@@ -136,12 +145,13 @@ class PulseDetector:
         channel = start // n
         cut = self._cut(start % n, end % n, channel, n, w)
         keep = (start % n) < cut * w
-        y = flat[idx].astype(np.float64) - level.reshape(-1)[idx // w]
+        raw = flat[idx]
+        y = raw.astype(np.float64) - level.reshape(-1)[idx // w]
         run = np.repeat(np.arange(first.size), last - first + 1)
         area = np.add.reduceat(y, first)
         peak = np.maximum.reduceat(y, first)
         moment = np.add.reduceat(y * (idx - start[run]), first)
-        saturated = np.maximum.reduceat(flat[idx], first) >= INT16_MAX
+        saturated = np.maximum.reduceat(raw, first) >= INT16_MAX
         length_ok = (end - start + 1) <= s.max_pulse_s * self.fs_hz
         fresh = ~(self._suppress[channel] & (start % n == 0))
         good = keep & (peak >= s.hi_counts) & length_ok & fresh
@@ -150,8 +160,14 @@ class PulseDetector:
         open_at_end = (end % n) == n - 1
         self._suppress = np.zeros(n_ch, bool)
         self._suppress[channel[open_at_end & ~length_ok]] = True
-        t_on, t_off = self._half_peak_times(flat, level, y, idx, run=run, first=first,
-                                            last=last, peak=peak, n=n, w=w)
+        beside = np.concatenate([np.maximum(start - 1, channel * n),
+                                 np.minimum(end + 1, channel * n + n - 1)])
+        y_beside = flat[beside].astype(np.float64) - level.reshape(-1)[beside // w]
+        t_on, t_off = _half_peak_times(y, idx, run, first=first, last=last, peak=peak,
+                                       y_before=y_beside[: first.size],
+                                       y_after=y_beside[first.size:])
+        t_on -= channel * n
+        t_off -= channel * n
         t0 = self._carry_start
         out = np.empty(int(good.sum()), PULSE_DTYPE)
         out["channel"] = channel[good]
@@ -182,32 +198,44 @@ class PulseDetector:
                 return cut
             cut = int(max(start[straddling].min() - 1, 0)) // w
 
-    @staticmethod
-    def _half_peak_times(flat: np.ndarray, level: np.ndarray, y: np.ndarray, idx: np.ndarray,
-                         *, run: np.ndarray, first: np.ndarray, last: np.ndarray,
-                         peak: np.ndarray, n: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        """Sub-sample times (in samples from the buffer start) of the half-peak crossings."""
-        half = peak / 2
-        above = np.flatnonzero(y >= half[run])
-        new = np.concatenate([[True], run[above[1:]] != run[above[:-1]]])
-        rise = above[new]
-        fall = above[np.concatenate([new[1:], [True]])]
 
-        def outside(pos: np.ndarray, step: int) -> np.ndarray:
-            """Value of the sample just outside a pulse (clamped to the buffer)."""
-            ch, p = pos // n, pos % n
-            q = np.clip(p + step, 0, n - 1)
-            q_flat = ch * n + q
-            return flat[q_flat].astype(np.float64) - level.reshape(-1)[q_flat // w]
+def _half_peak_times(y: np.ndarray, idx: np.ndarray, run: np.ndarray, *, first: np.ndarray,
+                     last: np.ndarray, peak: np.ndarray, y_before: np.ndarray,
+                     y_after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-sample flat positions where each run first and last crosses half its peak.
 
-        prev_y = np.where(rise > first, y[np.maximum(rise - 1, 0)], outside(idx[rise], -1))
-        prev_p = np.where(rise > first, idx[np.maximum(rise - 1, 0)], idx[rise] - 1)
-        next_y = np.where(fall < last, y[np.minimum(fall + 1, y.size - 1)],
-                          outside(idx[fall], 1))
-        next_p = np.where(fall < last, idx[np.minimum(fall + 1, y.size - 1)], idx[fall] + 1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            f_on = np.clip((half - prev_y) / (y[rise] - prev_y), 0.0, 1.0)
-            f_off = np.clip((y[fall] - half) / (y[fall] - next_y), 0.0, 1.0)
-        t_on = prev_p + np.nan_to_num(f_on, nan=1.0) * (idx[rise] - prev_p)
-        t_off = idx[fall] + np.nan_to_num(f_off, nan=0.0) * (next_p - idx[fall])
-        return t_on % n, t_off % n
+    ``y`` are the values above baseline of the samples at flat positions ``idx``, run by
+    run; ``y_before`` / ``y_after`` the values of the samples just outside each run.
+    """
+    half = peak / 2
+    above = np.flatnonzero(y >= half[run])
+    new = np.empty(above.size, bool)
+    new[0] = True
+    np.not_equal(run[above[1:]], run[above[:-1]], out=new[1:])
+    rise = above[new]
+    fall = above[np.append(new[1:], True)]
+    inside_on = rise > first
+    prev_y = np.where(inside_on, y[np.maximum(rise - 1, 0)], y_before)
+    prev_p = np.where(inside_on, idx[np.maximum(rise - 1, 0)], idx[rise] - 1)
+    inside_off = fall < last
+    next_y = np.where(inside_off, y[np.minimum(fall + 1, y.size - 1)], y_after)
+    next_p = np.where(inside_off, idx[np.minimum(fall + 1, y.size - 1)], idx[fall] + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_on = np.nan_to_num((half - prev_y) / (y[rise] - prev_y), nan=1.0)
+        f_off = np.nan_to_num((y[fall] - half) / (y[fall] - next_y), nan=0.0)
+    t_on = prev_p + np.clip(f_on, 0.0, 1.0) * (idx[rise] - prev_p)
+    t_off = idx[fall] + np.clip(f_off, 0.0, 1.0) * (next_p - idx[fall])
+    return t_on, t_off
+
+
+class _Flat:
+    """Index a ``(C, F, W)`` view by flat position without copying it."""
+
+    def __init__(self, frames: np.ndarray) -> None:
+        self.frames = frames
+        self.n = frames.shape[1] * frames.shape[2]
+        self.w = frames.shape[2]
+
+    def __getitem__(self, flat_index: np.ndarray) -> np.ndarray:
+        ch, pos = np.divmod(flat_index, self.n)
+        return self.frames[ch, pos // self.w, pos % self.w]

@@ -12,6 +12,9 @@ class SignalSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    batch_s: float = Field(4.0, gt=0, description="blocks are gathered until this much "
+                           "signal is present, then processed together (latency vs cost)")
+
     # Baseline tracking and pulse detection (edge.signal.pulses)
     frame_samples: int = Field(4096, ge=256, description="samples per baseline frame")
     decimation: int = Field(8, ge=1, description="every n-th sample feeds the baseline")
@@ -36,6 +39,9 @@ class SignalSettings(BaseModel):
         "tyre is single")
     wide_base_max_n_per_m: float = Field(
         318_000.0, gt=0, description="... at or below which it is wide-base, above dual")
+    light_vehicle_axle_max_kg: float = Field(
+        2000.0, gt=0, description="a front axle heavier than this is a truck's: its "
+        "unreadable light wheels are dual")
     ghost_axle_max_kg: float = Field(150.0, ge=0, description="lighter axles are ghosts")
 
     # Vehicles (edge.signal.vehicles)

@@ -12,6 +12,8 @@ limit by 3 000 kg), so doubt goes to the party: the axles of one group are read 
 has a dual axle.
 """
 
+import statistics
+
 import numpy as np
 
 from edge.signal.settings import SignalSettings
@@ -43,13 +45,24 @@ def kind_of(per_m: np.ndarray, settings: SignalSettings) -> np.ndarray:
                     np.where(per_m <= settings.wide_base_max_n_per_m, 1, 2))
 
 
+def _axle_kinds(per_m: np.ndarray, resolved: np.ndarray, settings: SignalSettings
+                ) -> np.ndarray:
+    """Index into :data:`KINDS` per axle, -1 where unknown.
+
+    An unresolved patch gives only a lower bound of the load per length: above the
+    single-tyre range it rules single out and the axle counts as dual (the law's
+    default); below, nothing is known.
+    """
+    kind = kind_of(per_m, settings)
+    return np.where(resolved, kind, np.where(kind > 0, 2, -1))
+
+
 def axle_tyres(load_kg: np.ndarray, contact_m: np.ndarray, strip_m: float,
                settings: SignalSettings) -> tuple[str | None, ...]:
     """Each axle read on its own; None where it cannot be read."""
     per_m, resolved = load_per_length(load_kg, contact_m, strip_m)
-    kind = kind_of(per_m, settings)
-    known = resolved | (kind > 0)
-    return tuple(KINDS[k] if ok else None for k, ok in zip(kind, known, strict=True))
+    return tuple(KINDS[k] if k >= 0 else None
+                 for k in _axle_kinds(per_m, resolved, settings))
 
 
 def vehicle_tyres(load_kg: np.ndarray, contact_m: np.ndarray, spacings_m: np.ndarray, *,
@@ -57,8 +70,12 @@ def vehicle_tyres(load_kg: np.ndarray, contact_m: np.ndarray, spacings_m: np.nda
                   readable: bool = True) -> tuple[str, ...]:
     """The tyres of one vehicle's axles, group by group.
 
-    A vehicle whose wheels were not fully on the strips (``readable`` false) gets the
-    law's default instead of a reading: single tyres on the steer axle, dual elsewhere.
+    A group's measured axles are read together (the median load per length); a group
+    with none measured takes what its unresolved axles rule out. Light wheels that
+    cannot be read are dual on a truck (a vehicle with a dual axle, or whose front axle
+    is heavier than ``light_vehicle_axle_max_kg``), single on a car. A vehicle whose
+    wheels were not fully on the strips (``readable`` false) gets the law's default
+    instead of a reading: single tyres on the steer axle, dual elsewhere.
 
     Examples
     --------
@@ -67,15 +84,19 @@ def vehicle_tyres(load_kg: np.ndarray, contact_m: np.ndarray, spacings_m: np.nda
     ...               np.array([4.0, 1.35]), group_threshold_m=1.9, strip_m=0.05, settings=s)
     ('single', 'dual', 'dual')
     """
+    load_kg = np.asarray(load_kg, float)
     if not readable:
         return ("single",) + ("dual",) * (len(load_kg) - 1)
     per_m, resolved = load_per_length(load_kg, contact_m, strip_m)
-    known = resolved | (kind_of(per_m, settings) > 0)
+    axle_kind = _axle_kinds(per_m, resolved, settings)
     groups = np.split(np.arange(len(per_m)),
                       np.flatnonzero(np.asarray(spacings_m) >= group_threshold_m) + 1)
     kind = np.full(len(per_m), -1)
     for g in groups:
-        if known[g].any():
-            kind[g] = kind_of(np.array([np.median(per_m[g][known[g]])]), settings)[0]
-    fill = 2 if (kind > 0).any() else 0   # light unreadable wheels: a truck's are dual
-    return tuple(KINDS[k if k >= 0 else fill] for k in kind)
+        if resolved[g].any():
+            kind[g] = kind_of(np.array([statistics.median(per_m[g][resolved[g]].tolist())]),
+                              settings)[0]
+        elif (axle_kind[g] >= 0).any():
+            kind[g] = axle_kind[g].max()
+    truck = (kind > 0).any() or load_kg[0] > settings.light_vehicle_axle_max_kg
+    return tuple(KINDS[k if k >= 0 else (2 if truck else 0)] for k in kind)
