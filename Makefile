@@ -23,7 +23,7 @@ test: lint
 	$(BIN)/pytest -q
 
 test-slow: $(STAMP)
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest -q -m slow     # the long variants; `make test` leaves them out
 
 demo: $(STAMP)
 	$(BIN)/zhichao demo

@@ -90,7 +90,3 @@ FLEET: tuple[VehicleClass, ...] = (
                  (0.05, 0.1, 0.2, 0.22, 0.22, 0.21), 46_000),
 )
 
-
-def fleet_by_code() -> dict[str, VehicleClass]:
-    """The fleet keyed by axle-type code."""
-    return {cls.code: cls for cls in FLEET}

@@ -23,6 +23,9 @@ from drivers.strips import StripArray
 from sim.fleet import CAR_TYRE_WIDTH_M, TYRE_WIDTH_M
 from sim.traffic import G_MPS2, VehicleTruth
 
+NOISE_CHUNK = 1000
+"""Samples per independently seeded chunk of noise."""
+
 
 @dataclass(frozen=True)
 class SensorNoise:
@@ -77,9 +80,10 @@ def wheel_passes(site: StripArray, v: VehicleTruth) -> list[WheelPass]:
         patch = wheel_n / (v.tyre_pressure_pa * width)
         for row, row_m in enumerate(rows):
             travelled = row_m + v.axle_pos_m[axle]
-            t_c = float(v.time_at(np.array(travelled)))
+            t_axle = float(v.time_at(np.array(travelled)))
             speed = float(v.speed_at(np.array(travelled)))
-            lateral = v.lateral_offset_m + v.lateral_speed_mps * (t_c - v.t0_s)
+            lateral = v.lateral_offset_m + v.lateral_speed_mps * (t_axle - v.t0_s)
+            yaw = np.arctan2(v.lateral_speed_mps, speed)  # heading off the lane's axis
             for side in (-1.0, 1.0):
                 halves, shares = _lateral_shares(site, v.lane, lateral + side * v.track_m / 2,
                                                  width)
@@ -87,6 +91,8 @@ def wheel_passes(site: StripArray, v: VehicleTruth) -> list[WheelPass]:
                     continue
                 lane_of, half = np.divmod(halves, 2)
                 channels = (lane_of * site.rows + row) * 2 + half
+                # turned by the yaw, the wheel on the side it moves towards runs ahead
+                t_c = t_axle - side * np.sin(yaw) * v.track_m / 2 / speed
                 passes.append(WheelPass(v, axle, t_c, speed, v.accel_mps2, wheel_n, patch,
                                         channels, shares))
     return passes
@@ -145,9 +151,19 @@ class Renderer:
             counts = gain * _force(p, np.arange(lo, hi) / fs, site.strip_width_m)
             out[p.channels, lo - start:hi - start] += p.fractions[:, None] * counts[None, :]
         if self.noise.noise_counts > 0:
-            rng = np.random.default_rng([self.seed, 2, start])
-            out += rng.normal(0.0, self.noise.noise_counts, out.shape)
+            out += self._noise(start, n_samples)
         return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+
+    def _noise(self, start: int, n_samples: int) -> np.ndarray:
+        """White noise for samples ``[start, start + n)``, the same however it is split:
+        drawn in fixed chunks, each from its own seed."""
+        chunk = NOISE_CHUNK
+        first, last = start // chunk, (start + n_samples - 1) // chunk
+        parts = [np.random.default_rng([self.seed, 2, c]).normal(
+                     0.0, self.noise.noise_counts, (self.site.n_channels, chunk))
+                 for c in range(first, last + 1)]
+        noise = np.concatenate(parts, axis=1)
+        return noise[:, start - first * chunk: start - first * chunk + n_samples]
 
     def blocks(self, duration_s: float, block_s: float = 1.0) -> Iterator[np.ndarray]:
         """The whole recording as consecutive blocks of ``block_s`` seconds."""

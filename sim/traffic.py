@@ -238,21 +238,32 @@ def _occupancy(v: VehicleTruth, site: StripArray, gap_m: float) -> tuple[float, 
     return start, float(v.time_at(np.array(end_m)))
 
 
+def _lanes_taken(v: VehicleTruth) -> set[int]:
+    """The lanes a vehicle occupies: its own, and the next one when straddling."""
+    if v.bad != "straddling":
+        return {v.lane}
+    return {v.lane, v.lane + (1 if v.lateral_offset_m > 0 else -1)}
+
+
 def _clear_beside_straddlers(vehicles: list[VehicleTruth], site: StripArray, gap_m: float
                              ) -> list[VehicleTruth]:
-    """Drop vehicles that would share space with a vehicle straddling into their lane.
+    """Drop vehicles that would share space with a straddling vehicle.
 
-    A straddling vehicle occupies two lanes; nothing drives beside it in the second.
+    A straddling vehicle occupies two lanes; nothing drives beside it in the second,
+    and no other straddler crosses into its lanes then. Earlier vehicles keep their place;
+    a tailgater whose leader is dropped goes with it (it would tailgate nobody).
     """
-    blocked = []
-    for v in vehicles:
-        if v.bad == "straddling":
-            other = v.lane + (1 if v.lateral_offset_m > 0 else -1)
-            blocked.append((other, *_occupancy(v, site, gap_m)))
-    def free(v: VehicleTruth) -> bool:
-        t0, t1 = _occupancy(v, site, gap_m)
-        return not any(lane == v.lane and t0 < b1 and b0 < t1 for lane, b0, b1 in blocked)
-    return [v for v in vehicles if v.bad == "straddling" or free(v)]
+    kept: list[tuple[VehicleTruth, set[int], float, float]] = []
+    last_in_lane: dict[int, bool] = {}  # was the previous vehicle of the lane kept?
+    for v in sorted(vehicles, key=lambda v: v.t0_s):
+        lanes, (t0, t1) = _lanes_taken(v), _occupancy(v, site, gap_m)
+        clash = any((v.bad == "straddling" or k.bad == "straddling") and lanes & k_lanes
+                    and t0 < k1 and k0 < t1 for k, k_lanes, k0, k1 in kept)
+        clash |= v.bad == "tailgating" and not last_in_lane.get(v.lane, True)
+        last_in_lane[v.lane] = not clash
+        if not clash:
+            kept.append((v, lanes, t0, t1))
+    return [k[0] for k in kept]
 
 
 def _renumber(v: VehicleTruth, vehicle_id: int) -> VehicleTruth:

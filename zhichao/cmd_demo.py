@@ -126,6 +126,8 @@ def grade_vehicles(vehicles: list[Vehicle], rules: overload.RuleBook, benchmark:
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit status."""
     console = Console()
+    if not console.is_terminal:  # piped or logged: no terminal width to fit, keep rows whole
+        console = Console(width=120)
     settings = load_edge_settings(args.config) if args.config else EdgeSettings()
     rules = load_rules_for(settings)
     site = settings.site
@@ -154,11 +156,16 @@ def _summary(console: Console, site: object, *, truth: list, vehicles: list[Vehi
     console.print(
         f"\n[bold]summary[/]: {len(vehicles)} vehicles weighed "
         f"({len(truth)} passed), {int((action == 'none').sum())} within the limit, "
-        f"[yellow]{int((action == 'warning').sum())} warnings[/], "
-        f"[bold red]{int((action == 'fine').sum())} fines[/] totalling "
+        f"[yellow]{_count(int((action == 'warning').sum()), 'warning')}[/], "
+        f"[bold red]{_count(int((action == 'fine').sum()), 'fine')}[/] totalling "
         f"¥{np.nansum(fines):,.0f}; {flagged} with quality flags.\n"
         f"signal loop: {duration_s / max(busy, 1e-9):,.0f}× real time; against the "
         f"simulation's truth: gross weight error {s['gvw_error_mean_pct']:+.2f} % mean, "
         f"{s['gvw_error_std_pct']:.2f} % std, axle counts wrong "
         f"{s['wrong_axle_count_pct']:.1f} %. Rule tables {rules.digest[:12]}."
     )
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 fine', '3 fines'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -37,7 +37,7 @@ def describe_validation_error(source: str, exc: ValidationError, prefix: str = "
         loc = ".".join(str(part) for part in (prefix, *err["loc"]) if part != "")
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "is not a known option (a typo?)"
+            msg = f"is not a known option (a typo?) (got {err['input']!r})"
         elif err["type"] == "missing":
             msg = "is required but missing"
         elif err["type"] == "value_error":

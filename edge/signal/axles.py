@@ -20,19 +20,22 @@ from edge.signal.settings import SignalSettings
 
 G_MPS2 = 9.80665
 SPAN_S = 1e9
-"""Longer than any stream: segment keys ``segment * SPAN_S + t`` never interleave."""
+"""Longer than any stream (s): keys ``group * SPAN_S + t`` of segments or channels never
+interleave."""
 
 
 @dataclass(frozen=True)
 class RowPasses:
     """Axle passes over one row: the left and right halves of each axle paired.
 
-    Arrays of shape ``(n,)``, ordered by key: segment, time (s), left and right
-    force-time (N·s), the half-peak width (s), and whether a half was saturated.
+    Arrays of shape ``(n,)``, ordered by key: segment, time (s), the right half's time
+    minus the left's (s, NaN unless both are seen), left and right force-time (N·s),
+    the half-peak width (s), and whether a half was saturated.
     """
 
     segment: np.ndarray
     t_s: np.ndarray
+    skew_s: np.ndarray
     area_left: np.ndarray
     area_right: np.ndarray
     width_s: np.ndarray
@@ -54,6 +57,7 @@ class Axles:
     load_kg: np.ndarray        # (n,) mean over the rows that saw the axle
     row_load_kg: np.ndarray    # (n, rows)
     left_share: np.ndarray     # (n, rows) share of the axle load on the left half
+    skew_s: np.ndarray         # (n, rows) right wheel's time minus the left's
     contact_m: np.ndarray      # (n,) contact-patch length, from speed × half-peak width
     saturated: np.ndarray      # (n,)
 
@@ -75,17 +79,22 @@ def pair_halves(pulses: np.ndarray, segment: np.ndarray, settings: SignalSetting
     p, seg = pulses[order], segment[order]
     if p.size == 0:
         e = np.empty(0)
-        return RowPasses(np.empty(0, np.int64), e, e, e, e, np.empty(0, bool))
+        return RowPasses(np.empty(0, np.int64), e, e, e, e, e, np.empty(0, bool))
     starts = np.flatnonzero(np.concatenate(
         [[True], (np.diff(p["t_c"]) > settings.pair_window_s) | (np.diff(seg) != 0)]))
     area = p["area"]
     left = np.where(p["channel"] % 2 == 0, area, 0.0)
     total = np.add.reduceat(area, starts)
+    area_left = np.add.reduceat(left, starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_left = np.add.reduceat(left * p["t_c"], starts) / area_left
+        t_right = np.add.reduceat((area - left) * p["t_c"], starts) / (total - area_left)
     return RowPasses(
         segment=seg[starts],
         t_s=np.add.reduceat(area * p["t_c"], starts) / total,
-        area_left=np.add.reduceat(left, starts),
-        area_right=total - np.add.reduceat(left, starts),
+        skew_s=t_right - t_left,
+        area_left=area_left,
+        area_right=total - area_left,
         width_s=np.add.reduceat(area * (p["t_off"] - p["t_on"]), starts) / total,
         saturated=np.maximum.reduceat(p["saturated"], starts).astype(bool),
     )
@@ -197,7 +206,7 @@ def build_axles(pulses: np.ndarray, segment: np.ndarray, site: StripArray,
         left_share = left / force_time
     return Axles(
         segment=seg, t_s=t_s, speed_mps=speed, load_kg=nanmean_rows(row_load_n) / G_MPS2,
-        row_load_kg=row_load_n / G_MPS2, left_share=left_share,
+        row_load_kg=row_load_n / G_MPS2, left_share=left_share, skew_s=per_row("skew_s"),
         contact_m=speed * nanmean_rows(width),
         saturated=np.nan_to_num(per_row("saturated"), nan=0.0).max(axis=1) > 0,
     )

@@ -12,23 +12,21 @@ the boundary, and both wheels are counted in the lower-numbered lane.
 import numpy as np
 
 from drivers.strips import StripArray
+from edge.signal.axles import SPAN_S
 
 
 def _partner_near(key: np.ndarray, channel: np.ndarray, t: np.ndarray, window_s: float
                   ) -> np.ndarray:
     """Does ``channel`` have a pulse within ``window_s`` of ``t``? (element-wise)
 
-    ``key`` is the sorted ``channel * SPAN + t_c`` of all pulses: one searchsorted finds,
+    ``key`` is the sorted ``channel * SPAN_S + t_c`` of all pulses: one searchsorted finds,
     for every query, its neighbours on that channel.
     """
-    q = channel * _SPAN_S + t
+    q = channel * SPAN_S + t
     j = np.searchsorted(key, q)
     before = np.abs(key[np.maximum(j - 1, 0)] - q) if key.size else np.full(q.size, np.inf)
     after = np.abs(key[np.minimum(j, key.size - 1)] - q) if key.size else before
     return np.minimum(before, after) <= window_s
-
-
-_SPAN_S = 1e9  # longer than any stream, so channels never overlap in the key
 
 
 def rehome_boundary_pulses(pulses: np.ndarray, site: StripArray, window_s: float
@@ -44,7 +42,7 @@ def rehome_boundary_pulses(pulses: np.ndarray, site: StripArray, window_s: float
         return out
     ch = pulses["channel"].astype(np.int64)
     t = pulses["t_c"]
-    key = np.sort(ch * _SPAN_S + t)
+    key = np.sort(ch * SPAN_S + t)
     lane, half = ch // site.channels_per_lane, ch % 2
     step = np.where(half == 1, 1, -1)                 # towards the neighbour lane
     inside = (lane + step >= 0) & (lane + step < site.lanes)

@@ -19,13 +19,17 @@ from edge.signal.lanes import rehome_boundary_pulses
 from edge.signal.pulses import PulseDetector
 from edge.signal.settings import SignalSettings
 from edge.signal.vehicles import AxleCoder, Vehicle, VehicleAssembler
-from zhichao.errors import ZhichaoError
+from zhichao.errors import ConfigError, ZhichaoError
 
 log = logging.getLogger("zhichao.edge.signal")
 
 
 class SignalError(ZhichaoError):
-    """A block of samples the loop cannot use."""
+    """A block of samples the loop cannot use; ``reason`` names the kind of fault."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -50,26 +54,28 @@ def check_block(block: object, n_channels: int) -> np.ndarray:
     edge.signal.loop.SignalError: sample block has 2 channels, expected 4 (shape (2, 3))
     """
     if not isinstance(block, np.ndarray):
-        raise SignalError(f"sample block is a {type(block).__name__}, expected a numpy array")
+        raise SignalError(f"sample block is a {type(block).__name__}, expected a numpy array",
+                          "not an array")
     if block.ndim != 2:
         raise SignalError(f"sample block has {block.ndim} dimension(s), expected 2 "
-                          f"(channels, samples); shape {block.shape}")
+                          f"(channels, samples); shape {block.shape}", "wrong shape")
     if block.shape[0] != n_channels:
         raise SignalError(f"sample block has {block.shape[0]} channels, expected "
-                          f"{n_channels} (shape {block.shape})")
+                          f"{n_channels} (shape {block.shape})", "wrong channel count")
     if block.dtype == np.int16:
         return block
     if not np.issubdtype(block.dtype, np.number) or np.iscomplexobj(block):
-        raise SignalError(f"sample block has dtype {block.dtype}, expected int16 counts")
+        raise SignalError(f"sample block has dtype {block.dtype}, expected int16 counts",
+                          "wrong dtype")
     bad = ~np.isfinite(block) if np.issubdtype(block.dtype, np.floating) else None
     if bad is not None and bad.any():
         ch, i = np.argwhere(bad)[0]
         raise SignalError(f"sample block holds {int(bad.sum())} NaN/inf value(s), first at "
-                          f"channel {ch}, sample {i}")
+                          f"channel {ch}, sample {i}", "NaN or inf")
     lo, hi = np.iinfo(np.int16).min, np.iinfo(np.int16).max
     if block.size and (block.min() < lo or block.max() > hi):
         raise SignalError(f"sample block has values outside the int16 range "
-                          f"({block.min()}..{block.max()})")
+                          f"({block.min()}..{block.max()})", "out of range")
     return np.rint(block).astype(np.int16)
 
 
@@ -99,7 +105,7 @@ class SignalLoop:
         self.calibration = (np.ones(site.n_channels) if calibration is None
                             else np.asarray(calibration, float))
         if self.calibration.shape != (site.n_channels,):
-            raise SignalError(f"calibration has {self.calibration.size} factors, expected "
+            raise ConfigError(f"calibration has {self.calibration.size} factors, expected "
                               f"one per channel ({site.n_channels})")
         self.detector = PulseDetector(site.n_channels, site.fs_hz, self.settings)
         self.assembler = VehicleAssembler(site, self.settings, coder, group_threshold_m)
@@ -110,6 +116,7 @@ class SignalLoop:
         self._gap = False
         self._batch: list[np.ndarray] = []
         self._batch_n = 0
+        self._gap_ends_s: list[float] = []
 
     def newtons_per_count(self) -> np.ndarray:
         """Scale of each channel at the current temperature, N per count."""
@@ -145,7 +152,7 @@ class SignalLoop:
 
     def flush(self) -> list[Vehicle]:
         """End of the stream: finish every vehicle still held."""
-        vehicles = self._run_batch() + self.assembler.flush()
+        vehicles = self._run_batch() + self._after_gaps(self.assembler.flush())
         self.stats.vehicles += len(vehicles)
         return sorted(vehicles, key=lambda v: v.t_s)
 
@@ -155,7 +162,7 @@ class SignalLoop:
             return []
         blocks, self._batch, self._batch_n = self._batch, [], 0
         pulses = self.detector.push(*blocks)
-        return self._assemble(pulses, self.detector.complete_through_s)
+        return self._after_gaps(self._assemble(pulses, self.detector.complete_through_s))
 
     def trail(self) -> dict:
         """The parameters of every stage, for the evidence's processing trail."""
@@ -172,13 +179,14 @@ class SignalLoop:
     def _drop(self, block: object, start_index: int | None, exc: SignalError) -> list[Vehicle]:
         """Count and report a bad block; advance the clock past it when its length is known."""
         self.stats.blocks_dropped += 1
-        self.stats.drop_reasons[str(exc).split(",")[0]] += 1
+        self.stats.drop_reasons[exc.reason] += 1
         where = f"block {self.stats.blocks}" + (f" at sample {start_index}"
                                                  if start_index is not None else "")
         log.warning("dropped %s: %s", where, exc)
         shape = getattr(block, "shape", ())
         if len(shape) == 2:
-            self._next_index = (start_index or self._next_index) + int(shape[1])
+            at = self._next_index if start_index is None else start_index
+            self._next_index = at + int(shape[1])
         self._gap = True
         return []
 
@@ -189,7 +197,27 @@ class SignalLoop:
         before = self._run_batch()          # the samples gathered before the gap are good
         ended = [_with_flag(v, "data_gap") for v in self.assembler.flush()]
         self.detector.reset(self._next_index)
+        self._gap_ends_s.append(self._next_index / self.site.fs_hz)
         return before + ended
+
+    def _after_gaps(self, vehicles: list[Vehicle]) -> list[Vehicle]:
+        """Flag ``data_gap`` on vehicles that may be the rest of one cut by a gap.
+
+        What follows a gap within one vehicle length (``max_wheelbase_m`` at the
+        vehicle's speed) may have lost its front axles in it; a vehicle that simply
+        arrived then is flagged too: doubt goes to review, not to a fine.
+        """
+        if not self._gap_ends_s:
+            return vehicles
+        reach = self.settings.max_wheelbase_m
+        span = self.site.row_positions_m()[-1]  # a first axle seen only by later rows
+        out = [_with_flag(v, "data_gap")
+               if any(-span / v.speed_mps <= v.t_s - g <= reach / v.speed_mps
+                      for g in self._gap_ends_s)
+               else v for v in vehicles]
+        horizon = self.detector.complete_through_s - reach / self.settings.min_speed_mps
+        self._gap_ends_s = [g for g in self._gap_ends_s if g > horizon]
+        return out
 
 
 def _with_flag(v: Vehicle, flag: str) -> Vehicle:

@@ -89,6 +89,8 @@ class PulseDetector:
         frames = buf[:, : n_frames * w].reshape(self.n_channels, n_frames, w)  # a view
         level, after, mask = self._detect(frames)
         pulses, cut_frame = self._pulses(frames, level, mask)
+        # frames from the cut on are carried and examined again with the next block
+        self.stats.baseline_holds += int((level[:, :cut_frame] == after[:, :cut_frame]).sum())
         self._baseline = after[:, cut_frame - 1] if cut_frame > 0 else self._baseline
         self._carry = buf[:, cut_frame * w:] if cut_frame * w < buf.shape[1] else None
         self.stats.samples += cut_frame * w
@@ -124,7 +126,6 @@ class PulseDetector:
             quiet = (peak[:, k] <= threshold[:, k]) & (np.abs(step) < s.max_baseline_step_counts)
             b = b + alpha * step * quiet
             after[:, k] = b
-        self.stats.baseline_holds += int((level == after).sum())
         return level, after, frames > threshold[:, :, None]
 
     def _pulses(self, frames: np.ndarray, level: np.ndarray, mask: np.ndarray
@@ -155,11 +156,14 @@ class PulseDetector:
         length_ok = (end - start + 1) <= s.max_pulse_s * self.fs_hz
         fresh = ~(self._suppress[channel] & (start % n == 0))
         good = keep & (peak >= s.hi_counts) & length_ok & fresh
-        self.stats.below_hi += int((keep & (peak < s.hi_counts)).sum())
-        self.stats.too_long += int((keep & ~length_ok).sum())
-        open_at_end = (end % n) == n - 1
+        self.stats.below_hi += int((keep & fresh & (peak < s.hi_counts)).sum())
+        self.stats.too_long += int((keep & fresh & ~length_ok).sum())
+        # A dropped run that reaches past the cut comes back, cut short, with the next
+        # block: its tail must be dropped too, not reported as a pulse of its own.
+        goes_on = (end % n >= cut * w) | (end % n == n - 1)   # into the carried samples
+        doomed = (~length_ok | ~fresh) & goes_on & (start % n < max(cut * w, 1))
         self._suppress = np.zeros(n_ch, bool)
-        self._suppress[channel[open_at_end & ~length_ok]] = True
+        self._suppress[channel[doomed]] = True
         beside = np.concatenate([np.maximum(start - 1, channel * n),
                                  np.minimum(end + 1, channel * n + n - 1)])
         y_beside = flat[beside].astype(np.float64) - level.reshape(-1)[beside // w]

@@ -62,6 +62,10 @@ class SignalSettings(BaseModel):
                                       "of its load on one half is straddling")
     weave_share_max: float = Field(0.1, gt=0, description="change of the left share "
                                    "between rows that flags weaving")
+    weave_heading_max_rad: float = Field(0.012, gt=0, description="heading off the lane's "
+                                         "axis that flags weaving")
+    nominal_track_m: float = Field(1.9, gt=0, description="track width assumed when "
+                                   "turning the skew of an axle into a heading")
     close_after_s: float = Field(0.3, gt=0, description="a vehicle is finished after at "
                                  "least this much silence in its lane")
 

@@ -16,9 +16,9 @@ import statistics
 
 import numpy as np
 
+from edge.signal.axles import G_MPS2
 from edge.signal.settings import SignalSettings
 
-G_MPS2 = 9.80665
 KINDS = ("single", "wide_base", "dual")
 RESOLVED_MARGIN = 1.15
 """A patch must be this many strip widths long before its length counts as measured."""

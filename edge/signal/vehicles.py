@@ -9,10 +9,12 @@ lower accuracy under abnormal driving, so such passes must be marked):
 
 ``speed_change``  braking or accelerating over the vehicle's length
 ``straddling``    an axle's load sits mostly on one half: the vehicle is off the lane
-``weaving``       the left/right split changes between rows: moving sideways
+``weaving``       heading off the lane's axis (the wheels of an axle cross the strips at
+                  different times), or the left/right split changes between rows
 ``missing_axle``  an axle one row saw and another did not
 ``ghost_axle``    an axle too light to be real, or seen by one half of one row only
-``merged``        longer or with more axles than one vehicle can be: two vehicles merged
+``merged``        longer or with more axles than one vehicle can be (or a car with four
+                  axles or more): two vehicles merged
 ``off_speed``     outside the speed range the site is verified for
 ``saturated``     a channel reached the digitiser's limit: the load is a lower bound
 ``unknown_code``  the axle groups form no axle-type code
@@ -103,6 +105,21 @@ def split_vehicles(axles: Axles, spacing_m: np.ndarray, group_threshold_m: float
     return np.split(np.arange(axles.n), breaks)
 
 
+def heading_rad(axles: Axles, sel: np.ndarray, settings: SignalSettings) -> float:
+    """How far the vehicle heads off the lane's axis (rad), from its axles' skew.
+
+    Moving sideways, a vehicle crosses the strips at an angle: the wheel on the side it
+    moves towards arrives first, by ``track × sin(heading) / speed``. Only axles whose
+    load sits evenly on the two halves count (otherwise a half holds parts of both
+    wheels); NaN-free median over those.
+    """
+    share = axles.left_share[sel]
+    even = np.abs(share - 0.5) < 0.2
+    sin = -axles.skew_s[sel] * axles.speed_mps[sel, None] / settings.nominal_track_m
+    values = sin[even & ~np.isnan(sin)]
+    return float(np.arcsin(np.clip(np.median(values), -1, 1))) if values.size else 0.0
+
+
 def quality_flags(axles: Axles, sel: np.ndarray, spacings: np.ndarray,
                   settings: SignalSettings) -> set[str]:
     """The flags (see module doc) raised by one vehicle's axles."""
@@ -116,13 +133,16 @@ def quality_flags(axles: Axles, sel: np.ndarray, spacings: np.ndarray,
     if (lo < settings.straddle_share_min).any():
         flags.add("straddling")
     spread = np.where(seen, share, -np.inf).max(axis=1) - np.where(seen, share, np.inf).min(1)
-    if (spread > settings.weave_share_max).any():
+    if (spread > settings.weave_share_max).any() or abs(heading_rad(axles, sel, settings)) \
+            > settings.weave_heading_max_rad:
         flags.add("weaving")
     if not seen.all():
         flags.add("missing_axle")
     if (axles.load_kg[sel] <= settings.ghost_axle_max_kg).any():
         flags.add("ghost_axle")
-    if spacings.sum() > settings.max_wheelbase_m or sel.size > settings.max_axles:
+    car_front = axles.load_kg[sel[0]] <= settings.light_vehicle_axle_max_kg
+    if (spacings.sum() > settings.max_wheelbase_m or sel.size > settings.max_axles
+            or (car_front and sel.size >= 4)):
         flags.add("merged")
     if not settings.min_speed_mps <= speed.mean() <= settings.max_speed_mps:
         flags.add("off_speed")
