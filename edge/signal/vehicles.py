@@ -105,50 +105,60 @@ def split_vehicles(axles: Axles, spacing_m: np.ndarray, group_threshold_m: float
     return np.split(np.arange(axles.n), breaks)
 
 
-def heading_rad(axles: Axles, sel: np.ndarray, settings: SignalSettings) -> float:
-    """How far the vehicle heads off the lane's axis (rad), from its axles' skew.
+def axle_heading_sin(axles: Axles, settings: SignalSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Per axle: the sum over rows of sin(heading), and how many rows gave one.
 
     Moving sideways, a vehicle crosses the strips at an angle: the wheel on the side it
-    moves towards arrives first, by ``track × sin(heading) / speed``. Only axles whose
+    moves towards arrives first, by ``track × sin(heading) / speed``. Only passes whose
     load sits evenly on the two halves count (otherwise a half holds parts of both
-    wheels); NaN-free median over those.
+    wheels).
     """
-    share = axles.left_share[sel]
-    even = np.abs(share - 0.5) < 0.2
-    sin = -axles.skew_s[sel] * axles.speed_mps[sel, None] / settings.nominal_track_m
-    values = sin[even & ~np.isnan(sin)]
-    return float(np.arcsin(np.clip(np.median(values), -1, 1))) if values.size else 0.0
+    sin = -axles.skew_s * axles.speed_mps[:, None] / settings.nominal_track_m
+    ok = (np.abs(axles.left_share - 0.5) < 0.2) & ~np.isnan(sin)
+    return np.where(ok, sin, 0.0).sum(axis=1), ok.sum(axis=1)
 
 
-def quality_flags(axles: Axles, sel: np.ndarray, spacings: np.ndarray,
-                  settings: SignalSettings) -> set[str]:
-    """The flags (see module doc) raised by one vehicle's axles."""
-    flags = set()
-    speed = axles.speed_mps[sel]
-    if sel.size >= 2 and abs(speed[-1] - speed[0]) > settings.speed_change_max * speed.mean():
-        flags.add("speed_change")
-    share = axles.left_share[sel]
+def quality_flags(axles: Axles, starts: np.ndarray, spacing_m: np.ndarray,
+                  settings: SignalSettings) -> list[set[str]]:
+    """The flags (see module doc) of every vehicle, whose axles begin at ``starts``.
+
+    Vehicles are consecutive runs of axles, so each test is one array operation over all
+    axles and one ``reduceat`` over the vehicles.
+    """
+    s = settings
+    n = np.diff(np.append(starts, axles.n))
+    ends = starts + n - 1
+
+    def any_of(per_axle: np.ndarray) -> np.ndarray:
+        return np.logical_or.reduceat(per_axle, starts)
+
+    share = axles.left_share
     seen = ~np.isnan(share)
-    lo = np.where(seen, np.minimum(share, 1 - share), 1.0).min(axis=1)
-    if (lo < settings.straddle_share_min).any():
-        flags.add("straddling")
+    speed = axles.speed_mps
+    mean_speed = np.add.reduceat(speed, starts) / n
+    sin_sum, sin_n = axle_heading_sin(axles, s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        heading = np.arcsin(np.clip(np.add.reduceat(sin_sum, starts)
+                                    / np.add.reduceat(sin_n, starts), -1, 1))
     spread = np.where(seen, share, -np.inf).max(axis=1) - np.where(seen, share, np.inf).min(1)
-    if (spread > settings.weave_share_max).any() or abs(heading_rad(axles, sel, settings)) \
-            > settings.weave_heading_max_rad:
-        flags.add("weaving")
-    if not seen.all():
-        flags.add("missing_axle")
-    if (axles.load_kg[sel] <= settings.ghost_axle_max_kg).any():
-        flags.add("ghost_axle")
-    car_front = axles.load_kg[sel[0]] <= settings.light_vehicle_axle_max_kg
-    if (spacings.sum() > settings.max_wheelbase_m or sel.size > settings.max_axles
-            or (car_front and sel.size >= 4)):
-        flags.add("merged")
-    if not settings.min_speed_mps <= speed.mean() <= settings.max_speed_mps:
-        flags.add("off_speed")
-    if axles.saturated[sel].any():
-        flags.add("saturated")
-    return flags
+    wheelbase = np.append(0.0, np.cumsum(np.nan_to_num(spacing_m)))
+    wheelbase = wheelbase[ends] - wheelbase[starts]
+    table = {
+        "speed_change": np.abs(speed[ends] - speed[starts]) > s.speed_change_max * mean_speed,
+        "straddling": any_of(np.where(seen, np.minimum(share, 1 - share), 1.0).min(axis=1)
+                             < s.straddle_share_min),
+        "weaving": any_of(spread > s.weave_share_max)
+                   | (np.abs(np.nan_to_num(heading)) > s.weave_heading_max_rad),
+        "missing_axle": any_of(~seen.all(axis=1)),
+        "ghost_axle": any_of(axles.load_kg <= s.ghost_axle_max_kg),
+        "merged": (wheelbase > s.max_wheelbase_m) | (n > s.max_axles)
+                  | ((axles.load_kg[starts] <= s.light_vehicle_axle_max_kg) & (n >= 4)),
+        "off_speed": (mean_speed < s.min_speed_mps) | (mean_speed > s.max_speed_mps),
+        "saturated": any_of(axles.saturated),
+    }
+    raised = np.column_stack(list(table.values()))
+    names = np.array(list(table))
+    return [set(names[row]) for row in raised]
 
 
 @dataclass
@@ -219,17 +229,19 @@ class VehicleAssembler:
         axles = build_axles(pulses, segment, self.site, self.settings)
         lane_of_segment = dict(zip(segment.tolist(), lane.tolist(), strict=False))
         spacing = axle_spacings(axles)
-        vehicles = [self._vehicle(axles, sel, spacing[sel[:-1]],
+        groups = [sel for sel in split_vehicles(axles, spacing, self.group_threshold_m,
+                                                self.site.strip_width_m, self.settings)
+                  if sel.size]
+        flags = quality_flags(axles, np.array([g[0] for g in groups]), spacing,
+                              self.settings)
+        vehicles = [self._vehicle(axles, sel, spacing[sel[:-1]], f,
                                   lane_of_segment[int(axles.segment[sel[0]])])
-                    for sel in split_vehicles(axles, spacing, self.group_threshold_m,
-                                              self.site.strip_width_m, self.settings)
-                    if sel.size]
+                    for sel, f in zip(groups, flags, strict=True)]
         return sorted(vehicles, key=lambda v: v.t_s)
 
-    def _vehicle(self, axles: Axles, sel: np.ndarray, spacings: np.ndarray, lane: int
-                 ) -> Vehicle:
-        """One vehicle from its axles: flags, tyres, code, front-axle time."""
-        flags = quality_flags(axles, sel, spacings, self.settings)
+    def _vehicle(self, axles: Axles, sel: np.ndarray, spacings: np.ndarray, flags: set[str],
+                 lane: int) -> Vehicle:
+        """One vehicle from its axles and flags: tyres, code, front-axle time."""
         tyres = vehicle_tyres(axles.load_kg[sel], axles.contact_m[sel], spacings,
                               group_threshold_m=self.group_threshold_m,
                               strip_m=self.site.strip_width_m, settings=self.settings,
