@@ -89,19 +89,26 @@ def main() -> None:
     parser.add_argument("--duration-s", type=float, default=60.0)
     parser.add_argument("--accuracy-s", type=float, default=600.0)
     parser.add_argument("--block-s", type=float, default=1.0)
+    parser.add_argument("--batch-s", type=float, help="signal.batch_s (default: settings')")
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", action="store_true", help="end with one JSON object")
     args = parser.parse_args()
     settings = EdgeSettings()
+    if args.batch_s is not None:
+        settings = settings.model_copy(
+            update={"signal": settings.signal.model_copy(update={"batch_s": args.batch_s})})
     rules = load_rules_for(settings)
     console = Console(stderr=args.json)
-    with console.status("timing the loop"):
-        result = speed(settings, rules, args)
-    with console.status("scoring accuracy (default dynamics, noise, bad driving)"):
-        real = accuracy(settings, rules, args, ideal=False)
-    with console.status("scoring accuracy (no dynamics, no noise)"):
-        ideal = accuracy(settings, rules, args, ideal=True)
+    # plain lines, no live display: a refreshing spinner thread would take the GIL
+    # from the loop being timed
+    console.print(f"timing the loop: {args.duration_s:g} s of a {settings.site.lanes}-lane "
+                  f"site, best of {args.repeat} rounds")
+    result = speed(settings, rules, args)
+    console.print(f"scoring accuracy over {args.accuracy_s:g} s: default dynamics, noise "
+                  "and bad driving; then none of them")
+    real = accuracy(settings, rules, args, ideal=False)
+    ideal = accuracy(settings, rules, args, ideal=True)
     result.update(real)
     result.update({f"ideal_{k}": v for k, v in ideal.items()})
     table = Table(title="signal loop", show_header=True)
