@@ -12,7 +12,7 @@ lower accuracy under abnormal driving, so such passes must be marked):
 ``weaving``       heading off the lane's axis (the wheels of an axle cross the strips at
                   different times), or the left/right split changes between rows
 ``missing_axle``  an axle one row saw and another did not
-``ghost_axle``    an axle too light to be real, or seen by one half of one row only
+``ghost_axle``    an axle too light to be real (``ghost_axle_max_kg``)
 ``merged``        longer or with more axles than one vehicle can be (or a car with four
                   axles or more): two vehicles merged
 ``off_speed``     outside the speed range the site is verified for
