@@ -4,11 +4,22 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install test test-slow lint demo bench clean
+.PHONY: all install system test test-slow lint demo bench clean
 
 all: test
 
-$(STAMP): pyproject.toml
+# Debian packages the tests and the simulated devices use: a CJK font for the plates the
+# simulated camera draws, socat for serial links between pseudo-terminals.
+DEBS := fonts-wqy-zenhei socat
+
+system:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml | system
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
