@@ -1,0 +1,409 @@
+"""Vehicle records from a WIM controller over Modbus RTU or TCP, by polling its registers.
+
+The controller writes each weighed vehicle into a record block and then increments a
+new-record counter (the layout is a :class:`~drivers.modbus_map.RegisterMap`). A thread
+of the driver's own reads the counter every ``poll_interval_s``; when it has moved, it
+reads the record block(s), decodes them, queues the readings and writes the acknowledge
+register if the map has one. Records the controller overwrote before a poll could read
+them are counted as missed; a record read twice (same sequence) is dropped.
+
+Connection URLs:
+
+``tcp://HOST[:PORT]``
+    Modbus TCP; the port defaults to 502. IPv6 hosts in brackets: ``tcp://[::1]:1502``.
+``rtu:///dev/ttyUSB0?baud=9600&parity=N&bytesize=8&stopbits=1``
+    Modbus RTU on a serial line (the path after ``rtu://``; the query is optional, the
+    defaults are 9600 baud, 8N1; parity N, E or O).
+
+The first counter read after :meth:`ModbusWimDevice.start` is the baseline: a record
+already in the block then is not taken (it may have been taken by the previous run).
+After a lost connection the driver keeps its last counter value, so records weighed
+during the outage are read (or counted as missed) once the controller answers again.
+Reconnection waits 0.1 s, doubling to 5 s; every wait for the device is bounded by
+``timeout_s``, so :meth:`~ModbusWimDevice.stop` returns within about ``timeout_s``.
+"""
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from drivers.base import DeviceStatus
+from drivers.errors import DeviceError, ProtocolError
+from drivers.modbus_map import (
+    WORDS,
+    RegisterMap,
+    counter_advance,
+    counters_to_read,
+    decode_record,
+    decode_value,
+    encode_value,
+    load_register_map,
+)
+from zhichao.errors import ConfigError
+
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 5.0
+SERIAL_QUERY = {"baud": 9600, "parity": "N", "bytesize": 8, "stopbits": 1}
+
+SyncClient = ModbusTcpClient | ModbusSerialClient
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the controller is: a TCP host and port, or a serial line."""
+
+    kind: Literal["tcp", "rtu"]
+    host: str = ""
+    port: int = 502
+    path: str = ""
+    baud: int = 9600
+    parity: str = "N"
+    bytesize: int = 8
+    stopbits: int = 1
+
+
+def parse_url(url: str) -> Endpoint:
+    """The endpoint a ``tcp://`` or ``rtu://`` URL names; ``ConfigError`` otherwise.
+
+    Examples
+    --------
+    >>> parse_url("tcp://192.168.1.20")
+    Endpoint(kind='tcp', host='192.168.1.20', port=502, path='', baud=9600, parity='N', bytesize=8, stopbits=1)
+    >>> parse_url("rtu:///dev/ttyS1?baud=19200&parity=E").baud
+    19200
+    """  # noqa: E501
+    parts = urlsplit(url)
+    if parts.scheme == "tcp":
+        return _tcp_endpoint(url, parts)
+    if parts.scheme == "rtu":
+        return _rtu_endpoint(url, parts)
+    raise ConfigError(f"Modbus URL {url!r}: scheme must be 'tcp' or 'rtu' "
+                      f"(got {parts.scheme!r})")
+
+
+def _tcp_endpoint(url: str, parts: Any) -> Endpoint:
+    """``tcp://HOST[:PORT]``."""
+    try:
+        port = parts.port or 502
+    except ValueError:
+        raise ConfigError(f"Modbus URL {url!r}: port must be 1..65535 "
+                          f"(got {parts.netloc.rpartition(':')[2]!r})") from None
+    if not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ConfigError(f"Modbus URL {url!r}: must be tcp://HOST[:PORT] (got {url!r})")
+    return Endpoint(kind="tcp", host=parts.hostname, port=port)
+
+
+def _rtu_endpoint(url: str, parts: Any) -> Endpoint:
+    """``rtu://PATH?baud=..&parity=..&bytesize=..&stopbits=..``."""
+    path = parts.netloc + parts.path
+    if not path:
+        raise ConfigError(f"Modbus URL {url!r}: needs a serial device, e.g. "
+                          f"rtu:///dev/ttyUSB0 (got {url!r})")
+    query = dict(SERIAL_QUERY)
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in SERIAL_QUERY:
+            raise ConfigError(f"Modbus URL {url!r}: query option {key!r} is not known; "
+                              f"allowed: {', '.join(SERIAL_QUERY)} (got {key}={value})")
+        query[key] = value
+    allowed = {"baud": None, "parity": ("N", "E", "O"), "bytesize": ("7", "8"),
+               "stopbits": ("1", "2")}
+    for key, choices in allowed.items():
+        text = str(query[key])
+        ok = text.isdigit() and int(text) > 0 if choices is None else text in choices
+        if not ok:
+            what = "a whole number above 0" if choices is None else " or ".join(choices)
+            raise ConfigError(f"Modbus URL {url!r}: query option {key!r} must be {what} "
+                              f"(got {text!r})")
+    return Endpoint(kind="rtu", path=path, baud=int(query["baud"]),
+                    parity=str(query["parity"]), bytesize=int(query["bytesize"]),
+                    stopbits=int(query["stopbits"]))
+
+
+def open_client(endpoint: Endpoint, timeout_s: float) -> SyncClient:
+    """A connected synchronous pymodbus client; ``DeviceError`` when it cannot connect.
+
+    ``retries=0``: the driver's own loop retries, so one request never blocks longer
+    than ``timeout_s``.
+    """
+    client: SyncClient
+    if endpoint.kind == "tcp":
+        client = ModbusTcpClient(endpoint.host, port=endpoint.port, timeout=timeout_s,
+                                 retries=0)
+        where = f"{endpoint.host}:{endpoint.port}"
+    else:
+        client = ModbusSerialClient(endpoint.path, baudrate=endpoint.baud,
+                                    parity=endpoint.parity, bytesize=endpoint.bytesize,
+                                    stopbits=endpoint.stopbits, timeout=timeout_s,
+                                    retries=0)
+        where = endpoint.path
+    if not client.connect():
+        client.close()
+        raise DeviceError(f"cannot connect to {where}")
+    return client
+
+
+class ModbusWimSettings(BaseModel):
+    """The configuration section of one Modbus WIM controller."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("wim", min_length=1)
+    url: str = Field(description="tcp://HOST[:PORT] or rtu:///dev/ttyX?baud=9600&parity=N")
+    register_map: Path = Field(description="the controller's register map (YAML)")
+    poll_interval_s: float = Field(0.1, gt=0, le=60)
+    timeout_s: float = Field(0.5, gt=0, le=10)
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, url: str) -> str:
+        try:
+            parse_url(url)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return url
+
+
+class ModbusWimDevice:
+    """A WIM controller polled over Modbus: the :class:`drivers.base.Device` protocol."""
+
+    def __init__(self, name: str, url: str, register_map: RegisterMap, *,
+                 poll_interval_s: float = 0.1, timeout_s: float = 0.5,
+                 max_readings: int = 10_000) -> None:
+        self.name = name
+        self.url = url
+        self.endpoint = parse_url(url)
+        self.map = register_map
+        self.poll_interval_s = poll_interval_s
+        self.timeout_s = timeout_s
+        self._readings: deque[dict[str, Any]] = deque(maxlen=max_readings)
+        self._cond = threading.Condition()
+        self._status_lock = threading.Lock()
+        self._status = DeviceStatus(name=name)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_counter: int | None = None
+        self._acked: int | None = None  # counter value last acknowledged
+        self._last_sequence: int | None = None
+        self._ever_connected = False
+        self._answered = False  # the device answered on the current connection
+
+    @classmethod
+    def from_settings(cls, settings: ModbusWimSettings, base_dir: Path | None = None
+                      ) -> "ModbusWimDevice":
+        """The driver a settings section describes (its map path relative to
+        ``base_dir``, usually the settings file's folder)."""
+        path = settings.register_map
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        return cls(settings.name, settings.url, load_register_map(path),
+                   poll_interval_s=settings.poll_interval_s, timeout_s=settings.timeout_s)
+
+    # ------------------------------------------------------------------ Device protocol
+
+    def start(self) -> None:
+        """Start polling in the background (connecting happens there, with retries)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._last_counter = None
+        self._ever_connected = False
+        self._status = DeviceStatus(name=self.name, extra=self._zero_extra())
+        self._thread = threading.Thread(target=self._run, name=f"modbus-wim-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling and close the connection; returns within about ``timeout_s``."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.timeout_s + 1.0)
+            self._thread = None
+        self._update(connected=False)
+
+    def readings(self, timeout_s: float = 0.0) -> list[dict[str, Any]]:
+        """Records decoded since the last call, oldest first (waiting up to
+        ``timeout_s`` for one)."""
+        with self._cond:
+            if not self._readings and timeout_s > 0:
+                self._cond.wait_for(lambda: bool(self._readings), timeout_s)
+            out = list(self._readings)
+            self._readings.clear()
+        return out
+
+    def get_status(self) -> DeviceStatus:
+        """Counts and health now (a copy)."""
+        with self._status_lock:
+            return replace(self._status, extra=dict(self._status.extra))
+
+    # ------------------------------------------------------------------ the thread
+
+    def _zero_extra(self) -> dict[str, Any]:
+        """The driver's own counters, beyond those of :class:`DeviceStatus`."""
+        return {"url": self.url, "counter": None, "missed_records": 0, "duplicates": 0,
+                "counter_resets": 0, "acks": 0, "dropped_readings": 0}
+
+    def _update(self, **changes: Any) -> None:
+        """Change status fields under the lock."""
+        with self._status_lock:
+            for key, value in changes.items():
+                setattr(self._status, key, value)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        """Add ``n`` to one of the ``extra`` counters."""
+        with self._status_lock:
+            self._status.extra[key] += n
+
+    def _run(self) -> None:
+        """Connect, poll until the link fails, wait (doubling), connect again."""
+        delay_s = RECONNECT_MIN_S
+        while not self._stop.is_set():
+            self._answered = False
+            try:
+                client = open_client(self.endpoint, self.timeout_s)
+                try:
+                    self._session(client)
+                finally:
+                    client.close()
+            except DeviceError as exc:
+                self._update(connected=False, last_error=f"{self.name}: {exc}")
+            delay_s = RECONNECT_MIN_S if self._answered else min(2 * delay_s, RECONNECT_MAX_S)
+            if self._stop.wait(delay_s):
+                break
+
+    def _session(self, client: SyncClient) -> None:
+        """Poll on one connection until stopped, or until the device fails (raises)."""
+        next_poll = time.monotonic()
+        while not self._stop.is_set():
+            self._poll(client)
+            next_poll = max(next_poll + self.poll_interval_s, time.monotonic())
+            self._stop.wait(next_poll - time.monotonic())
+
+    def _poll(self, client: SyncClient) -> None:
+        """One look at the counter, and whatever it says is new."""
+        current = self._read_counter(client)
+        self._mark_connected(current)
+        if self._last_counter is None:
+            self._last_counter = self._acked = current
+            return
+        step, restarted = counter_advance(self._last_counter, current,
+                                          bits=self.map.counter_bits)
+        if restarted:
+            self._count("counter_resets")
+        if step > 0:
+            self._take_new(client, current, step)
+        if self._acked != self._last_counter:  # new records, or an ack that failed
+            self._acknowledge(client, self._last_counter)
+
+    def _take_new(self, client: SyncClient, current: int, step: int) -> None:
+        """Read the ``step`` records up to counter ``current`` that are still there."""
+        wanted = counters_to_read(current, step, slots=self.map.record.slots,
+                                  bits=self.map.counter_bits)
+        missed = step - len(wanted)
+        if missed:  # overwritten before this poll: gone for good
+            self._count("missed_records", missed)
+            self._last_counter = (wanted[0] - 1) % (1 << self.map.counter_bits)
+        for i, counter in enumerate(wanted):
+            self._take(self._read_block(client, counter), counter, missed if i == 0 else 0)
+            self._last_counter = counter  # a failure later resumes after this one
+
+    def _mark_connected(self, counter: int) -> None:
+        """The controller answered: connected (a reconnection if it had been before)."""
+        self._answered = True
+        status = self.get_status()
+        if not status.connected:
+            self._update(connected=True, reconnects=status.reconnects
+                         + (1 if self._ever_connected else 0))
+            self._ever_connected = True
+        with self._status_lock:
+            self._status.extra["counter"] = counter
+
+    def _take(self, registers: list[int], counter: int, missed_before: int) -> None:
+        """Decode one block and queue it; a bad block is counted, a repeat dropped."""
+        try:
+            record = decode_record(self.map, registers)
+        except ProtocolError as exc:
+            with self._status_lock:
+                self._status.bad_frames += 1
+                self._status.last_error = f"{self.name}: counter {counter}: {exc}"
+            return
+        if record.sequence == self._last_sequence:
+            self._count("duplicates")
+            return
+        self._last_sequence = record.sequence
+        reading = {"device": self.name, "counter": counter, "missed_before": missed_before,
+                   "host_t_s": time.time(), **record.as_reading()}
+        with self._status_lock:
+            self._status.frames += 1
+            self._status.last_frame_at = time.monotonic()
+        with self._cond:
+            if len(self._readings) == self._readings.maxlen:
+                self._count("dropped_readings")
+            self._readings.append(reading)
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ registers
+
+    def _read(self, client: SyncClient, address: int, count: int) -> list[int]:
+        """``count`` registers from protocol ``address``, in reads the device accepts."""
+        read = (client.read_holding_registers if self.map.table == "holding"
+                else client.read_input_registers)
+        out: list[int] = []
+        step = self.map.max_registers_per_read
+        for start in range(address, address + count, step):
+            n = min(step, address + count - start)
+            try:
+                response = read(start, count=n, device_id=self.map.device_id)
+            except (ModbusException, OSError) as exc:
+                raise DeviceError(f"no answer reading {n} registers at {start}: {exc}"
+                                  ) from None
+            if response.isError():
+                raise DeviceError(f"exception code {getattr(response, 'exception_code', '?')}"
+                                  f" reading {n} registers at {start}")
+            if len(response.registers) != n:
+                raise DeviceError(f"asked for {n} registers at {start}, got "
+                                  f"{len(response.registers)}")
+            out += response.registers
+        return out
+
+    def _read_counter(self, client: SyncClient) -> int:
+        """The new-record counter now."""
+        words = self._read(client, self.map.counter_pdu, WORDS[self.map.counter.type])
+        return int(decode_value(words, self.map.counter.type, word_order=self.map.word_order,
+                                byte_order=self.map.byte_order))
+
+    def _read_block(self, client: SyncClient, counter: int) -> list[int]:
+        """The record block that holds the record numbered ``counter``."""
+        return self._read(client, self.map.slot_pdu(counter), self.map.record.length)
+
+    def _acknowledge(self, client: SyncClient, counter: int) -> None:
+        """Tell the controller the records up to ``counter`` are taken (if it asks)."""
+        ack = self.map.ack
+        if ack is None or self.map.ack_pdu is None:
+            self._acked = counter
+            return
+        value = counter if ack.value == "counter" else ack.value
+        value %= 1 << (16 * WORDS[ack.type])
+        words = encode_value(value, ack.type, word_order=self.map.word_order,
+                             byte_order=self.map.byte_order)
+        try:
+            if len(words) == 1:  # function 6, which every controller with a handshake has
+                response = client.write_register(self.map.ack_pdu, words[0],
+                                                 device_id=self.map.device_id)
+            else:
+                response = client.write_registers(self.map.ack_pdu, words,
+                                                  device_id=self.map.device_id)
+        except (ModbusException, OSError) as exc:
+            raise DeviceError(f"no answer writing the ack register: {exc}") from None
+        if response.isError():
+            raise DeviceError(f"exception code {getattr(response, 'exception_code', '?')} "
+                              f"writing the ack register at {self.map.ack_pdu}")
+        self._acked = counter
+        self._count("acks")
