@@ -6,6 +6,7 @@ import pytest
 
 from drivers.modbus_map import load_register_map
 from drivers.strips import StripArray
+from sim.camera_twin import render_lane_video
 from sim.modbus_twin import ModbusTwin
 from sim.traffic import generate_traffic
 from zhichao.cli import main
@@ -55,3 +56,16 @@ def test_probe_without_a_device_is_a_usage_error(capsys):
         main(["edge", "probe", "--seconds", "1"])
     assert exit_.value.code == 2
     assert "--modbus" in capsys.readouterr().err
+
+
+def test_probe_reads_a_camera_stream_frame_by_frame(tmp_path, capsys):
+    traffic = generate_traffic(StripArray(lanes=1), 20.0, seed=2)
+    video = render_lane_video(traffic, tmp_path / "lane.avi", duration_s=4.0)
+    status = main(["edge", "probe", "--camera", str(video.path), "--seconds", "1.5",
+                   "--json"])
+    lines = json_lines(capsys.readouterr().out)
+    frames, counts = lines[:-1], lines[-1]
+    assert status == 0
+    assert len(frames) >= 10 and counts["frames"] >= len(frames)
+    assert [f["index"] for f in frames] == sorted(f["index"] for f in frames)
+    assert all("shape" in f and "image" not in f for f in frames)

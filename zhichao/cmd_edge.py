@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from drivers.base import Device, DeviceStatus
+from drivers.camera import Camera
 from drivers.modbus_map import load_register_map
 from drivers.modbus_wim import ModbusWimDevice
 from zhichao.errors import ConfigError
@@ -34,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--modbus", metavar="URL",
                         help="a Modbus WIM controller: tcp://HOST[:PORT] or "
                              "rtu:///dev/ttyX?baud=9600&parity=N")
+    target.add_argument("--camera", metavar="URL",
+                        help="a camera: rtsp://..., usb:0, or a video file")
     probe.add_argument("--map", type=Path, metavar="FILE",
                        help="register map for --modbus (default: the shipped example)")
     probe.add_argument("--seconds", type=float, default=10.0,
@@ -48,6 +51,8 @@ def open_probe_device(args: argparse.Namespace) -> Device:
     if args.modbus:
         map_path = args.map or config_dir() / "devices" / "wim_modbus.example.yaml"
         return ModbusWimDevice("probe", args.modbus, load_register_map(map_path))
+    if args.camera:
+        return Camera("probe", args.camera)
     raise ConfigError("name a device to probe (see zhichao edge probe --help)")
 
 
