@@ -12,6 +12,13 @@ driving, and the same traffic without dynamics, noise or bad driving ("ideal").
     python benchmarks/signal.py --json     # ... and one JSON object as the last line
 """
 
+import sys
+from pathlib import Path
+
+# Run as a file, this folder comes first on sys.path, and this file would stand in for
+# the standard library's `signal` module: take the folder off before importing anything.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+
 import argparse
 import json
 import time

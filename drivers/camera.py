@@ -574,7 +574,8 @@ CAMERA_OPTIONS = frozenset({"url", "offset_s", "max_frames", "max_bytes", "open_
                             "read_timeout_s", "realtime", "loop", "max_readings"})
 
 
-def camera_from_config(name: str, section: Mapping[str, Any]) -> Camera:
+def camera_from_config(name: str, section: Mapping[str, Any], where: str | None = None
+                       ) -> Camera:
     """A camera from its settings section; unknown options stop start-up.
 
     Examples
@@ -586,12 +587,13 @@ def camera_from_config(name: str, section: Mapping[str, Any]) -> Camera:
     ...
     zhichao.errors.ConfigError: Option 'ofset_s' in section 'cameras.lane1' is not known ...
     """
+    where = where or f"cameras.{name}"
     unknown = sorted(set(section) - CAMERA_OPTIONS)
     if unknown:
         allowed = ", ".join(sorted(CAMERA_OPTIONS))
-        raise ConfigError(f"Option '{unknown[0]}' in section 'cameras.{name}' is not known "
+        raise ConfigError(f"Option '{unknown[0]}' in section '{where}' is not known "
                           f"(got {section[unknown[0]]!r}); allowed: {allowed}")
     if "url" not in section:
-        raise ConfigError(f"Option 'url' in section 'cameras.{name}' is required")
+        raise ConfigError(f"Option 'url' in section '{where}' is required")
     options = {k: v for k, v in section.items() if k != "url"}
     return Camera(name, str(section["url"]), **options)

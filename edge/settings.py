@@ -5,9 +5,11 @@ typo stops start-up instead of being ignored (Klipper's ``check_unused``).
 """
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from drivers.registry import open_device
 from drivers.strips import StripArray
 from edge.signal.settings import SignalSettings
 from zhichao.settings import load_model
@@ -34,6 +36,9 @@ class EdgeSettings(BaseModel):
     rules: RulesSettings = Field(default_factory=RulesSettings)
     calibration: list[float] | None = Field(
         None, description="factor per digitiser channel on the newtons per count")
+    devices: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="the site's devices by name, each with a 'kind' "
+        "(serial, modbus, camera) and that driver's options")
 
     @model_validator(mode="after")
     def _rows_before_axles(self) -> "EdgeSettings":
@@ -49,5 +54,13 @@ class EdgeSettings(BaseModel):
 
 
 def load_edge_settings(path: Path) -> EdgeSettings:
-    """Read and validate an edge settings file."""
-    return load_model(Path(path), EdgeSettings)
+    """Read and validate an edge settings file, its device sections included.
+
+    Each device section is checked by its own driver now (nothing is opened), so a typo
+    in any of them stops start-up with the device, the option and the value named.
+    """
+    path = Path(path)
+    settings = load_model(path, EdgeSettings)
+    for name, section in settings.devices.items():
+        open_device(name, section, source=str(path), base_dir=path.parent)
+    return settings

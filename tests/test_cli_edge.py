@@ -1,13 +1,18 @@
 """``zhichao edge probe`` against simulated devices speaking the real protocols."""
 
 import json
+import subprocess
+import sys
 
 import pytest
+import yaml
 
 from drivers.modbus_map import load_register_map
 from drivers.strips import StripArray
+from edge.settings import load_edge_settings
 from sim.camera_twin import render_lane_video
 from sim.modbus_twin import ModbusTwin
+from sim.serial_twins import DigitiserTwin, WimControllerTwin, XK3190Twin
 from sim.traffic import generate_traffic
 from zhichao.cli import main
 from zhichao.resources import config_dir
@@ -69,3 +74,95 @@ def test_probe_reads_a_camera_stream_frame_by_frame(tmp_path, capsys):
     assert len(frames) >= 10 and counts["frames"] >= len(frames)
     assert [f["index"] for f in frames] == sorted(f["index"] for f in frames)
     assert all("shape" in f and "image" not in f for f in frames)
+
+
+@pytest.fixture
+def xk3190():
+    """An XK3190 indicator twin on a pseudo-terminal, settling on 31 000 kg."""
+    twin = XK3190Twin(speed=4.0)
+    port = twin.start()
+    twin.command(31_000.0)
+    yield port
+    twin.stop()
+
+
+def test_probe_of_a_scale_reports_weight_and_when_it_is_stable(xk3190, capsys):
+    status = main(["edge", "probe", "--serial", xk3190, "--protocol", "xk3190",
+                   "--seconds", "2", "--json"])
+    lines = json_lines(capsys.readouterr().out)
+    readings, counts = lines[:-1], lines[-1]
+    assert status == 0 and counts["bad_frames"] == 0
+    assert {"weight_kg", "stable"} <= set(readings[0])
+    assert readings[-1]["stable"] and readings[-1]["weight_kg"] == pytest.approx(31_000.0)
+
+
+def test_probe_at_the_wrong_baud_rate_says_so(xk3190, capsys):
+    status = main(["edge", "probe", "--serial", xk3190, "--protocol", "xk3190",
+                   "--baud", "115200", "--seconds", "1.5", "--json"])
+    counts = json_lines(capsys.readouterr().out)[-1]
+    assert status == 1 and counts["frames"] == 0
+    assert any("wrong baud rate" in hint for hint in counts["hints"])
+
+
+def test_probe_of_a_configured_device(xk3190, tmp_path, capsys):
+    settings = tmp_path / "edge.yaml"
+    settings.write_text(yaml.safe_dump({"devices": {"scale": {
+        "kind": "serial", "protocol": "xk3190", "port": xk3190, "baudrate": 9600}}}))
+    status = main(["edge", "probe", "--config", str(settings), "--device", "scale",
+                   "--seconds", "1", "--json"])
+    assert status == 0
+    assert json_lines(capsys.readouterr().out)[-1]["frames"] > 0
+    assert main(["edge", "probe", "--config", str(settings), "--device", "scales",
+                 "--seconds", "1"]) == 2
+    assert "no device 'scales' under 'devices' (there are: scale)" in capsys.readouterr().err
+
+
+def test_a_typo_in_a_device_section_stops_start_up(tmp_path, capsys):
+    settings = tmp_path / "edge.yaml"
+    settings.write_text(yaml.safe_dump({"devices": {"front": {
+        "kind": "camera", "url": "usb:0", "ofset_s": 0.1}}}))
+    assert main(["edge", "probe", "--config", str(settings), "--device", "front"]) == 2
+    err = capsys.readouterr().err
+    assert "ofset_s" in err and "devices.front" in err and "0.1" in err
+
+
+def test_sim_starts_every_device_and_writes_settings_that_load(tmp_path):
+    settings = tmp_path / "sim.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "zhichao.cli", "sim", "--seconds", "1",
+         "--write-config", str(settings)], check=False, capture_output=True, text=True,
+        timeout=120)
+    assert done.returncode == 0, done.stderr
+    devices = load_edge_settings(settings).devices
+    assert {s["kind"] for s in devices.values()} == {"serial", "modbus", "camera"}
+    assert {s.get("protocol") for s in devices.values() if s["kind"] == "serial"} == {
+        "digitiser", "wim_records", "xk3190", "toledo"}
+
+
+def test_edge_run_weighs_from_a_digitiser_and_a_controller(tmp_path, capsys):
+    site = StripArray(lanes=2)
+    traffic = generate_traffic(site, 40.0, seed=4)
+    digitiser = DigitiserTwin(site, traffic, speed=4.0, render_seed=4)
+    lines = WimControllerTwin(site, traffic, speed=4.0)
+    settings = tmp_path / "edge.yaml"
+    settings.write_text(yaml.safe_dump({"site": {"lanes": 2}, "devices": {
+        "digitiser": {"kind": "serial", "protocol": "digitiser", "port": digitiser.start()},
+        "controller": {"kind": "serial", "protocol": "wim_records", "port": lines.start()},
+    }}))
+    try:
+        assert main(["edge", "run", "--config", str(settings), "--seconds", "8",
+                     "--json"]) == 0
+    finally:
+        digitiser.stop()
+        lines.stop()
+    vehicles = json_lines(capsys.readouterr().out)
+    weighed = [v for v in vehicles if v["source"] == "signal"]
+    reported = {round(v["speed_mps"], 1): v for v in vehicles if v["source"] == "controller"}
+    assert len(weighed) >= 5 and len(reported) >= 5
+    assert {v["action"] for v in vehicles} <= {"none", "warning", "fine", "unknown"}
+    same = [(v, reported[round(v["speed_mps"], 1)]) for v in weighed
+            if round(v["speed_mps"], 1) in reported]
+    assert len(same) >= 3  # the loop's speeds match the controller's to 0.1 m/s
+    for ours, theirs in same:
+        assert len(ours["axle_loads_kg"]) == len(theirs["axle_loads_kg"])
+        assert ours["gross_kg"] == pytest.approx(theirs["gross_kg"], rel=0.15)

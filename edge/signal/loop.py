@@ -137,6 +137,9 @@ class SignalLoop:
         if temperature_c is not None:
             self.temperature_c = float(temperature_c)
         finished: list[Vehicle] = []
+        if start_index is not None and self.stats.blocks - self.stats.blocks_dropped == 1:
+            self._next_index = start_index  # the first block: the stream began before us
+            self.detector.reset(start_index)
         if start_index is not None and start_index != self._next_index:
             self._gap = True
             self._next_index = start_index
