@@ -16,6 +16,13 @@ parser uses).
     python benchmarks/serial.py --json     # ... and one JSON object as the last line
 """
 
+import sys
+from pathlib import Path
+
+# Run as a file, this folder comes first on sys.path, and this file would stand in for
+# pyserial's `serial` module: take the folder off before importing anything.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+
 import argparse
 import json
 import time
