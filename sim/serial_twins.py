@@ -22,6 +22,7 @@ the rate the driver chose.
 """
 
 import contextlib
+import logging
 import os
 import select
 import termios
@@ -40,6 +41,8 @@ from drivers.strips import StripArray
 from drivers.wim_records import VehicleRecord, Wim1Format
 from sim.render import Renderer, SensorNoise
 from sim.traffic import VehicleTruth
+
+log = logging.getLogger("zhichao.sim")
 
 BAUD_OF_CODE = {getattr(termios, name): int(name[1:]) for name in dir(termios)
                 if name.startswith("B") and name[1:].isdigit()}
@@ -221,6 +224,7 @@ class SerialTwin:
         self._go = threading.Event()
         self._thread: threading.Thread | None = None
         self.finished = threading.Event()
+        self.error: Exception | None = None
 
     @property
     def path(self) -> str:
@@ -273,6 +277,16 @@ class SerialTwin:
         raise NotImplementedError
 
     def _run(self) -> None:
+        """Stream, keeping any failure where a caller sees it rather than letting the
+        thread die in silence."""
+        try:
+            self._stream_chunks()
+        except Exception as exc:  # a twin must not fail unseen: keep it, log it, end
+            self.error = exc
+            log.exception("%s stopped", type(self).__name__)
+            self.finished.set()
+
+    def _stream_chunks(self) -> None:
         """Send each chunk when it is due, until stopped or the stream ends."""
         self._go.wait()
         if self._stream is None:
@@ -319,6 +333,10 @@ class DigitiserTwin(SerialTwin):
                  render_seed: int = 0, noise: SensorNoise | None = None,
                  **twin: object) -> None:
         super().__init__(**twin)  # type: ignore[arg-type]
+        if frame_samples * site.n_channels > digitiser.MAX_SAMPLES_PER_FRAME:
+            raise ValueError(
+                f"frame_samples {frame_samples} × {site.n_channels} channels exceeds the "
+                f"{digitiser.MAX_SAMPLES_PER_FRAME} samples a digitiser frame can hold")
         self.site = site
         self.renderer = Renderer(site, vehicles, seed=render_seed, noise=noise)
         self.frame_samples = frame_samples
