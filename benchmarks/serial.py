@@ -24,32 +24,20 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 
 import argparse
-import json
-import time
-from collections.abc import Callable
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
 from drivers import digitiser
 from drivers.crc import crc16_ccitt, crc16_ccitt_fast
 from drivers.framing import Framer
 from sim.serial_twins import Corrupter, Corruption
+from zhichao.benchmarking import best_times, report
 
 SITE_SAMPLES_PER_S = 4 * 4 * 10_000
 """A 4-lane site: 4 channels a lane (2 rows × 2 halves) at 10 kHz."""
 
 
-def best_times(fns: list[Callable[[], object]], repeat: int) -> list[float]:
-    """Shortest wall time of each function over ``repeat`` rounds, taking turns."""
-    best = [float("inf")] * len(fns)
-    for _ in range(repeat):
-        for i, fn in enumerate(fns):
-            t = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - t)
-    return best
 
 
 def stream(args: argparse.Namespace) -> tuple[bytes, int]:
@@ -121,14 +109,7 @@ def main() -> None:
     console.print(f"timing the parser: {args.frames} frames of {args.channels} × "
                   f"{args.samples} samples, best of {args.repeat} rounds")
     result = run(args)
-    table = Table(title="serial raw-frame parser", show_header=True)
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    console.print(table)
-    if args.json:
-        print(json.dumps(result))
+    report("serial raw-frame parser", result, console, args.json)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,9 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 
 import argparse
-import json
-import time
-from collections.abc import Callable
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
 from drivers.strips import StripArray
 from edge.settings import EdgeSettings
@@ -34,21 +30,7 @@ from edge.weighing import load_rules_for, signal_loop
 from sim.render import Renderer, SensorNoise
 from sim.score import score
 from sim.traffic import TrafficSettings, generate_traffic
-
-
-def best_times(fns: list[Callable[[], object]], repeat: int) -> list[float]:
-    """Shortest wall time of each function over ``repeat`` rounds, seconds.
-
-    The functions take turns within each round, so a slow spell of the machine hits
-    them alike and the ratio of the minima stays fair.
-    """
-    best = [float("inf")] * len(fns)
-    for _ in range(repeat):
-        for i, fn in enumerate(fns):
-            t = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - t)
-    return best
+from zhichao.benchmarking import best_times, report
 
 
 def weigh(settings: EdgeSettings, rules: object, blocks: list[np.ndarray]) -> list:
@@ -118,14 +100,7 @@ def main() -> None:
     ideal = accuracy(settings, rules, args, ideal=True)
     result.update(real)
     result.update({f"ideal_{k}": v for k, v in ideal.items()})
-    table = Table(title="signal loop", show_header=True)
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    console.print(table)
-    if args.json:
-        print(json.dumps(result))
+    report("signal loop", result, console, args.json)
 
 
 if __name__ == "__main__":
