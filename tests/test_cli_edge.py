@@ -166,3 +166,12 @@ def test_edge_run_weighs_from_a_digitiser_and_a_controller(tmp_path, capsys):
     for ours, theirs in same:
         assert len(ours["axle_loads_kg"]) == len(theirs["axle_loads_kg"])
         assert ours["gross_kg"] == pytest.approx(theirs["gross_kg"], rel=0.15)
+
+
+def test_edge_run_refuses_two_digitisers_for_one_signal_loop(tmp_path, capsys):
+    settings = tmp_path / "edge.yaml"
+    settings.write_text(yaml.safe_dump({"devices": {
+        name: {"kind": "serial", "protocol": "digitiser", "port": "loop://"}
+        for name in ("north", "south")}}))
+    assert main(["edge", "run", "--config", str(settings), "--seconds", "1"]) == 2
+    assert "devices north, south are all digitisers" in capsys.readouterr().err

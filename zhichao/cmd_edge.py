@@ -215,6 +215,11 @@ def run_edge(args: argparse.Namespace) -> int:
                for name, section in settings.devices.items()}
     if not devices:
         raise ConfigError(f"{args.config}: no devices under 'devices' to weigh from")
+    digitisers = [name for name, s in settings.devices.items()
+                  if s.get("kind") == "serial" and s.get("protocol") == "digitiser"]
+    if len(digitisers) > 1:  # one signal loop takes one digitiser's channels
+        raise ConfigError(f"{args.config}: devices {', '.join(digitisers)} are all "
+                          "digitisers; one site's signal loop reads one")
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     console = Console(highlight=False)
     for device in devices.values():
