@@ -31,9 +31,6 @@ from edge.signal.axles import Axles, build_axles, nanmean_rows
 from edge.signal.settings import SignalSettings
 from edge.signal.tyres import axle_tyres, vehicle_tyres
 
-FLAGS = ("speed_change", "straddling", "weaving", "missing_axle", "ghost_axle", "merged",
-         "off_speed", "saturated", "unknown_code", "data_gap")
-
 UNREADABLE_TYRES = frozenset({"straddling", "saturated", "ghost_axle"})
 """Flags under which a wheel's load per contact length says nothing about its tyres."""
 
