@@ -43,14 +43,16 @@ LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 """Letters a plate may use: the Latin alphabet without I and O (mistaken for 1 and 0)."""
 DIGITS = "0123456789"
 NEV_ENERGY = "DABCEFGHJK"
-"""Energy-type letters of new-energy serials (D, A-C, E: pure electric; F-K: not)."""
+"""Energy-type letters of small new-energy serials (D, A-C, E: pure electric; F-K: not)."""
+NEV_ENERGY_LARGE = "DF"
+"""Energy-type letters of large new-energy serials (D pure electric, F not)."""
 
 PLATE_PATTERNS: dict[PlateColour, re.Pattern[str]] = {
     "blue": re.compile(f"[{PROVINCES}][{LETTERS}][{DIGITS}{LETTERS}]{{5}}"),
     "yellow": re.compile(f"[{PROVINCES}][{LETTERS}][{DIGITS}{LETTERS}]{{5}}"),
     "green": re.compile(
         f"[{PROVINCES}][{LETTERS}][{NEV_ENERGY}][{DIGITS}{LETTERS}][{DIGITS}]{{4}}"),
-    "yellow_green": re.compile(f"[{PROVINCES}][{LETTERS}][{DIGITS}]{{5}}[{NEV_ENERGY}]"),
+    "yellow_green": re.compile(f"[{PROVINCES}][{LETTERS}][{DIGITS}]{{5}}[{NEV_ENERGY_LARGE}]"),
 }
 """The simple GA 36 grammar of each kind of plate."""
 
@@ -124,7 +126,7 @@ def random_plate_text(rng: np.random.Generator, colour: PlateColour = "blue",
     if colour == "green":
         return head + pick(NEV_ENERGY) + mixed() + "".join(pick(DIGITS) for _ in range(4))
     if colour == "yellow_green":
-        return head + "".join(pick(DIGITS) for _ in range(5)) + pick(NEV_ENERGY)
+        return head + "".join(pick(DIGITS) for _ in range(5)) + pick(NEV_ENERGY_LARGE)
     raise ValueError(f"plate colour must be one of {', '.join(PLATE_COLOURS)} (got {colour!r})")
 
 
