@@ -16,6 +16,7 @@ WITH_EXAMPLES = {
     "overload.dimensions",
     "overload.grading",
     "overload.limits",
+    "overload.plates",
     "overload.rulebook",
     "overload.tolerance",
 }

@@ -1,0 +1,208 @@
+"""Where plates may be in a frame: regions of plate paint with a plate's shape.
+
+A plate is a rectangle of one paint (blue, yellow, green) about 3.1:1 (single row) or 2:1
+(double row), crossed by contrasting characters. So the frame is scaled down, each paint
+masked in HSV, the character gaps closed by a morphological close wider than tall, and
+each connected region kept if its rotated bounding rectangle (``cv2.minAreaRect``) has a
+plate's aspect, size and fill. The text detector then only looks at these candidates,
+not at the whole frame. White and black plates have no paint to find; the reader falls
+back to text detection over the region of interest for them.
+
+Candidates are :class:`Box` es in the frame's pixels, in OpenCV's rotated-rectangle
+convention; :func:`rectify` cuts one out upright and at a size the recogniser reads well.
+"""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.plates.colour import BANDS, paint_mask
+
+WORK_SIDE = 960
+"""Colour masks are computed on the frame scaled to this longer side."""
+ASPECT_RANGE = (1.4, 7.0)
+"""Long side over short side of a candidate (double-row plates 2:1, single 3.1:1, plus
+perspective and a loose fit)."""
+MIN_AREA = 250
+"""Smallest candidate, in pixels of the scaled frame (a plate of ~30 × 9 px)."""
+MAX_AREA_SHARE = 0.25
+MIN_FILL = 0.45
+"""Share of the rotated rectangle the region fills: a plate is solid paint."""
+MAX_CANDIDATES = 12
+
+
+@dataclass(frozen=True)
+class Box:
+    """A rotated rectangle: centre, long side, short side, angle of the long side (deg)."""
+
+    cx: float
+    cy: float
+    width: float
+    height: float
+    angle: float
+
+    @property
+    def aspect(self) -> float:
+        return self.width / max(self.height, 1e-6)
+
+    def corners(self) -> np.ndarray:
+        """4 × 2 corner points (float32)."""
+        return cv2.boxPoints(((self.cx, self.cy), (self.width, self.height), self.angle))
+
+    def scaled(self, factor: float) -> "Box":
+        return Box(self.cx * factor, self.cy * factor, self.width * factor,
+                   self.height * factor, self.angle)
+
+    def grown(self, dx: float, dy: float) -> "Box":
+        """The same box with ``dx`` and ``dy`` added to each side, as shares of its size."""
+        return Box(self.cx, self.cy, self.width * (1 + 2 * dx), self.height * (1 + 2 * dy),
+                   self.angle)
+
+    def as_list(self) -> list[float]:
+        """[cx, cy, width, height, angle], rounded, for JSON."""
+        return [round(v, 1) for v in (self.cx, self.cy, self.width, self.height, self.angle)]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A region that may be a plate, with the paint it was found in."""
+
+    box: Box
+    paint: str
+    fill: float
+
+
+def box_from_rect(rect: tuple) -> Box:
+    """An OpenCV rotated rect, turned so that ``width`` is the long side."""
+    (cx, cy), (w, h), angle = rect
+    if h > w:
+        w, h, angle = h, w, angle + 90.0
+    angle = (angle + 90.0) % 180.0 - 90.0
+    return Box(float(cx), float(cy), float(w), float(h), float(angle))
+
+
+def find_candidates(image: np.ndarray, roi: tuple[int, int, int, int] | None = None,
+                    paints: tuple[str, ...] = tuple(BANDS)) -> list[Candidate]:
+    """Plate-coloured, plate-shaped regions of a BGR frame, most plate-like first.
+
+    ``roi`` (x, y, width, height in frame pixels) limits the search to the lanes a
+    roadside camera watches.
+    """
+    x0, y0 = (roi[0], roi[1]) if roi else (0, 0)
+    view = image[y0: y0 + roi[3], x0: x0 + roi[2]] if roi else image
+    scale = min(1.0, WORK_SIDE / max(view.shape[:2]))
+    small = cv2.resize(view, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) \
+        if scale < 1.0 else view
+    hsv = cv2.cvtColor(cv2.GaussianBlur(small, (3, 3), 0), cv2.COLOR_BGR2HSV)
+    area_cap = MAX_AREA_SHARE * small.shape[0] * small.shape[1]
+    found: list[Candidate] = []
+    for paint in paints:
+        for box, fill in _regions(paint_mask(hsv, paint), area_cap):
+            full = box.scaled(1.0 / scale)
+            found.append(Candidate(Box(full.cx + x0, full.cy + y0, full.width, full.height,
+                                       full.angle), paint, fill))
+    found.sort(key=_plate_likeness, reverse=True)
+    return found[:MAX_CANDIDATES]
+
+
+def _regions(mask: np.ndarray, area_cap: float) -> list[tuple[Box, float]]:
+    """Plate-shaped connected regions of a paint mask, at two closing widths (characters
+    split a near plate's paint more widely than a far one's)."""
+    regions: list[tuple[Box, float]] = []
+    for width in (9, 17):
+        closed = cv2.morphologyEx(mask, cv2.MORPH_CLOSE,
+                                  cv2.getStructuringElement(cv2.MORPH_RECT, (width, 3)))
+        contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        for contour in contours:
+            area = cv2.contourArea(contour)
+            if not MIN_AREA <= area <= area_cap:
+                continue
+            box = box_from_rect(cv2.minAreaRect(contour))
+            fill = area / max(box.width * box.height, 1.0)
+            if ASPECT_RANGE[0] <= box.aspect <= ASPECT_RANGE[1] and fill >= MIN_FILL:
+                regions.append((box, fill))
+    return _distinct(regions)
+
+
+def _distinct(regions: list[tuple[Box, float]]) -> list[tuple[Box, float]]:
+    """Drop regions whose centre lies inside a larger one already kept."""
+    kept: list[tuple[Box, float]] = []
+    for box, fill in sorted(regions, key=lambda r: r[0].width * r[0].height, reverse=True):
+        if not any(_contains(other, box.cx, box.cy) for other, _ in kept):
+            kept.append((box, fill))
+    return kept
+
+
+def _contains(box: Box, x: float, y: float) -> bool:
+    return cv2.pointPolygonTest(box.corners().reshape(-1, 1, 2), (x, y), False) >= 0
+
+
+def _plate_likeness(candidate: Candidate) -> float:
+    """Higher for solid regions near a plate's 3.1:1 (or a double row's 2:1)."""
+    aspect = candidate.box.aspect
+    shape = min(abs(np.log(aspect / 3.1)), abs(np.log(aspect / 2.0)) + 0.2)
+    return candidate.fill - shape
+
+
+def rectify(image: np.ndarray, box: Box, height: int = 64) -> np.ndarray:
+    """The box cut out of a BGR frame upright, scaled to ``height`` pixels (upscaled when
+    smaller: the recogniser reads 48-px lines)."""
+    matrix, size = _upright(box, height)
+    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_CUBIC,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def unrectify(inner: Box, box: Box, height: int = 64) -> Box:
+    """A box found in ``rectify(image, box, height)``, in the frame's pixels again."""
+    matrix, _ = _upright(box, height)
+    back = cv2.invertAffineTransform(matrix)
+    corners = inner.corners()
+    points = corners @ back[:, :2].T + back[:, 2]
+    return box_from_rect(cv2.minAreaRect(points.astype(np.float32)))
+
+
+def _upright(box: Box, height: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The affine map from the frame to the upright crop of ``box``, and the crop size."""
+    width = max(1, round(height * box.aspect))
+    theta = np.deg2rad(box.angle)
+    along = np.array([np.cos(theta), np.sin(theta)])
+    across = np.array([-np.sin(theta), np.cos(theta)])
+    centre = np.array([box.cx, box.cy])
+    top_left = centre - along * box.width / 2 - across * box.height / 2
+    top_right = centre + along * box.width / 2 - across * box.height / 2
+    bottom_right = centre + along * box.width / 2 + across * box.height / 2
+    src = np.array([top_left, top_right, bottom_right], np.float32)
+    dst = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1]], np.float32)
+    return cv2.getAffineTransform(src, dst), (width, height)
+
+
+DET_THRESHOLD = 0.3
+"""Text probability above which a detector pixel counts as text (PP-OCR's default)."""
+DET_BOX_SCORE = 0.5
+"""Mean text probability a detected region needs (PP-OCR's default)."""
+DET_UNCLIP = 1.6
+"""The detector marks a shrunk text core; regions grow back by area × this / perimeter."""
+
+
+def text_boxes(prob: np.ndarray, sx: float, sy: float, min_side: float = 3.0) -> list[Box]:
+    """Text regions of a DB probability map, as boxes in frame pixels (``sx``, ``sy``
+    scale map pixels to the frame)."""
+    mask = (prob > DET_THRESHOLD).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    boxes: list[Box] = []
+    for contour in contours:
+        box = box_from_rect(cv2.minAreaRect(contour))
+        if box.height < min_side:
+            continue
+        x, y, w, h = cv2.boundingRect(contour)
+        region = np.zeros((h, w), np.uint8)
+        cv2.drawContours(region, [contour - (x, y)], -1, 1, thickness=-1)
+        if cv2.mean(prob[y: y + h, x: x + w], region)[0] < DET_BOX_SCORE:
+            continue
+        grow = box.width * box.height * DET_UNCLIP / (2 * (box.width + box.height))
+        # map to the frame: scale the corners, then fit a box again (sx and sy differ)
+        corners = Box(box.cx, box.cy, box.width + 2 * grow, box.height + 2 * grow,
+                      box.angle).corners() * np.array([sx, sy], np.float32)
+        boxes.append(box_from_rect(cv2.minAreaRect(corners)))
+    return boxes
