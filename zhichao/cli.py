@@ -16,7 +16,7 @@ from rich.console import Console
 from zhichao import __version__
 from zhichao.errors import ZhichaoError
 
-COMMANDS = ("demo", "grade", "edge", "sim")
+COMMANDS = ("demo", "grade", "edge", "sim", "plate")
 
 
 def build_parser() -> argparse.ArgumentParser:
