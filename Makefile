@@ -22,7 +22,7 @@ system:
 $(STAMP): pyproject.toml | system
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,paddle]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -42,6 +42,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/signal.py
 	$(BIN)/python benchmarks/serial.py
+	$(BIN)/python benchmarks/plates.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
