@@ -77,6 +77,18 @@ def test_drawn_plates_of_every_paint_in_a_frame(reader, text, colour, double_row
     assert [(r.text, r.colour, r.template) for r in readings] == [(text, colour, template)]
 
 
+def test_a_greyscale_frame_reads_the_text_and_leaves_the_colour_unknown(reader):
+    grey = cv2.cvtColor(load_image(DATA / "scenes" / "京H99999.jpg"), cv2.COLOR_BGR2GRAY)
+    readings = reader.read(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
+    assert [(r.text, r.colour) for r in readings] == [("京H99999", "unknown")]
+
+
+def test_odd_shapes_read_nothing_and_do_not_fail(reader):
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1, 3), (5, 2000, 3), (2000, 5, 3), (24, 94, 3)]:
+        assert reader.read(rng.integers(0, 255, shape).astype(np.uint8)) == []
+
+
 def test_an_empty_frame_reads_nothing(reader):
     assert reader.read(np.full((480, 640, 3), 128, np.uint8)) == []
 

@@ -15,6 +15,8 @@ Examples
 'blue'
 >>> plate_colour(np.full((20, 80, 3), 240, np.uint8))
 'white'
+>>> is_greyscale(np.full((20, 80, 3), 240, np.uint8)), is_greyscale(blue)
+(True, False)
 """
 
 from dataclasses import dataclass
@@ -63,6 +65,17 @@ def shares(crop: np.ndarray) -> dict[str, float]:
                                             & (v >= WHITE_MIN_VALUE))) / total
     found["black"] = float(np.count_nonzero(v < BLACK_MAX_VALUE)) / total
     return found
+
+
+GREY_MAX_SATURATION = 25
+"""An image whose pixels are nearly all below this saturation has no colour to measure
+(an infrared night camera, a greyscale file)."""
+
+
+def is_greyscale(image: np.ndarray) -> bool:
+    """Whether a BGR image carries no colour (95 % of its pixels nearly unsaturated)."""
+    saturation = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)[..., 1]
+    return float(np.percentile(saturation, 95)) < GREY_MAX_SATURATION
 
 
 def plate_colour(crop: np.ndarray) -> PlateColour:

@@ -2,18 +2,20 @@
 
 For one frame (:meth:`PlateReader.read`):
 
-1. candidates: plate-paint regions (:func:`~edge.plates.locate.find_candidates`) and the
-   text detector's lines over the region of interest at a modest resolution, the two
-   merged; a detected line with a short line above it forms a double-row candidate;
-2. each candidate cut out upright and upscaled (:func:`~edge.plates.locate.rectify`), its
-   colour measured, and every crop recognised in one batch;
-3. each decoded under the GA 36 templates its colour allows
-   (:func:`~edge.plates.decode.decode`), a double-row plate as its upper row (province,
-   authority) and lower row (serial) joined into one reading;
-4. readings below the confidence floor dropped, overlapping readings of one plate merged.
+1. an image that is itself a small plate-shaped crop is read whole first;
+2. plate-paint regions (:func:`~edge.plates.locate.find_candidates`), each cut out upright
+   and searched by the text detector: one line is a single-row plate, a short line over
+   a long one a double-row plate (province and authority above, serial below);
+3. the text detector's lines over the rest of the region of interest (bleached, white
+   and black plates have no paint to find), a short line over a longer one again a
+   double-row plate;
+4. every candidate recognised, its colour measured from its pixels, its scores decoded
+   under the GA 36 templates that colour allows (:func:`~edge.plates.decode.decode`),
+   the two rows of a double-row plate joined into one reading;
+5. readings below the confidence floor dropped, overlapping readings of one plate merged.
 
 For a vehicle (:meth:`PlateReader.read_vehicle`) every frame is read and the readings vote
-per character; front and rear are compared by :func:`compare_front_rear`.
+(:func:`vote`); front and rear are compared by :func:`compare_front_rear`.
 """
 
 from collections.abc import Iterable, Sequence
@@ -24,7 +26,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from edge.plates.colour import plate_colour, shares
+from edge.plates.colour import is_greyscale, plate_colour, shares
 from edge.plates.decode import Decoded, Pattern, decode, greedy
 from edge.plates.engines import Engine, detection_input, recognition_batch
 from edge.plates.locate import (
@@ -47,10 +49,6 @@ MIN_LINE_HEIGHT = 9.0
 """Detected lines lower than this (frame px) are too small to read."""
 LINE_ASPECT = (2.2, 7.0)
 """Aspect of a detected line that may be a single-row plate."""
-SINGLE_ROW_MIN_ASPECT = 2.0
-DOUBLE_ROW_MAX_ASPECT = 2.9
-"""A painted region between these aspects is read both ways, as one row and as two (a
-single-row plate seen at a slant fits a fatter box)."""
 UPPER_ROW = (0.0, 0.42)
 LOWER_ROW = (0.33, 1.0)
 """Shares of a double-row plate's height holding the upper and the lower row."""
@@ -105,12 +103,13 @@ class PlateReading:
 
     ``confidence`` is the product of the per-character probabilities;
     ``province_confidence`` that of the first character alone (the one a generic
-    recogniser most often gets wrong). ``box`` is in frame pixels; ``crop`` the upright
+    recogniser most often gets wrong). ``colour`` is "unknown" when the frame has no
+    colour (an infrared night camera). ``box`` is in frame pixels; ``crop`` the upright
     plate image (BGR) for the evidence.
     """
 
     text: str
-    colour: PlateColour
+    colour: PlateColour | Literal["unknown"]
     confidence: float
     province_confidence: float
     template: str
@@ -284,10 +283,11 @@ class PlateReader:
         """Decode one candidate under the templates its colour allows."""
         if sum(len(greedy(p, self.engine.charset)) for p in probs) < MIN_SYMBOLS:
             return None
+        grey = is_greyscale(crop.image)
         colour = plate_colour(crop.image)
         double_row = len(crop.rows) == 2
         pool = [t for t in self.grammar.templates if t.double_row or not double_row]
-        fitting = [t for t in pool if colour in t.colours]
+        fitting = [] if grey else [t for t in pool if colour in t.colours]
         found = self._decode(probs, fitting, double_row) if fitting else None
         if found is None or not self._confident(found):
             # the paint measured wrong (a washed-out, tinted or dark plate): any template
@@ -296,7 +296,8 @@ class PlateReader:
             return None
         template = next(t for t in pool if t.id == found.pattern)
         return PlateReading(
-            text=found.text, colour=_reported_colour(colour, template, crop.image),
+            text=found.text,
+            colour="unknown" if grey else _reported_colour(colour, template, crop.image),
             confidence=found.confidence, province_confidence=found.char_confidence[0],
             template=template.id, box=crop.box, crop=crop.image,
             char_confidence=found.char_confidence)
