@@ -1,8 +1,12 @@
 """Shared fixtures. Keep each one small; several layers add theirs here."""
 
+import os
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from overload import RuleBook, load_rules
@@ -21,3 +25,29 @@ def rules_copy(tmp_path: Path) -> Path:
     folder = tmp_path / "rules"
     shutil.copytree(rules_dir(), folder)
     return folder
+
+
+def _pg_server() -> str | None:
+    """The PostgreSQL server URL the tests may use (ZHICHAO_TEST_PG), or None."""
+    return os.environ.get("ZHICHAO_TEST_PG") or None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def center_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new, empty center database: a SQLite file, and a fresh PostgreSQL database when
+    ZHICHAO_TEST_PG names a server (e.g. postgresql://postgres@127.0.0.1:5432/postgres)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'center.db'}"
+        return
+    server = _pg_server()
+    if server is None:
+        pytest.skip("ZHICHAO_TEST_PG is not set: no PostgreSQL server to test against")
+    name = f"zhichao_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = server.rsplit("/", 1)[0]
+    try:
+        yield f"postgresql+psycopg://{base.split('://', 1)[1]}/{name}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

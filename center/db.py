@@ -1,0 +1,54 @@
+"""The center's database: one SQLAlchemy metadata, engines for SQLite and PostgreSQL, and
+the Alembic migrations that build and upgrade it.
+
+SQLite is the embedded default (one file, WAL, ``synchronous=FULL`` so a commit is on
+disk before it is acknowledged); PostgreSQL is the scale path. Every table is created by a
+migration in ``center/migrations/versions``, never by ``create_all``, so a center's
+database can be upgraded in place.
+"""
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import DeclarativeBase
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class Base(DeclarativeBase):
+    """The center's tables."""
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def database_url(value: str | Path) -> str:
+    """A URL from a URL or a plain file path (a path means SQLite)."""
+    text = str(value)
+    return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
+
+
+def make_engine(url: str | Path) -> Engine:
+    """An engine for the URL (or SQLite file path), with SQLite set up for durability."""
+    url = database_url(url)
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to the revision (all migrations by default)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
