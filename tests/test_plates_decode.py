@@ -67,6 +67,22 @@ def test_a_letter_o_where_only_digits_may_stand_becomes_the_digit():
     assert greedy(probs, CHARSET) == "京AD123O5"
 
 
+def test_the_round_glyph_s_belief_counts_for_the_digit_it_can_only_be():
+    """GA 36 has no O: what the recogniser gives the O on a plate it gives the 0, so a
+    clear 0 read as O is a confident 0, not a doubtful one."""
+    probs = _swap(frames_for("京AD12345"), slice(25, 28), "O", "0", 0.15)
+    found = decode(probs, PATTERNS, CHARSET)
+    assert found.text == "京AD12305"
+    assert found.char_confidence[6] > 0.95
+    assert found.confidence > 0.4          # 0.9 per character; unfolded it would be 0.07
+
+
+def test_a_letter_i_counts_for_the_one_but_never_for_a_letter():
+    probs = _swap(frames_for("沪A12345"), slice(9, 12), "I", "1", 0.1)    # the '1'
+    found = decode(probs, [p for p in PATTERNS if p.id == "ordinary"], CHARSET)
+    assert found.text == "沪A12345" and found.char_confidence[2] > 0.95
+
+
 def test_a_province_misread_as_a_non_province_takes_the_best_province():
     probs = _swap(frames_for("川A12345"), slice(1, 4), "四", "川", 0.05)
     found = decode(probs, PATTERNS, CHARSET)

@@ -95,6 +95,23 @@ def plate_colour(crop: np.ndarray) -> PlateColour:
     return "white" if found["white"] >= found["black"] else "black"
 
 
+def nearest_paint(crop: np.ndarray, paints: list[str]) -> str | None:
+    """Of ``paints``, the one whose hue band lies nearest (around the hue circle) to the
+    median hue of the crop's saturated pixels; None without such pixels or paints."""
+    hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)
+    saturated = hsv[..., 0][(hsv[..., 1] >= 45) & (hsv[..., 2] >= 50)]
+    if not paints or saturated.size == 0:
+        return None
+    hue = float(np.median(saturated))
+
+    def distance(paint: str) -> float:
+        band = BANDS[paint]
+        gap = abs(hue - (band.low + band.high) / 2)
+        return min(gap, 180 - gap)
+
+    return min(paints, key=distance)
+
+
 def _yellow_left_green_right(crop: np.ndarray) -> bool:
     """The large new-energy plate: yellow on the left quarter, green on the right half."""
     w = crop.shape[1]

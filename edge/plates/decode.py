@@ -24,6 +24,14 @@ authority letter, stains, rivets); they count as nothing, like the CTC blank."""
 
 _NEG = -1e30
 
+GLYPHS = {"0": "OoΟ〇Ｏ０", "1": "Il|iＩｌ１", "2": "Ｚ２", **{
+    chr(c): chr(c).lower() + chr(c + 0xFEE0) for c in range(ord("A"), ord("Z") + 1)}}
+"""Classes of a generic recogniser that look like one plate character and cannot mean
+anything else on a plate: GA 36 has no O and no I, so the round glyph is a 0 and the bar
+a 1, and plates have no lower-case or full-width letters. The recogniser spreads its belief
+over such look-alikes; :func:`fold_glyphs` gives it back to the plate character. (Z is
+not folded into 2: both are plate characters.)"""
+
 
 @dataclass(frozen=True)
 class Pattern:
@@ -78,6 +86,10 @@ class Charset:
         self.index = {ch: i for i, ch in enumerate(self.characters) if i > 0}
         self.ignorable = np.array(
             [0, *(self.index[ch] for ch in SEPARATORS if ch in self.index)], dtype=np.intp)
+        pairs = [(self.index[ch], self.index[alias]) for ch, aliases in GLYPHS.items()
+                 if ch in self.index for alias in aliases if alias in self.index]
+        self.fold_into = np.array([p[0] for p in pairs], dtype=np.intp)
+        self.fold_from = np.array([p[1] for p in pairs], dtype=np.intp)
 
     def classes(self, chars: str) -> np.ndarray:
         """Class indices of ``chars``; KeyError naming any the recogniser cannot output."""
@@ -97,12 +109,22 @@ def greedy(probs: np.ndarray, charset: Charset) -> str:
     return "".join(charset.characters[i] for i in best[keep] if i not in ignorable)
 
 
+def fold_glyphs(probs: np.ndarray, charset: Charset) -> np.ndarray:
+    """The probabilities with each look-alike's share added to its plate character
+    (:data:`GLYPHS`); the look-alikes keep theirs, but no template can choose them."""
+    if not len(charset.fold_into):
+        return probs
+    folded = probs.copy()
+    np.add.at(folded, (slice(None), charset.fold_into), probs[:, charset.fold_from])
+    return folded
+
+
 def decode(probs: np.ndarray, patterns: Sequence[Pattern], charset: Charset) -> Decoded | None:
     """The best reading of ``probs`` (frames × classes, softmax) among ``patterns``.
 
     Returns None when no pattern fits in the frames (fewer frames than characters).
     """
-    probs = _drop_blank_runs(probs, charset)
+    probs = fold_glyphs(_drop_blank_runs(probs, charset), charset)
     blank_p = probs[:, charset.ignorable].sum(axis=1)
     blank = np.log(np.clip(blank_p, 1e-12, 1.0))
     free = float(np.log(np.clip(probs.max(axis=1), 1e-12, 1.0)).sum())

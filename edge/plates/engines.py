@@ -61,14 +61,15 @@ class Engine(Protocol):
 
 
 def recognition_batch(crops: Sequence[np.ndarray], width: int | None = None) -> np.ndarray:
-    """Crops (BGR) → the recogniser's input: 48 px high, aspect kept, padded to one width.
+    """Crops (BGR) → the recogniser's input: 48 px high, aspect kept, padded to one width:
+    ``width``, or the widest crop's when wider (a crop is never squeezed).
 
     Pixels scale to [−1, 1]; padding is 0 (mid-grey), as in PaddleOCR's own preprocessing.
     """
     widths = [min(REC_MAX_WIDTH, max(REC_HEIGHT // 2, math.ceil(REC_HEIGHT * c.shape[1]
                                                                  / c.shape[0])))
               for c in crops]
-    full = width or max(widths)
+    full = max(width or 0, *widths)
     batch = np.zeros((len(crops), 3, REC_HEIGHT, full), dtype=np.float32)
     for k, (crop, natural) in enumerate(zip(crops, widths, strict=True)):
         w = min(natural, full)

@@ -30,6 +30,9 @@ MAX_AREA_SHARE = 0.25
 MIN_FILL = 0.45
 """Share of the rotated rectangle the region fills: a plate is solid paint."""
 MAX_CANDIDATES = 12
+SKEW_SHARE = 0.25
+"""A candidate's outline corner this far (share of its height) from its rotated
+rectangle's makes it skewed: its crop is straightened by the outline instead."""
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,26 @@ class Box:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A region that may be a plate, with the paint it was found in."""
+    """A region that may be a plate, with the paint it was found in.
+
+    ``quad`` is the region's outline as four corners (top-left, top-right, bottom-right,
+    bottom-left, frame pixels) when it has one: a plate seen at an angle is a
+    parallelogram or a trapezoid, which a rotated rectangle does not straighten.
+    """
 
     box: Box
     paint: str
     fill: float
+    quad: np.ndarray | None = None
+
+    @property
+    def skewed(self) -> bool:
+        """Whether the outline departs from the rotated rectangle enough that cutting the
+        rectangle out would leave the characters leaning."""
+        if self.quad is None:
+            return False
+        rect = _order_corners(self.box.corners())
+        return float(np.abs(self.quad - rect).max()) > SKEW_SHARE * self.box.height
 
 
 def box_from_rect(rect: tuple) -> Box:
@@ -98,18 +116,23 @@ def find_candidates(image: np.ndarray, roi: tuple[int, int, int, int] | None = N
     area_cap = MAX_AREA_SHARE * small.shape[0] * small.shape[1]
     found: list[Candidate] = []
     for paint in paints:
-        for box, fill in _regions(paint_mask(hsv, paint), area_cap):
+        for box, fill, quad in _regions(paint_mask(hsv, paint), area_cap):
             full = box.scaled(1.0 / scale)
+            outline = None if quad is None else quad / scale + np.array([x0, y0], np.float32)
             found.append(Candidate(Box(full.cx + x0, full.cy + y0, full.width, full.height,
-                                       full.angle), paint, fill))
+                                       full.angle), paint, fill, outline))
     found.sort(key=_plate_likeness, reverse=True)
     return found[:MAX_CANDIDATES]
 
 
-def _regions(mask: np.ndarray, area_cap: float) -> list[tuple[Box, float]]:
+Region = tuple[Box, float, np.ndarray | None]
+
+
+def _regions(mask: np.ndarray, area_cap: float) -> list[Region]:
     """Plate-shaped connected regions of a paint mask, at two closing widths (characters
-    split a near plate's paint more widely than a far one's)."""
-    regions: list[tuple[Box, float]] = []
+    split a near plate's paint more widely than a far one's), with their four-cornered
+    outlines where they have one."""
+    regions: list[Region] = []
     for width in (9, 17):
         closed = cv2.morphologyEx(mask, cv2.MORPH_CLOSE,
                                   cv2.getStructuringElement(cv2.MORPH_RECT, (width, 3)))
@@ -120,17 +143,80 @@ def _regions(mask: np.ndarray, area_cap: float) -> list[tuple[Box, float]]:
                 continue
             box = box_from_rect(cv2.minAreaRect(contour))
             fill = area / max(box.width * box.height, 1.0)
+            quad = outline_quad(contour)
             if ASPECT_RANGE[0] <= box.aspect <= ASPECT_RANGE[1] and fill >= MIN_FILL:
-                regions.append((box, fill))
+                regions.append((box, fill, quad))
     return _distinct(regions)
 
 
-def _distinct(regions: list[tuple[Box, float]]) -> list[tuple[Box, float]]:
+def outline_quad(contour: np.ndarray) -> np.ndarray | None:
+    """The four corners of a region's convex outline (top-left, top-right, bottom-right,
+    bottom-left), or None when it has no clear four corners."""
+    hull = cv2.convexHull(contour)
+    perimeter = cv2.arcLength(hull, True)
+    for share in (0.02, 0.04, 0.06, 0.08):
+        poly = cv2.approxPolyDP(hull, share * perimeter, True)
+        if len(poly) == 4:
+            return _order_corners(poly.reshape(4, 2).astype(np.float32))
+        if len(poly) < 4:
+            return None
+    return None
+
+
+def _order_corners(points: np.ndarray) -> np.ndarray:
+    """Four corners in reading order: the two long sides are top and bottom (the upper
+    one first), each from left to right."""
+    ring = points[_ring_order(points)]
+    lengths = np.linalg.norm(ring - np.roll(ring, -1, axis=0), axis=1)
+    start = 0 if lengths[0] + lengths[2] >= lengths[1] + lengths[3] else 1
+    sides = [(ring[start], ring[start + 1]), (ring[(start + 2) % 4], ring[(start + 3) % 4])]
+    top, bottom = sorted(sides, key=lambda side: side[0][1] + side[1][1])
+    tl, tr = sorted(top, key=lambda p: p[0])
+    bl, br = sorted(bottom, key=lambda p: p[0])
+    return np.array([tl, tr, br, bl], np.float32)
+
+
+def _ring_order(points: np.ndarray) -> np.ndarray:
+    centre = points.mean(axis=0)
+    return np.argsort(np.arctan2(points[:, 1] - centre[1], points[:, 0] - centre[0]))
+
+
+def quad_aspect(quad: np.ndarray) -> float:
+    """Mean length of the top and bottom sides over that of the left and right ones."""
+    tl, tr, br, bl = quad
+    along = (np.linalg.norm(tr - tl) + np.linalg.norm(br - bl)) / 2
+    across = (np.linalg.norm(bl - tl) + np.linalg.norm(br - tr)) / 2
+    return float(along / max(across, 1e-6))
+
+
+def grow_quad(quad: np.ndarray, along: float, across: float) -> np.ndarray:
+    """The outline with ``along`` and ``across`` added on each side, as shares of its
+    mean length and height: a paint outline runs close to the characters."""
+    tl, tr, br, bl = quad
+    a = ((tr - tl) + (br - bl)) / 2 * along
+    b = ((bl - tl) + (br - tr)) / 2 * across
+    return np.array([tl - a - b, tr + a - b, br + a + b, bl - a + b], np.float32)
+
+
+def straighten(image: np.ndarray, quad: np.ndarray, height: int = 64,
+               aspect: float | None = None) -> np.ndarray:
+    """The plate inside ``quad`` warped to an upright rectangle ``height`` pixels high,
+    of the given aspect (the outline's own when None)."""
+    width = max(1, round(height * (aspect or quad_aspect(quad))))
+    target = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]],
+                      np.float32)
+    matrix = cv2.getPerspectiveTransform(quad.astype(np.float32), target)
+    return cv2.warpPerspective(image, matrix, (width, height), flags=cv2.INTER_CUBIC,
+                               borderMode=cv2.BORDER_REPLICATE)
+
+
+def _distinct(regions: list[Region]) -> list[Region]:
     """Drop regions whose centre lies inside a larger one already kept."""
-    kept: list[tuple[Box, float]] = []
-    for box, fill in sorted(regions, key=lambda r: r[0].width * r[0].height, reverse=True):
-        if not any(_contains(other, box.cx, box.cy) for other, _ in kept):
-            kept.append((box, fill))
+    kept: list[Region] = []
+    for region in sorted(regions, key=lambda r: r[0].width * r[0].height, reverse=True):
+        box = region[0]
+        if not any(_contains(other[0], box.cx, box.cy) for other in kept):
+            kept.append(region)
     return kept
 
 
