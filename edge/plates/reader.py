@@ -274,9 +274,10 @@ class PlateReader:
         found inside them."""
         crops: list[_Crop] = []
         for candidate in find_candidates(image, self.options.roi)[: self.options.max_painted]:
-            if candidate.skewed:
+            found = self._painted(image, candidate.box)
+            if found and candidate.skewed:
                 crops += self._straightened(image, candidate.quad, candidate.paint)
-            crops += self._painted(image, candidate.box)
+            crops += found
         return crops[: self.options.max_reads]
 
     def _straightened(self, image: np.ndarray, quad: np.ndarray, paint: str) -> list[_Crop]:
