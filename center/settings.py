@@ -45,7 +45,27 @@ class LawSettings(BaseModel):
     trip_window_h: float = Field(6.0, gt=0, description="captures of one plate this close "
                                  "together are one continuous trip, one case")
     repeat_window_days: int = Field(365, ge=1, description="look-back for earlier captures "
-                                    "of the vehicle (Order 62 Art. 66: 12 months)")
+                                    "of the vehicle (公路安全保护条例 Art. 66: 1 year)")
+    repeat_more_than: int = Field(3, ge=0, description="more acts than this within the "
+                                  "look-back is the repeat of 公路安全保护条例 Art. 66")
+    abnormal_driving_flags: tuple[str, ...] = Field(
+        ("speed_change", "straddling", "weaving", "off_speed"),
+        description="quality flags of abnormal driving: such a pass is weighed outside the "
+        "conditions of the device's accuracy class (JJG 907) and is not evidence")
+    faulty_measurement_flags: tuple[str, ...] = Field(
+        ("missing_axle", "ghost_axle", "merged", "saturated", "unknown_code", "data_gap"),
+        description="quality flags of an incomplete or doubtful measurement: not evidence "
+        "(行政处罚法 Art. 41: records true, clear, complete and accurate)")
+    trusted_clocks: tuple[str, ...] = Field(
+        ("synced", "holdover"), description="clock statuses whose capture time is trusted; "
+        "a pass timed by any other clock is not evidence")
+    min_plate_confidence: float = Field(0.0, ge=0, le=1, description="a plate read less "
+                                        "surely than this is not readable evidence")
+    report_working_days: int = Field(7, ge=0, description="a closed case goes to the "
+                                     "national system within this many working days "
+                                     "(Order 62 Art. 44, per rules-cn.md §5)")
+    process_interval_s: float = Field(2.0, gt=0, description="how often `center run` "
+                                      "looks for stored packets without a capture")
 
 
 class CenterSettings(BaseModel):
@@ -73,5 +93,9 @@ def load_center_settings(path: Path) -> CenterSettings:
     database = settings.database
     if "://" not in database:
         database = str(here(Path(database)))
+    law = settings.law
+    if law.rules_folder is not None:
+        law = law.model_copy(update={"rules_folder": here(law.rules_folder)})
     return settings.model_copy(update={"images_dir": here(settings.images_dir),
-                                       "receiver": receiver, "database": database})
+                                       "receiver": receiver, "database": database,
+                                       "law": law})

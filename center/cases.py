@@ -1,0 +1,451 @@
+"""From stored packets to cases: grade, decide evidence, group one trip into one case.
+
+Each stored packet becomes one capture: graded with ``overload`` under the center's
+benchmark and tolerance policy (the device's accuracy class from the registry, for the
+``mpe`` policy), and checked against the registry at its capture time
+(:mod:`center.legality`). An evidential capture over the limit opens a case awaiting
+review, or joins the case of the same plate whose captures lie within ``trip_window_h``:
+repeated captures of one continuous trip are one act (行政处罚法 Art. 29), one case, the
+capture with the largest graded excess as its evidence and the others attached. Each case
+counts the vehicle's evidential overload captures and cases (acts) in the last
+``repeat_window_days`` (公路安全保护条例 Art. 66) and is marked a first violation when the
+plate has no earlier case that was not rejected (行政处罚法 Art. 33: the decision to waive
+is staff's). Processing a packet whose capture exists does nothing, so a packet seen twice
+counts once.
+"""
+
+import functools
+import logging
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from threading import Event
+
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    LargeBinary,
+    String,
+    and_,
+    column,
+    func,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.orm import Session
+
+from center.law_models import (
+    AuditEntry,
+    Capture,
+    Case,
+    CaseCapture,
+    DeviceRecord,
+    DeviceSuspension,
+    UtcTime,
+)
+from center.legality import Check, evidential
+from center.settings import CenterSettings, LawSettings
+from evidence.packet import Packet, PacketError, decode_packet
+from overload import RuleBook, RuleError, grade, load_rules
+from zhichao.errors import ZhichaoError
+
+log = logging.getLogger("zhichao.center.cases")
+
+SYSTEM = "center"
+"""The actor of audit entries the center writes by itself."""
+
+PACKETS = table("packets", column("id", BigInteger), column("device_id", String),
+                column("sequence", BigInteger), column("captured_at", UtcTime),
+                column("meta", LargeBinary))
+"""The ingestion's packet table (migration 0001_ingest), as far as cases read it."""
+
+
+class CaseError(ZhichaoError):
+    """A case cannot be found, or cannot be moved to the state asked."""
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    """What processing one packet did."""
+
+    device_id: str
+    sequence: int
+    capture_id: int
+    new: bool
+    evidential: bool
+    over: bool
+    case_id: int | None
+    reasons: tuple[str, ...]
+
+
+def utc(t: datetime) -> datetime:
+    """An aware UTC time (SQLite gives back naive ones, written as UTC)."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+@functools.cache
+def _rules(folder: Path | None, vendor: str) -> RuleBook:
+    return load_rules(folder, vendor=vendor)
+
+
+def law_rules(law: LawSettings) -> RuleBook:
+    """The rule tables the center grades with (loaded once per folder and vendor)."""
+    return _rules(law.rules_folder, law.vendor)
+
+
+def _grade(packet: Packet, record: DeviceRecord | None, law: LawSettings,
+           rules: RuleBook) -> tuple[dict | None, str | None]:
+    """The packet's grade as plain data, or why it could not be graded."""
+    vehicle = packet.vehicle
+    if not vehicle.axle_code:
+        return None, "no axle code in the packet: cannot be graded"
+    tyres = vehicle.tyres if len(vehicle.tyres) == len(vehicle.axle_loads_kg) else None
+    accuracy = record.accuracy_class if record is not None else None
+    policy = rules.tolerance_policy(law.tolerance)
+    try:
+        g = grade(vehicle.axle_code, vehicle.gross_kg, rules, benchmark=law.benchmark,
+                  tolerance=law.tolerance,
+                  accuracy_class=accuracy if policy.kind == "mpe" else None, tyres=tyres)
+    except RuleError as exc:
+        return None, str(exc)
+    return g.to_dict(), None
+
+
+def _registry(session: Session, device_id: str, cache: dict
+              ) -> tuple[DeviceRecord | None, list[DeviceSuspension]]:
+    if device_id not in cache:
+        record = session.scalars(select(DeviceRecord).where(
+            DeviceRecord.device_id == device_id)).first()
+        suspensions = list(session.scalars(select(DeviceSuspension).where(
+            DeviceSuspension.device_id == device_id)))
+        cache[device_id] = (record, suspensions)
+    return cache[device_id]
+
+
+def _capture(session: Session, packet_id: int | None, packet: Packet, law: LawSettings, *,
+             rules: RuleBook, cache: dict) -> Capture:
+    """Grade and judge one packet into a new capture row (added; the caller flushes)."""
+    record, suspensions = _registry(session, packet.device_id, cache)
+    verdict = evidential(
+        record, suspensions, packet.captured_at, law.notice_lead_days, packet=packet,
+        device_id=packet.device_id, abnormal_driving=law.abnormal_driving_flags,
+        faulty_measurement=law.faulty_measurement_flags, trusted_clocks=law.trusted_clocks,
+        min_plate_confidence=law.min_plate_confidence)
+    graded, error = _grade(packet, record, law, rules)
+    plate = packet.plate
+    capture = Capture(
+        packet_id=packet_id, device_id=packet.device_id, sequence=packet.sequence,
+        captured_at=utc(packet.captured_at),
+        plate=(plate.text.strip() or None) if plate else None,
+        plate_colour=plate.colour if plate else None,
+        plate_confidence=plate.confidence if plate else None,
+        gross_kg=packet.vehicle.gross_kg, axle_code=packet.vehicle.axle_code,
+        limit_kg=graded["limit_kg"] if graded else None,
+        tolerance_kg=graded["tolerance_kg"] if graded else None,
+        excess_kg=graded["excess_kg"] if graded else None,
+        over=bool(graded and graded["over"]),
+        action=graded["action"] if graded else None,
+        fine_yuan=graded["fine_yuan"] if graded else None,
+        grade=graded if graded and graded["over"] else None, grade_error=error,
+        evidential=verdict.evidential,
+        checks=[c.to_dict() for c in verdict.checks], processed_at=datetime.now(UTC))
+    session.add(capture)
+    return capture
+
+
+def _audit(session: Session, case_id: int | None, action: str, detail: str,
+           actor: str = SYSTEM) -> None:
+    session.add(AuditEntry(at=datetime.now(UTC), actor=actor, case_id=case_id, action=action,
+                           detail=detail))
+
+
+def _trip_case(session: Session, capture: Capture, window: timedelta) -> Case | None:
+    """The case of the same plate whose captures lie within the trip window, if any."""
+    t = utc(capture.captured_at)
+    return session.scalars(select(Case).where(
+        Case.plate == capture.plate, Case.status != "rejected",
+        Case.first_at <= t + window, Case.last_at >= t - window,
+    ).order_by(Case.last_at.desc())).first()
+
+
+def _history(session: Session, plate: str, at: datetime, law: LawSettings
+             ) -> tuple[int, int]:
+    """Evidential overload captures and (not rejected) cases of the plate in the look-back
+    window ending at ``at`` (Art. 66)."""
+    since = at - timedelta(days=law.repeat_window_days)
+    captures = session.scalar(select(func.count()).select_from(Capture).where(
+        Capture.plate == plate, Capture.evidential, Capture.over,
+        Capture.captured_at > since, Capture.captured_at <= at)) or 0
+    cases = session.scalar(select(func.count()).select_from(Case).where(
+        Case.plate == plate, Case.status != "rejected",
+        Case.first_at > since, Case.first_at <= at)) or 0
+    return captures, cases
+
+
+def _refresh(session: Session, case: Case, law: LawSettings) -> None:
+    """Best capture (largest graded excess, then earliest), its grade, roles and counts."""
+    rows = session.execute(select(Capture, CaseCapture).join(
+        CaseCapture, CaseCapture.capture_id == Capture.id).where(
+        CaseCapture.case_id == case.id)).all()
+    best = max((c for c, _ in rows), key=lambda c: (c.excess_kg or 0,
+                                                     -utc(c.captured_at).timestamp()))
+    if case.status == "awaiting_review":
+        case.best_capture_id = best.id
+        case.action = best.action or "none"
+        case.fine_yuan = best.fine_yuan
+        for c, link in rows:
+            link.role = "evidence" if c.id == case.best_capture_id else "attached"
+    times = [utc(c.captured_at) for c, _ in rows]
+    case.first_at, case.last_at = min(times), max(times)
+    case.captures_12m, case.cases_12m = _history(session, case.plate, case.last_at, law)
+    case.repeat_over_limit = case.cases_12m > law.repeat_more_than
+    session.flush()
+
+
+def _lock_plate(session: Session, plate: str) -> None:
+    """On PostgreSQL, serialise case-making for one plate across center processes until
+    the transaction ends (SQLite has one writer at a time anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(plate.encode("utf-8"))
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def _open_or_join(session: Session, capture: Capture, law: LawSettings) -> Case:
+    """Attach the capture to its trip's case, or open a new case for it."""
+    _lock_plate(session, capture.plate)
+    t = utc(capture.captured_at)
+    case = _trip_case(session, capture, timedelta(hours=law.trip_window_h))
+    if case is not None:
+        session.add(CaseCapture(case_id=case.id, capture_id=capture.id, role="attached"))
+        session.flush()
+        late = "" if case.status == "awaiting_review" else f" (case already {case.status})"
+        _audit(session, case.id, "capture_attached",
+               f"capture {capture.id} ({capture.device_id} #{capture.sequence}, "
+               f"{t:%Y-%m-%d %H:%M:%S} UTC) attached: same plate within "
+               f"{law.trip_window_h} h{late}")
+        _refresh(session, case, law)
+        return case
+    earlier = session.scalar(select(func.count()).select_from(Case).where(
+        Case.plate == capture.plate, Case.status != "rejected", Case.first_at < t)) or 0
+    case = Case(plate=capture.plate, plate_colour=capture.plate_colour,
+                status="awaiting_review", created_at=datetime.now(UTC), first_at=t, last_at=t,
+                best_capture_id=capture.id, first_violation=earlier == 0, captures_12m=0,
+                cases_12m=0, repeat_over_limit=False, action=capture.action or "none",
+                fine_yuan=capture.fine_yuan)
+    session.add(case)
+    session.flush()
+    session.add(CaseCapture(case_id=case.id, capture_id=capture.id, role="evidence"))
+    session.flush()
+    _refresh(session, case, law)
+    first = "; first violation (行政处罚法 Art. 33)" if case.first_violation else ""
+    _audit(session, case.id, "case_opened",
+           f"capture {capture.id} ({capture.device_id} #{capture.sequence}): {case.action}, "
+           f"excess {capture.excess_kg} kg{first}; {case.cases_12m} acts and "
+           f"{case.captures_12m} captures in {law.repeat_window_days} days")
+    return case
+
+
+def _existing(session: Session, packets: Sequence[tuple[int | None, Packet]]
+              ) -> dict[tuple[str, int], tuple[Capture, int | None]]:
+    """Captures already made for any of the packets, with their case, by (device, seq)."""
+    keys = {(p.device_id, p.sequence) for _, p in packets}
+    found = {}
+    for device in {d for d, _ in keys}:
+        sequences = [q for d, q in keys if d == device]
+        rows = session.execute(select(Capture, CaseCapture.case_id).outerjoin(
+            CaseCapture, CaseCapture.capture_id == Capture.id).where(
+            Capture.device_id == device, Capture.sequence.in_(sequences))).all()
+        found.update({(c.device_id, c.sequence): (c, case_id) for c, case_id in rows})
+    return found
+
+
+def process_packets(session: Session, packets: Sequence[tuple[int | None, Packet]],
+                    settings: CenterSettings | LawSettings) -> list[CaptureResult]:
+    """Grade, judge and case each (stored packet id, packet) in the session's transaction
+    (the caller commits); results in the order given. The captures are written together,
+    then cases are made oldest capture first. A packet with a capture already (or given
+    twice) is left as it is."""
+    law = settings.law if isinstance(settings, CenterSettings) else settings
+    rules = law_rules(law)
+    cache: dict = {}
+    existing = _existing(session, packets)
+    made: dict[tuple[str, int], Capture] = {}
+    order = sorted(range(len(packets)), key=lambda i: packets[i][1].captured_at)
+    for i in order:
+        packet_id, packet = packets[i]
+        key = (packet.device_id, packet.sequence)
+        if key not in existing and key not in made:
+            made[key] = _capture(session, packet_id, packet, law, rules=rules, cache=cache)
+    session.flush()
+    cases: dict[tuple[str, int], int | None] = {}
+    for key, capture in sorted(made.items(), key=lambda kv: kv[1].captured_at):
+        opened = capture.evidential and capture.over and capture.plate
+        cases[key] = _open_or_join(session, capture, law).id if opened else None
+    results, seen = [], set()
+    for _, packet in packets:
+        key = (packet.device_id, packet.sequence)
+        if key in existing:
+            results.append(_result(existing[key][0], existing[key][1], new=False))
+        else:
+            results.append(_result(made[key], cases[key], new=key not in seen))
+        seen.add(key)
+    return results
+
+
+def _result(capture: Capture, case_id: int | None, *, new: bool) -> CaptureResult:
+    reasons = tuple(f"{c['text']} ({c['source']})" for c in capture.checks if not c["ok"])
+    return CaptureResult(capture.device_id, capture.sequence, capture.id, new,
+                         capture.evidential, capture.over, case_id, reasons)
+
+
+def _unreadable(session: Session, row, error: PacketError) -> None:
+    """A stored packet this center cannot decode: a capture that is no evidence, so it is
+    not tried again, and the reason."""
+    check = Check("packet", False, f"stored packet cannot be read: {error}",
+                  "行政处罚法（2021） 第四十一条 第二款")
+    session.add(Capture(packet_id=row.id, device_id=row.device_id, sequence=row.sequence,
+                        captured_at=utc(row.captured_at), gross_kg=0.0, over=False,
+                        grade_error=str(error), evidential=False, checks=[check.to_dict()],
+                        processed_at=datetime.now(UTC)))
+    session.flush()
+
+
+def process_pending(engine: Engine, settings: CenterSettings, batch: int = 500) -> int:
+    """Process every stored packet that has no capture yet, a batch per transaction;
+    returns how many were processed."""
+    done = 0
+    while True:
+        with Session(engine) as session, session.begin():
+            rows = session.execute(
+                select(PACKETS).outerjoin(Capture, and_(
+                    Capture.device_id == PACKETS.c.device_id,
+                    Capture.sequence == PACKETS.c.sequence)).where(Capture.id.is_(None))
+                .order_by(PACKETS.c.id).limit(batch)).all()
+            decoded = []
+            for row in rows:
+                try:
+                    decoded.append((row.id, decode_packet(bytes(row.meta))))
+                except PacketError as exc:
+                    log.warning("packet %s #%s: %s", row.device_id, row.sequence, exc)
+                    _unreadable(session, row, exc)
+            process_packets(session, decoded, settings)
+        done += len(rows)
+        if len(rows) < batch:
+            return done
+
+
+def process_forever(engine: Engine, settings: CenterSettings, stop: Event) -> None:
+    """Call :func:`process_pending` every ``process_interval_s`` until ``stop`` is set;
+    an error is logged and tried again next time (the packets stay pending)."""
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            n = process_pending(engine, settings)
+            if n:
+                log.info("processed %d stored packets", n)
+        except Exception:  # keep serving; the packets stay pending and are retried
+            log.exception("processing stored packets failed; retrying")
+        stop.wait(max(0.0, settings.law.process_interval_s - (time.monotonic() - started)))
+
+
+TRANSITIONS = {
+    "confirm": ({"awaiting_review"}, "confirmed"),
+    "reject": ({"awaiting_review", "confirmed"}, "rejected"),
+    "close": ({"confirmed"}, "closed"),
+}
+"""Review actions: the states a case may be in, and the state it goes to."""
+
+
+def get_case(session: Session, case_id: int) -> Case:
+    """The case, or CaseError naming the id."""
+    case = session.get(Case, case_id)
+    if case is None:
+        raise CaseError(f"case {case_id} does not exist")
+    return case
+
+
+def review_case(session: Session, case_id: int, action: str, by: str, note: str = "", *,
+                decision: str | None = None, fine_yuan: float | None = None) -> Case:
+    """Confirm, reject or close a case as staff member ``by``, audited; CaseError when the
+    case's state does not allow it. Closing records the decision and the fine decided."""
+    allowed, to = TRANSITIONS[action]
+    if not by.strip():
+        raise CaseError(f"case {case_id}: {action} needs the name of who does it (--by)")
+    case = get_case(session, case_id)
+    if case.status not in allowed:
+        raise CaseError(f"case {case_id} is {case.status}; {action} needs it "
+                        f"{' or '.join(sorted(allowed))}")
+    now = datetime.now(UTC)
+    before, case.status = case.status, to
+    if action == "close":
+        case.closed_at = now
+        case.decision = decision or case.action
+        case.decision_fine_yuan = fine_yuan if fine_yuan is not None else case.fine_yuan
+    else:
+        case.decided_by, case.decided_at = by, now
+    detail = f"{before} → {to}" + (f"; decision {case.decision}, fine "
+                                   f"{case.decision_fine_yuan}" if action == "close" else "")
+    _audit(session, case.id, action, detail + (f"; note: {note}" if note else ""), actor=by)
+    session.flush()
+    return case
+
+
+def list_cases(session: Session, status: str | None = None) -> list[Case]:
+    """Cases, newest capture first, of one status or all."""
+    query = select(Case).order_by(Case.last_at.desc(), Case.id.desc())
+    if status is not None:
+        query = query.where(Case.status == status)
+    return list(session.scalars(query))
+
+
+def case_detail(session: Session, case_id: int) -> dict:
+    """Everything staff review a case with: the case, each capture with its grade (every
+    rule applied) and its legality checks, the device's record, and the audit trail."""
+    case = get_case(session, case_id)
+    rows = session.execute(select(Capture, CaseCapture.role).join(
+        CaseCapture, CaseCapture.capture_id == Capture.id).where(
+        CaseCapture.case_id == case_id).order_by(Capture.captured_at)).all()
+    audit = session.scalars(select(AuditEntry).where(AuditEntry.case_id == case_id)
+                            .order_by(AuditEntry.id)).all()
+    return {
+        "case": case_to_dict(case),
+        "captures": [{**capture_to_dict(c), "role": role} for c, role in rows],
+        "audit": [{"at": _iso(a.at), "actor": a.actor, "action": a.action,
+                   "detail": a.detail} for a in audit],
+    }
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else utc(t).isoformat().replace("+00:00", "Z")
+
+
+def case_to_dict(case: Case) -> dict:
+    """A case as plain data."""
+    return {
+        "id": case.id, "plate": case.plate, "plate_colour": case.plate_colour,
+        "status": case.status, "created_at": _iso(case.created_at),
+        "first_at": _iso(case.first_at), "last_at": _iso(case.last_at),
+        "best_capture_id": case.best_capture_id, "action": case.action,
+        "fine_yuan": case.fine_yuan, "first_violation": case.first_violation,
+        "captures_12m": case.captures_12m, "cases_12m": case.cases_12m,
+        "repeat_over_limit": case.repeat_over_limit, "decided_by": case.decided_by,
+        "decided_at": _iso(case.decided_at), "decision": case.decision,
+        "decision_fine_yuan": case.decision_fine_yuan, "closed_at": _iso(case.closed_at),
+    }
+
+
+def capture_to_dict(c: Capture) -> dict:
+    """A capture as plain data, with its whole grade and every legality check."""
+    return {
+        "id": c.id, "packet_id": c.packet_id, "device_id": c.device_id,
+        "sequence": c.sequence, "captured_at": _iso(c.captured_at), "plate": c.plate,
+        "plate_colour": c.plate_colour, "plate_confidence": c.plate_confidence,
+        "gross_kg": c.gross_kg, "axle_code": c.axle_code, "limit_kg": c.limit_kg,
+        "tolerance_kg": c.tolerance_kg, "excess_kg": c.excess_kg, "over": c.over,
+        "action": c.action, "fine_yuan": c.fine_yuan, "evidential": c.evidential,
+        "checks": c.checks, "grade": c.grade, "grade_error": c.grade_error,
+    }

@@ -1,0 +1,225 @@
+"""Is a capture evidence? The device's record at the capture time, and the pass itself.
+
+行政处罚法 (2021) Art. 41 lets an authority fine on the records of an electronic device
+only when the device passed legal and technical review, meets its standard, is signed and
+its location was published; an unreviewed or failing record is not evidence. 国发〔2024〕5号
+adds: a device never verified, overdue or failing verification must not be used. So every
+capture is checked against the registry as it stood on the capture's day, and against what
+the pass itself shows (flags of abnormal driving, a readable plate, images, a trusted
+clock). Each check gives one sentence and its source, passed or not: a capture that fails
+any is kept as data, marked "not evidence" with every reason.
+
+Registry dates are calendar days in China Standard Time (UTC+8, no daylight saving): a
+certificate "valid to 2026-05-31" covers that whole local day. Pure functions: no
+database, no clock.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Protocol
+
+from evidence.packet import Packet
+
+CHINA = timezone(timedelta(hours=8), "CST")
+"""China Standard Time: the calendar the registry's dates are written in."""
+
+ART41 = "行政处罚法（2021） 第四十一条 第一款"
+ART41_RECORDS = "行政处罚法（2021） 第四十一条 第二款"
+GUOFA_2024_5 = "国务院关于进一步规范和监督罚款设定与实施的指导意见（国发〔2024〕5号）"
+SOURCES = {
+    "registered": ART41,
+    "active": f"{ART41}; {GUOFA_2024_5}",
+    "review": f"{ART41} (法制和技术审核); {GUOFA_2024_5}",
+    "certificate": f"计量法 第九条; {GUOFA_2024_5}; 浙江省公路条例 第四十条",
+    "signs": f"{ART41} (标志明显); {GUOFA_2024_5}",
+    "notice": f"{ART41} (设置地点应当向社会公布); 浙江省公路条例 第三十八条 (至少提前十五日)",
+    "enforcement": f"{GUOFA_2024_5} (启用前公布); 浙江省公路条例 第三十八条",
+    "suspension": f"{ART41}; {GUOFA_2024_5}",
+    "driving": f"JJG 907-2006 (accuracy class under normal driving) [verify]; "
+               f"浙江省公路条例 第三十九条; {ART41_RECORDS}",
+    "measurement": ART41_RECORDS,
+    "plate": f"{ART41_RECORDS} (记录违法事实应当真实、清晰、完整、准确)",
+    "images": ART41_RECORDS,
+    "clock": ART41_RECORDS,
+}
+
+
+class RegistryRecord(Protocol):
+    """What legality reads of a device's registry record (a row, or an imported row)."""
+
+    device_id: str
+    review_date: date | None
+    certificate_number: str | None
+    certificate_valid_from: date | None
+    certificate_valid_to: date | None
+    signs_installed: date | None
+    notice_date: date | None
+    notice_document: str | None
+    enforcement_start: date | None
+    active: bool
+
+
+class Suspension(Protocol):
+    """A period of calendar days (both included; ``ends`` None = open) of no evidence."""
+
+    starts: date
+    ends: date | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Check:
+    """One legality check: its id, whether it passed, what it found, and its source."""
+
+    id: str
+    ok: bool
+    text: str
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON columns and output."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Legality:
+    """The verdict on one capture: evidence or not, with every check made."""
+
+    evidential: bool
+    checks: tuple[Check, ...]
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why it is not evidence: each failed check in words, with its source."""
+        return [f"{c.text} ({c.source})" for c in self.checks if not c.ok]
+
+
+def _check(check_id: str, ok: bool, text: str) -> Check:
+    return Check(check_id, ok, text, SOURCES[check_id])
+
+
+def local_day(t: datetime) -> date:
+    """The calendar day in China of a UTC time."""
+    return t.astimezone(CHINA).date()
+
+
+def _dated(check_id: str, what: str, when: date | None, day: date) -> Check:
+    """A check that ``what`` happened on or before the capture's day."""
+    if when is None:
+        return _check(check_id, False, f"{what}: no date in the registry")
+    if when > day:
+        return _check(check_id, False, f"{what} {when} is after the capture on {day}")
+    return _check(check_id, True, f"{what} {when}, on or before the capture on {day}")
+
+
+def _certificate(record: RegistryRecord, day: date) -> Check:
+    """The verification certificate covers the capture's day."""
+    number = record.certificate_number or ""
+    start, end = record.certificate_valid_from, record.certificate_valid_to
+    if not number or start is None or end is None:
+        return _check("certificate", False, "verification certificate: no number or no "
+                      "validity dates in the registry")
+    if day < start:
+        return _check("certificate", False, f"verification certificate {number} is valid "
+                      f"from {start}, after the capture on {day}")
+    if day > end:
+        return _check("certificate", False, f"verification certificate {number} expired "
+                      f"on {end}, before the capture on {day}")
+    return _check("certificate", True, f"verification certificate {number} valid "
+                  f"{start} to {end}, covering the capture on {day}")
+
+
+def _notice(record: RegistryRecord, day: date, lead_days: int) -> Check:
+    """The location was published at least ``lead_days`` before the capture's day."""
+    when = record.notice_date
+    doc = f" ({record.notice_document})" if record.notice_document else ""
+    if when is None:
+        return _check("notice", False, "public notice of the location: none in the registry")
+    before = (day - when).days
+    if before < lead_days:
+        return _check("notice", False, f"public notice {when}{doc} was {before} days before "
+                      f"the capture; {lead_days} are required (notice_lead_days)")
+    return _check("notice", True, f"public notice {when}{doc} was {before} days before the "
+                  f"capture; {lead_days} are required (notice_lead_days)")
+
+
+def _suspension(suspensions: Iterable[Suspension], day: date) -> Check:
+    """No suspension covers the capture's day."""
+    for s in suspensions:
+        if s.starts <= day and (s.ends is None or day <= s.ends):
+            until = f"to {s.ends}" if s.ends is not None else "with no end"
+            return _check("suspension", False, f"device suspended from {s.starts} {until} "
+                          f"({s.reason}), covering the capture on {day}")
+    return _check("suspension", True, f"no suspension covers the capture on {day}")
+
+
+def device_checks(record: RegistryRecord | None, suspensions: Iterable[Suspension],
+                  captured_at: datetime, notice_lead_days: int,
+                  device_id: str = "") -> list[Check]:
+    """Every check of the device's registry record at the capture's time."""
+    day = local_day(captured_at)
+    if record is None:
+        return [_check("registered", False, f"device {device_id} is not in the registry")]
+    return [
+        _check("registered", True, f"device {record.device_id} is in the registry"),
+        _check("active", record.active, "device is active in the registry" if record.active
+               else "device is marked inactive in the registry"),
+        _dated("review", "legal and technical review passed", record.review_date, day),
+        _certificate(record, day),
+        _dated("signs", "signs installed", record.signs_installed, day),
+        _notice(record, day, notice_lead_days),
+        _dated("enforcement", "enforcement start", record.enforcement_start, day),
+        _suspension(suspensions, day),
+    ]
+
+
+def pass_checks(packet: Packet, *, abnormal_driving: Sequence[str],
+                faulty_measurement: Sequence[str], trusted_clocks: Sequence[str],
+                min_plate_confidence: float = 0.0) -> list[Check]:
+    """Every check of what the pass itself shows: driving, measurement, plate, images,
+    clock."""
+    flags = set(packet.vehicle.flags)
+    driving = sorted(flags & set(abnormal_driving))
+    faulty = sorted(flags & set(faulty_measurement))
+    plate = packet.plate
+    readable = plate is not None and plate.text.strip() != "" \
+        and plate.confidence >= min_plate_confidence
+    return [
+        _check("driving", not driving, f"abnormal driving flagged: {', '.join(driving)}"
+               if driving else "no abnormal driving flagged"),
+        _check("measurement", not faulty, f"measurement flagged: {', '.join(faulty)}"
+               if faulty else "no measurement fault flagged"),
+        _check("plate", readable, f"plate {plate.text} read with confidence "
+               f"{plate.confidence:.2f}" if readable and plate is not None
+               else _no_plate(plate, min_plate_confidence)),
+        _check("images", bool(packet.images), f"{len(packet.images)} images" if packet.images
+               else "no images of the pass"),
+        _check("clock", packet.clock_status in trusted_clocks,
+               f"device clock {packet.clock_status}" + (
+                   "" if packet.clock_status in trusted_clocks
+                   else f"; trusted are {', '.join(trusted_clocks)}")),
+    ]
+
+
+def _no_plate(plate: Any, floor: float) -> str:
+    if plate is None or not plate.text.strip():
+        return "no readable plate"
+    return f"plate {plate.text} read with confidence {plate.confidence:.2f}, below {floor}"
+
+
+def evidential(record: RegistryRecord | None, suspensions: Iterable[Suspension],
+               captured_at: datetime, notice_lead_days: int, *,
+               packet: Packet | None = None, device_id: str = "",
+               abnormal_driving: Sequence[str] = (), faulty_measurement: Sequence[str] = (),
+               trusted_clocks: Sequence[str] = ("synced", "holdover"),
+               min_plate_confidence: float = 0.0) -> Legality:
+    """The verdict on one capture: the device's checks, then (given the packet) the
+    pass's own; evidence only when every one passes."""
+    checks = device_checks(record, suspensions, captured_at, notice_lead_days, device_id)
+    if packet is not None:
+        checks += pass_checks(packet, abnormal_driving=abnormal_driving,
+                              faulty_measurement=faulty_measurement,
+                              trusted_clocks=trusted_clocks,
+                              min_plate_confidence=min_plate_confidence)
+    return Legality(all(c.ok for c in checks), tuple(checks))

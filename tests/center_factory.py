@@ -1,0 +1,72 @@
+"""Packets, registry rows and databases for the center's tests: real objects, no mocks."""
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import Engine
+
+from center.db import make_engine, upgrade
+from center.registry import DeviceRow
+from evidence.packet import (
+    GENESIS_HASH,
+    CalibrationRecord,
+    ImageRef,
+    Packet,
+    PlateRecord,
+    ProcessingTrail,
+    VehicleRecord,
+)
+
+T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+"""A capture time: 2026-06-01 10:00 in China."""
+
+REGISTRY_CSV = """\
+device_id,road,stake,direction,latitude,longitude,review_date,certificate_number,\
+accuracy_class,certificate_valid_from,certificate_valid_to,signs_installed,notice_date,\
+notice_document,notice_url,enforcement_start,active,suspensions
+D1,G60,K123+450,east,30.25,120.16,2026-01-10,JD-2026-001,5,2026-01-15,2027-01-14,\
+2026-01-20,2026-02-01,浙交〔2026〕1号,https://example.gov.cn/n/1,2026-03-01,true,
+D2,G92,K12+000,west,30.10,121.00,2026-01-10,JD-2026-002,10,2026-01-15,2027-01-14,\
+2026-01-20,2026-02-01,浙交〔2026〕2号,,2026-03-01,true,2026-05-30..2026-06-02 repair
+"""
+
+
+def make_packet(*, device_id: str = "D1", sequence: int = 1, captured_at: datetime = T0,
+                plate: str | None = "浙A12345", confidence: float = 0.95,
+                code: str | None = "157", gross_kg: float = 55400.0,
+                flags: tuple[str, ...] = (), images: int = 1,
+                clock: str = "synced") -> Packet:
+    """A packet of one pass with the given facts; loads split evenly over 6 axles."""
+    plate_record = None if plate is None else PlateRecord(
+        text=plate, colour="yellow", confidence=confidence, box=[10, 10, 100, 30, 0])
+    return Packet(
+        device_id=device_id, site="site-1", lane=1, direction="east",
+        captured_at=captured_at, clock_status=clock, sequence=sequence,
+        previous_hash=GENESIS_HASH, suspected_overload=True,
+        vehicle=VehicleRecord(axle_loads_kg=[gross_kg / 6] * 6, axle_groups=[1, 2, 3],
+                              spacings_m=[3.4, 1.35, 7.0, 1.31, 1.31], speed_kmh=60.0,
+                              gross_kg=gross_kg, axle_code=code, flags=list(flags)),
+        plate=plate_record,
+        calibration=CalibrationRecord(version="1", factor_set="f", certificate="JD-2026-001"),
+        trail=ProcessingTrail(software_version="0.1.0", rules_digest="0" * 64),
+        images=[ImageRef(role="front", sha256=f"{i:064x}", size=100) for i in range(images)],
+    )
+
+
+def registry_row(**changes):
+    """A device row that passes every check for T0, with ``changes``."""
+    values = dict(device_id="D1", road="G60", stake="K123+450", direction="east",
+                  latitude=30.25, longitude=120.16, review_date=date(2026, 1, 10),
+                  certificate_number="JD-2026-001", accuracy_class="5",
+                  certificate_valid_from=date(2026, 1, 15),
+                  certificate_valid_to=date(2027, 1, 14), signs_installed=date(2026, 1, 20),
+                  notice_date=date(2026, 2, 1), notice_document="浙交〔2026〕1号",
+                  enforcement_start=date(2026, 3, 1), active=True)
+    values.update(changes)
+    return DeviceRow(**values)
+
+
+def center_engine(url: str) -> Engine:
+    """An engine on ``url`` with every migration applied."""
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine

@@ -1,0 +1,271 @@
+"""Captures to cases with the real rule tables: grading, legality, one trip one case, the
+Art. 66 count, the Art. 33 first violation, idempotence, review (SQLite and PostgreSQL)."""
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from center_factory import REGISTRY_CSV, T0, center_engine, make_packet
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from center.cases import (
+    CaseError,
+    case_detail,
+    list_cases,
+    process_packets,
+    process_pending,
+    review_case,
+)
+from center.db import Base
+from center.ingest_models import Device, StoredPacket
+from center.law_models import AuditEntry, Capture, Case, CaseCapture
+from center.registry import import_registry
+from center.settings import CenterSettings, LawSettings
+from evidence.packet import canonical_bytes, packet_hash
+
+# A device announced long ago, so that captures over a year back are evidence too.
+OLD = "D0,G60,K1+000,east,30,120,2024-01-01,JD-0,5,2024-01-01,2027-12-31,2024-01-01," \
+      "2024-01-01,浙交〔2024〕1号,,2024-02-01,true,\n"
+LAW = LawSettings()
+
+
+@pytest.fixture
+def engine(center_db_url, tmp_path):
+    engine = center_engine(center_db_url)
+    path = tmp_path / "devices.csv"
+    path.write_text(REGISTRY_CSV + OLD, encoding="utf-8")
+    with Session(engine) as session, session.begin():
+        import_registry(session, path)
+    yield engine
+    engine.dispose()
+
+
+def run(engine, packets, law=LAW):
+    with Session(engine) as session, session.begin():
+        return process_packets(session, [(None, p) for p in packets], law)
+
+
+def test_grade_with_the_real_tables_and_the_centers_benchmark(engine):
+    (r,) = run(engine, [make_packet(gross_kg=55400)])
+    assert r.new and r.evidential and r.over and r.case_id is not None
+    with Session(engine) as session:
+        capture = session.get(Capture, r.capture_id)
+        assert (capture.limit_kg, capture.excess_kg, capture.action, capture.fine_yuan) == \
+            (49000, 6400, "fine", 3000)
+        assert capture.grade["benchmark"] == "national"
+        assert "national.mass.fine" in {rule["id"] for rule in capture.grade["rules"]}
+        case = session.get(Case, r.case_id)
+        assert (case.status, case.plate, case.action, case.fine_yuan) == \
+            ("awaiting_review", "浙A12345", "fine", 3000)
+    # Zhejiang's benchmark: 13.1 % over is education, no fine.
+    (z,) = run(engine, [make_packet(sequence=2, plate="浙B1", gross_kg=55400)],
+               LAW.model_copy(update={"benchmark": "zhejiang"}))
+    with Session(engine) as session:
+        assert session.get(Capture, z.capture_id).fine_yuan is None
+
+
+def test_mpe_tolerance_takes_the_devices_accuracy_class(engine):
+    law = LAW.model_copy(update={"tolerance": "mpe"})
+    (r,) = run(engine, [make_packet(gross_kg=55400)], law)  # D1 is class 5: 2 770 kg
+    with Session(engine) as session:
+        capture = session.get(Capture, r.capture_id)
+        assert capture.tolerance_kg == pytest.approx(2770)
+        assert capture.excess_kg == pytest.approx(3630) and capture.fine_yuan == 1500
+
+
+def test_not_evidence_is_kept_with_reasons_and_opens_no_case(engine):
+    results = run(engine, [
+        make_packet(device_id="D2"),                       # suspended that day
+        make_packet(device_id="D9"),                       # not registered
+        make_packet(sequence=2, flags=("straddling",)),    # abnormal driving
+        make_packet(sequence=3, gross_kg=40000),           # evidence, but not over
+        make_packet(sequence=4, code=None),                # cannot be graded
+    ])
+    assert [r.case_id for r in results] == [None] * 5
+    assert [r.evidential for r in results] == [False, False, False, True, True]
+    assert "device suspended from 2026-05-30 to 2026-06-02 (repair)" in results[0].reasons[0]
+    assert results[1].reasons[0].startswith("device D9 is not in the registry")
+    assert "straddling" in results[2].reasons[0]
+    assert not results[3].over and not results[4].over
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Case)) == 0
+        assert session.scalar(select(func.count()).select_from(Capture)) == 5
+        light = session.get(Capture, results[3].capture_id)
+        assert (light.limit_kg, light.excess_kg, light.grade) == (49000, 0, None)
+        ungraded = session.scalars(select(Capture).where(Capture.sequence == 4,
+                                                         Capture.device_id == "D1")).one()
+        assert ungraded.grade_error.startswith("no axle code")
+
+
+def test_one_trip_is_one_case_with_the_largest_excess_as_evidence(engine):
+    results = run(engine, [
+        make_packet(sequence=1, gross_kg=52000),
+        make_packet(sequence=2, captured_at=T0 + timedelta(hours=2), gross_kg=56000),
+        make_packet(sequence=3, captured_at=T0 + timedelta(hours=5), gross_kg=51000),
+        make_packet(sequence=4, captured_at=T0 + timedelta(hours=11, minutes=1)),
+        make_packet(sequence=5, captured_at=T0 + timedelta(hours=1), plate="浙C99999"),
+    ])
+    trip = {r.case_id for r in results[:3]}
+    assert len(trip) == 1
+    assert len({results[0].case_id, results[3].case_id, results[4].case_id}) == 3
+    with Session(engine) as session:
+        case = session.get(Case, results[0].case_id)
+        assert case.best_capture_id == results[1].capture_id
+        assert (case.fine_yuan, case.first_at, case.last_at) == (
+            3500, T0, T0 + timedelta(hours=5))
+        roles = dict(session.execute(select(CaseCapture.capture_id, CaseCapture.role).where(
+            CaseCapture.case_id == case.id)).all())
+        assert roles == {results[0].capture_id: "attached", results[1].capture_id: "evidence",
+                         results[2].capture_id: "attached"}
+        actions = session.scalars(select(AuditEntry.action).where(
+            AuditEntry.case_id == case.id).order_by(AuditEntry.id)).all()
+        assert actions == ["case_opened", "capture_attached", "capture_attached"]
+        later = session.get(Case, results[3].case_id)
+        assert not later.first_violation and case.first_violation
+
+
+def test_art66_counts_a_year_of_acts_and_art33_marks_the_first(engine):
+    days = (-400, -300, -200, -100, -10)
+    packets = [make_packet(device_id="D0", sequence=i + 1, captured_at=T0 + timedelta(days=d))
+               for i, d in enumerate(days)]
+    results = run(engine, packets)
+    with Session(engine) as session:
+        cases = [session.get(Case, r.case_id) for r in results]
+        assert [c.first_violation for c in cases] == [True, False, False, False, False]
+        assert [c.cases_12m for c in cases] == [1, 2, 3, 4, 4]
+        assert [c.captures_12m for c in cases] == [1, 2, 3, 4, 4]
+        assert [c.repeat_over_limit for c in cases] == [False, False, False, True, True]
+    (now,) = run(engine, [make_packet(device_id="D0", sequence=9, captured_at=T0)])
+    with Session(engine) as session:
+        assert session.get(Case, now.case_id).cases_12m == 5
+
+
+def test_a_rejected_case_is_no_earlier_violation(engine):
+    (first,) = run(engine, [make_packet(sequence=1)])
+    with Session(engine) as session, session.begin():
+        review_case(session, first.case_id, "reject", "李四", "plate misread")
+    (second,) = run(engine, [make_packet(sequence=2, captured_at=T0 + timedelta(days=2))])
+    with Session(engine) as session:
+        case = session.get(Case, second.case_id)
+        assert case.first_violation and case.cases_12m == 1
+
+
+def test_processing_twice_does_nothing(engine):
+    packets = [make_packet(sequence=1), make_packet(sequence=2,
+                                                    captured_at=T0 + timedelta(hours=1))]
+    first = run(engine, [*packets, packets[0]])
+    assert [r.new for r in first] == [True, True, False]
+    assert first[2] == replace(first[0], new=False)
+    first = first[:2]
+    again = run(engine, packets)
+    assert [r.new for r in again] == [False, False]
+    assert [(r.capture_id, r.case_id) for r in again] == \
+        [(r.capture_id, r.case_id) for r in first]
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Capture)) == 2
+        assert session.scalar(select(func.count()).select_from(Case)) == 1
+        assert session.scalar(select(func.count()).select_from(AuditEntry)) == 3
+
+
+def test_process_pending_reads_the_stored_packets(engine, tmp_path: Path):
+    packets = [make_packet(sequence=s, captured_at=T0 + timedelta(minutes=s))
+               for s in (1, 2, 3)]
+    with engine.begin() as conn:
+        conn.execute(insert(Device).values(device_id="D1", sign_public_key="pem",
+                                           curve_public_key="k" * 40, enrolled_at=T0))
+        for p in packets:
+            meta = canonical_bytes(p)
+            conn.execute(insert(StoredPacket).values(
+                device_id="D1", sequence=p.sequence, hash=packet_hash(meta),
+                previous_hash=p.previous_hash, captured_at=p.captured_at, lane=1,
+                suspected_overload=True, meta=meta, signature=b"s", received_at=T0))
+    settings = CenterSettings(database="unused", law=LAW)
+    assert process_pending(engine, settings, batch=2) == 3
+    assert process_pending(engine, settings) == 0
+    with Session(engine) as session:
+        ids = session.scalars(select(Capture.packet_id).order_by(Capture.sequence)).all()
+        assert len(ids) == 3 and None not in ids
+        assert session.scalar(select(func.count()).select_from(Case)) == 1
+
+
+def test_review_moves_and_audits_and_refuses_wrong_moves(engine):
+    (r,) = run(engine, [make_packet()])
+    with Session(engine) as session, session.begin():
+        review_case(session, r.case_id, "confirm", "张三", "checked the photos")
+        with pytest.raises(CaseError, match="is confirmed; confirm needs it awaiting_review"):
+            review_case(session, r.case_id, "confirm", "张三")
+        review_case(session, r.case_id, "close", "张三", decision="fine", fine_yuan=2500)
+    with Session(engine) as session, session.begin():
+        with pytest.raises(CaseError, match="case 999 does not exist"):
+            review_case(session, 999, "confirm", "x")
+        with pytest.raises(CaseError, match="needs the name"):
+            review_case(session, r.case_id, "reject", " ")
+    with Session(engine) as session:
+        detail = case_detail(session, r.case_id)
+        assert detail["case"]["status"] == "closed"
+        assert detail["case"]["decision_fine_yuan"] == 2500
+        assert [(a["actor"], a["action"]) for a in detail["audit"]] == [
+            ("center", "case_opened"), ("张三", "confirm"), ("张三", "close")]
+        assert "checked the photos" in detail["audit"][1]["detail"]
+        (capture,) = detail["captures"]
+        assert capture["role"] == "evidence" and len(capture["checks"]) == 13
+        assert [c.id for c in list_cases(session, "closed")] == [r.case_id]
+        assert list_cases(session, "awaiting_review") == []
+
+
+def test_a_late_capture_joins_a_reviewed_case_without_changing_its_evidence(engine):
+    (first,) = run(engine, [make_packet(sequence=2, captured_at=T0 + timedelta(hours=1))])
+    with Session(engine) as session, session.begin():
+        review_case(session, first.case_id, "confirm", "张三")
+    (late,) = run(engine, [make_packet(sequence=1, gross_kg=60000)])
+    assert late.case_id == first.case_id
+    with Session(engine) as session:
+        case = session.get(Case, first.case_id)
+        assert (case.best_capture_id, case.fine_yuan, case.first_at) == (
+            first.capture_id, 3000, T0)
+        detail = session.scalars(select(AuditEntry.detail).where(
+            AuditEntry.action == "capture_attached")).one()
+        assert "case already confirmed" in detail
+
+
+def test_a_stored_packet_that_cannot_be_read_is_kept_as_no_evidence(engine):
+    with engine.begin() as conn:
+        conn.execute(insert(Device).values(device_id="D1", sign_public_key="pem",
+                                           curve_public_key="k" * 40, enrolled_at=T0))
+        conn.execute(insert(StoredPacket).values(
+            device_id="D1", sequence=7, hash="0" * 64, previous_hash="0" * 64,
+            captured_at=T0, lane=1, suspected_overload=True,
+            meta=b'{"schema":"zhichao.evidence/9.0"}', signature=b"s", received_at=T0))
+    settings = CenterSettings(database="unused", law=LAW)
+    assert process_pending(engine, settings) == 1
+    assert process_pending(engine, settings) == 0
+    with Session(engine) as session:
+        capture = session.scalars(select(Capture)).one()
+        assert not capture.evidential and capture.captured_at == T0
+        assert "major version 9" in capture.checks[0]["text"]
+
+
+LAW_TABLES = {"device_records", "device_suspensions", "captures", "cases", "case_captures",
+              "audit_log"}
+
+
+def _tables_of(diff) -> set[str]:
+    """Table names a compare_metadata difference is about."""
+    found = set()
+    for part in diff if isinstance(diff, list) else [diff]:
+        for item in part:
+            names = {item} if isinstance(item, str) else {
+                getattr(item, "name", None), getattr(getattr(item, "table", None), "name", None)}
+            found |= names & LAW_TABLES
+    return found
+
+
+def test_the_models_are_what_migration_0002_builds(engine):
+    with engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert [d for d in diffs if _tables_of(d)] == []
+    assert set(Base.metadata.tables) >= LAW_TABLES

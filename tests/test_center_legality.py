@@ -1,0 +1,133 @@
+"""Is a capture evidence: each check of the registry at the capture time, and of the pass."""
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import pytest
+from center_factory import T0, make_packet, registry_row
+
+from center.legality import evidential, local_day
+
+LAW = dict(abnormal_driving=("straddling", "speed_change", "weaving", "off_speed"),
+           faulty_measurement=("missing_axle",), trusted_clocks=("synced", "holdover"))
+
+
+@dataclass
+class Stop:
+    starts: date
+    ends: date | None
+    reason: str
+
+
+def verdict(record=None, suspensions=(), packet=None, lead=15, at=T0):
+    return evidential(record if record is not None else registry_row(), suspensions, at,
+                      lead, packet=packet or make_packet(captured_at=at), device_id="D1",
+                      **LAW)
+
+
+def failed(v):
+    return {c.id for c in v.checks if not c.ok}
+
+
+def test_a_good_device_and_pass_is_evidence_and_every_check_is_listed():
+    v = verdict()
+    assert v.evidential and v.reasons == []
+    assert [c.id for c in v.checks] == ["registered", "active", "review", "certificate",
+                                        "signs", "notice", "enforcement", "suspension",
+                                        "driving", "measurement", "plate", "images", "clock"]
+    assert all(c.source for c in v.checks)
+
+
+def test_unknown_device():
+    v = evidential(None, (), T0, 15, device_id="D9")
+    assert not v.evidential
+    assert v.reasons == ["device D9 is not in the registry (行政处罚法（2021） 第四十一条 第一款)"]
+
+
+def test_capture_day_is_the_day_in_china():
+    late_evening_utc = T0.replace(hour=17)  # 01:00 the next day in China
+    assert local_day(late_evening_utc) == date(2026, 6, 2)
+
+
+@pytest.mark.parametrize(("change", "check", "words"), [
+    ({"active": False}, "active", "marked inactive"),
+    ({"review_date": date(2026, 6, 2)}, "review", "review passed 2026-06-02 is after"),
+    ({"review_date": None}, "review", "no date in the registry"),
+    ({"certificate_valid_to": date(2026, 5, 31)}, "certificate",
+     "JD-2026-001 expired on 2026-05-31, before the capture on 2026-06-01"),
+    ({"certificate_valid_from": date(2026, 6, 2), "certificate_valid_to": date(2027, 6, 1)},
+     "certificate", "valid from 2026-06-02"),
+    ({"certificate_number": None}, "certificate", "no number"),
+    ({"signs_installed": date(2026, 6, 5)}, "signs", "signs installed 2026-06-05 is after"),
+    ({"notice_date": None}, "notice", "none in the registry"),
+    ({"enforcement_start": date(2026, 7, 1)}, "enforcement", "enforcement start 2026-07-01"),
+])
+def test_each_registry_check_fails_alone_with_its_reason(change, check, words):
+    v = verdict(registry_row(**change))
+    assert not v.evidential
+    assert failed(v) == {check}
+    (reason,) = v.reasons
+    assert words in reason
+
+
+def test_certificate_valid_on_its_last_day():
+    assert verdict(registry_row(certificate_valid_to=date(2026, 6, 1))).evidential
+
+
+def test_notice_exactly_the_lead_time_before_is_enough_one_day_less_is_not():
+    day = local_day(T0)
+    assert verdict(registry_row(notice_date=day - timedelta(days=15))).evidential
+    v = verdict(registry_row(notice_date=day - timedelta(days=14)))
+    assert failed(v) == {"notice"}
+    assert v.reasons[0].startswith("public notice 2026-05-18 (浙交〔2026〕1号) was 14 days "
+                                   "before the capture; 15 are required (notice_lead_days)")
+    assert "浙江省公路条例 第三十八条" in v.reasons[0]
+
+
+def test_notice_lead_time_is_the_setting():
+    record = registry_row(notice_date=local_day(T0) - timedelta(days=10))
+    assert not verdict(record, lead=15).evidential
+    assert verdict(record, lead=10).evidential
+    assert verdict(record, lead=0).evidential
+
+
+def test_suspension_covering_the_day_both_ends_included():
+    for stop in (Stop(date(2026, 5, 30), date(2026, 6, 1), "repair"),
+                 Stop(date(2026, 6, 1), None, "flood")):
+        v = verdict(suspensions=[stop])
+        assert failed(v) == {"suspension"}
+        assert stop.reason in v.reasons[0]
+    assert verdict(suspensions=[Stop(date(2026, 5, 1), date(2026, 5, 31), "x")]).evidential
+
+
+@pytest.mark.parametrize(("packet", "check", "words"), [
+    (make_packet(flags=("straddling",)), "driving", "abnormal driving flagged: straddling"),
+    (make_packet(flags=("speed_change", "weaving")), "driving", "speed_change, weaving"),
+    (make_packet(flags=("missing_axle",)), "measurement", "measurement flagged: missing_axle"),
+    (make_packet(plate=None), "plate", "no readable plate"),
+    (make_packet(plate="  "), "plate", "no readable plate"),
+    (make_packet(images=0), "images", "no images of the pass"),
+    (make_packet(clock="free_running"), "clock", "device clock free_running"),
+])
+def test_each_pass_check_fails_alone_with_its_reason(packet, check, words):
+    v = verdict(packet=packet)
+    assert failed(v) == {check}
+    assert words in v.reasons[0]
+
+
+def test_flags_that_are_not_abnormal_driving_do_not_count():
+    assert verdict(packet=make_packet(flags=("unknown_code_x",))).evidential
+
+
+def test_plate_confidence_floor():
+    packet = make_packet(confidence=0.4)
+    v = evidential(registry_row(), (), T0, 15, packet=packet, min_plate_confidence=0.5, **LAW)
+    assert failed(v) == {"plate"}
+    assert "0.40, below 0.5" in v.reasons[0]
+
+
+def test_several_failures_give_every_reason():
+    v = verdict(registry_row(active=False, signs_installed=None),
+                packet=make_packet(flags=("off_speed",), plate=None))
+    assert failed(v) == {"active", "signs", "driving", "plate"}
+    assert len(v.reasons) == 4

@@ -1,0 +1,198 @@
+"""``zhichao center``: the real command line on a temporary SQLite center — registry import,
+processing stored packets, review, export — and the example settings."""
+
+import csv
+import json
+import socket
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from center_factory import REGISTRY_CSV, T0, make_packet
+from pydantic import BaseModel
+from sqlalchemy import insert
+
+from center.db import make_engine
+from center.export import add_working_days
+from center.ingest_models import Device, StoredPacket
+from center.settings import CenterSettings, load_center_settings
+from evidence.packet import canonical_bytes, packet_hash
+from zhichao.cli import main
+from zhichao.resources import config_dir
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A center settings file (SQLite beside it) and a registry file."""
+    config = tmp_path / "center.yaml"
+    config.write_text("database: center.db\nlaw:\n  process_interval_s: 0.1\n",
+                      encoding="utf-8")
+    (tmp_path / "devices.csv").write_text(REGISTRY_CSV, encoding="utf-8")
+    return config
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["center", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def store_packets(database: Path, packets) -> None:
+    """Put packets into the ingestion's table, as the receiver would."""
+    engine = make_engine(database)
+    with engine.begin() as conn:
+        conn.execute(insert(Device).values(device_id="D1", sign_public_key="pem",
+                                           curve_public_key="k" * 40, enrolled_at=T0))
+        for p in packets:
+            meta = canonical_bytes(p)
+            conn.execute(insert(StoredPacket).values(
+                device_id=p.device_id, sequence=p.sequence, hash=packet_hash(meta),
+                previous_hash=p.previous_hash, captured_at=p.captured_at, lane=1,
+                suspected_overload=True, meta=meta, signature=b"s", received_at=T0))
+    engine.dispose()
+
+
+def test_devices_import_and_list(capsys, site, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, _ = cli(capsys, "devices", "import", str(site.parent / "devices.csv"),
+                       "--config", str(site), "--by", "王五")
+    assert code == 0 and "2 devices added, 0 updated (D1, D2)" in out
+    code, out, _ = cli(capsys, "devices", "list", "--config", str(site), "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["device_id"] for r in rows] == ["D1", "D2"]
+    assert rows[1]["suspensions"] == [{"starts": "2026-05-30", "ends": "2026-06-02",
+                                       "reason": "repair"}]
+    code, out, _ = cli(capsys, "devices", "list", "--config", str(site))
+    assert code == 0 and "K123+450" in out and "JD-2026-002" in out
+
+
+def test_a_bad_registry_file_is_one_error_per_row_and_exit_2(capsys, site):
+    bad = site.parent / "bad.csv"
+    bad.write_text(REGISTRY_CSV.replace("30.10", "x"), encoding="utf-8")
+    code, _, err = cli(capsys, "devices", "import", str(bad), "--config", str(site))
+    assert code == 2
+    assert "bad.csv row 3: latitude 'x' is not a number" in err
+    code, out, _ = cli(capsys, "devices", "list", "--config", str(site), "--json")
+    assert out == ""
+
+
+def test_run_process_review_export(capsys, site, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    assert cli(capsys, "devices", "import", str(tmp_path / "devices.csv"),
+               "--config", str(site))[0] == 0
+    store_packets(tmp_path / "center.db", [
+        make_packet(sequence=1),
+        make_packet(sequence=2, captured_at=T0 + timedelta(hours=1), gross_kg=57000),
+        make_packet(sequence=3, captured_at=T0 + timedelta(hours=2), plate=None),
+    ])
+    code, _, _ = cli(capsys, "run", "--config", str(site), "--process-only", "--seconds", "1.5")
+    assert code == 0
+    code, out, _ = cli(capsys, "cases", "list", "--config", str(site), "--json")
+    (case,) = [json.loads(line) for line in out.splitlines()]
+    assert (case["plate"], case["status"], case["fine_yuan"], case["first_violation"]) == \
+        ("浙A12345", "awaiting_review", 4000, True)
+
+    code, out, _ = cli(capsys, "cases", "show", str(case["id"]), "--config", str(site),
+                       "--json")
+    detail = json.loads(out)
+    assert [c["role"] for c in detail["captures"]] == ["attached", "evidence"]
+    assert {k["id"] for k in detail["captures"][1]["checks"]} >= {"notice", "certificate"}
+    assert any(r["id"] == "national.mass.fine" for r in detail["captures"][1]["grade"]["rules"])
+    code, out, _ = cli(capsys, "cases", "show", str(case["id"]), "--config", str(site))
+    assert "legality" in out and "rules applied" in out and "浙江省公路条例 第三十八条" in out
+
+    assert cli(capsys, "cases", "confirm", str(case["id"]), "--by", "张三", "--note", "ok",
+               "--config", str(site))[0] == 0
+    code, _, err = cli(capsys, "cases", "confirm", str(case["id"]), "--by", "张三",
+                       "--config", str(site))
+    assert code == 2 and "is confirmed" in err
+    code, _, err = cli(capsys, "cases", "reject", "99", "--by", "x", "--config", str(site))
+    assert code == 2 and "case 99 does not exist" in err
+    code, out, _ = cli(capsys, "export", "--closed", "--config", str(site))
+    assert json.loads(out)["cases"] == []
+    assert cli(capsys, "cases", "close", str(case["id"]), "--by", "张三", "--decision",
+               "fine", "--fine-yuan", "3500", "--config", str(site))[0] == 0
+
+    code, out, _ = cli(capsys, "export", "--closed", "--config", str(site))
+    data = json.loads(out)
+    (row,) = data["cases"]
+    assert (row["plate"], row["axle_code"], row["vehicle_type"], row["decision"],
+            row["fine_yuan"]) == ("浙A12345", "157", "combination", "fine", 3500)
+    assert (row["driver"], row["company"], row["loading_slip"]) == (None, None, None)
+    assert row["place"] == "G60 K123+450 east" and row["device_id"] == "D1"
+    assert row["attached_captures"] == 1
+    out_csv = tmp_path / "art44.csv"
+    assert cli(capsys, "export", "--closed", "--format", "csv", "--out", str(out_csv),
+               "--config", str(site))[0] == 0
+    (csv_row,) = csv.DictReader(out_csv.open(encoding="utf-8"))
+    assert csv_row["plate"] == "浙A12345" and csv_row["driver"] == "" \
+        and csv_row["fine_yuan"] == "3500.0"
+
+
+def test_report_due_counts_working_days():
+    friday = T0.date() + timedelta(days=4)  # 2026-06-05 is a Friday
+    assert add_working_days(friday, 7).isoformat() == "2026-06-16"
+
+
+def test_bad_settings_file_is_named(capsys, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("law:\n  notice_lead_dayz: 3\n", encoding="utf-8")
+    code, _, err = cli(capsys, "cases", "list", "--config", str(config))
+    assert code == 2 and "law.notice_lead_dayz" in err and "c.yaml" in err
+
+
+def _options(model: type[BaseModel], prefix: str = "") -> set[str]:
+    names = set()
+    for name, field in model.model_fields.items():
+        names.add(prefix + name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            names |= _options(field.annotation, f"{prefix}{name}.")
+    return names
+
+
+def test_the_example_settings_list_every_option_with_its_default():
+    path = config_dir() / "center.example.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    listed = set()
+
+    def walk(node, prefix=""):
+        for key, value in node.items():
+            listed.add(prefix + key)
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+
+    walk(data)
+    assert listed == _options(CenterSettings)
+    example, default = load_center_settings(path), CenterSettings()
+    assert example.law == default.law
+    assert example.receiver.listen == default.receiver.listen
+
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_with_the_receiver_listens_and_stops(capsys, tmp_path):
+    assert main(["keys", "new", "--name", "center", "--out", str(tmp_path / "keys"),
+                 "--curve-only"]) == 0
+    port = _free_port()
+    config = tmp_path / "c.yaml"
+    config.write_text(f"database: center.db\nreceiver:\n  listen: [tcp://127.0.0.1:{port}]\n"
+                      "  server_secret_key: keys/center.key_secret\n", encoding="utf-8")
+    started = time.monotonic()
+    assert main(["center", "run", "--config", str(config), "--seconds", "1"]) == 0
+    assert time.monotonic() - started < 30
+    assert (tmp_path / "center.db").is_file()
+
+
+def test_run_without_the_server_key_names_the_file(capsys, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("database: center.db\nreceiver:\n  server_secret_key: none.key\n",
+                      encoding="utf-8")
+    code = main(["center", "run", "--config", str(config), "--seconds", "5"])
+    assert code == 2 and "none.key" in capsys.readouterr().err

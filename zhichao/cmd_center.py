@@ -1,0 +1,342 @@
+"""``zhichao center``: run the center, keep its device registry, review cases, export.
+
+``run`` receives packets (``center.receiver``) and turns stored packets into graded
+captures and cases every few seconds; ``devices`` imports, lists and enrols the registry;
+``cases`` lists, shows, confirms, rejects and closes cases (every action audited);
+``export --closed`` writes the Order 62 Art. 44 data set. Every command reads the center's
+settings (``--config FILE``; defaults without one) and brings the database to the latest
+migration first.
+"""
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from center.cases import (
+    case_detail,
+    case_to_dict,
+    law_rules,
+    list_cases,
+    process_forever,
+    review_case,
+)
+from center.db import make_engine, upgrade
+from center.export import closed_rows, to_csv, to_json
+from center.registry import import_registry, list_devices
+from center.settings import CenterSettings, load_center_settings
+from overload.applied import fmt_num
+from zhichao.errors import ConfigError
+
+CASE_STATUSES = ("awaiting_review", "confirmed", "rejected", "closed")
+
+
+def _config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="center settings (YAML, see config/center.example.yaml); "
+                   "default: every option's default, database center.db here")
+    return p
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``zhichao center`` and its subcommands."""
+    p = sub.add_parser("center", help="the center: receive, registry, cases, export",
+                       description=__doc__.split("\n\n")[0])
+    center = p.add_subparsers(dest="center_command", metavar="ACTION", required=True)
+
+    run = _config(center.add_parser("run", help="receive packets and make cases"))
+    run.add_argument("--seconds", type=float, metavar="N",
+                     help="stop after N seconds (default: until interrupted)")
+    run.add_argument("--process-only", action="store_true",
+                     help="no receiver: only turn stored packets into captures and cases "
+                     "(another process receives)")
+    run.set_defaults(run=run_center)
+
+    devices = center.add_parser("devices", help="the device registry").add_subparsers(
+        dest="devices_command", metavar="ACTION", required=True)
+    imp = _config(devices.add_parser("import", help="import devices from CSV or YAML"))
+    imp.add_argument("file", type=Path, metavar="FILE", help="devices.csv or devices.yaml")
+    imp.add_argument("--by", default="import", metavar="NAME", help="who imports (audit)")
+    imp.set_defaults(run=run_devices_import)
+    lst = _config(devices.add_parser("list", help="list registered devices"))
+    lst.add_argument("--json", action="store_true", help="one JSON object per device")
+    lst.set_defaults(run=run_devices_list)
+    enrol = _config(devices.add_parser("enrol", help="accept a roadside unit's keys"))
+    enrol.add_argument("--id", required=True, metavar="ID", help="device id")
+    enrol.add_argument("--sign-key", required=True, type=Path, metavar="PUBFILE",
+                       help="the unit's NAME.sign.pub (zhichao keys new)")
+    enrol.add_argument("--curve-key", required=True, type=Path, metavar="PUBFILE",
+                       help="the unit's NAME.key (CURVE public key)")
+    enrol.add_argument("--replace", action="store_true", help="replace enrolled keys")
+    enrol.set_defaults(run=run_devices_enrol)
+
+    cases = center.add_parser("cases", help="review cases").add_subparsers(
+        dest="cases_command", metavar="ACTION", required=True)
+    clist = _config(cases.add_parser("list", help="list cases"))
+    clist.add_argument("--status", choices=CASE_STATUSES, help="only cases in this state")
+    clist.add_argument("--json", action="store_true", help="one JSON object per case")
+    clist.set_defaults(run=run_cases_list)
+    show = _config(cases.add_parser("show", help="a case with its captures, rules, checks"))
+    show.add_argument("case_id", type=int, metavar="ID")
+    show.add_argument("--json", action="store_true", help="one JSON object")
+    show.set_defaults(run=run_cases_show)
+    for action, words in (("confirm", "confirm a case awaiting review"),
+                          ("reject", "reject a case (not evidence, wrong plate, ...)"),
+                          ("close", "close a confirmed case with its decision")):
+        q = _config(cases.add_parser(action, help=words))
+        q.add_argument("case_id", type=int, metavar="ID")
+        q.add_argument("--by", required=True, metavar="NAME", help="staff member (audit)")
+        q.add_argument("--note", default="", metavar="TEXT", help="why (audit)")
+        if action == "close":
+            q.add_argument("--decision", metavar="TEXT",
+                           help="the decision (default: the graded action)")
+            q.add_argument("--fine-yuan", type=float, metavar="N",
+                           help="the fine decided (default: the graded fine)")
+        q.set_defaults(run=run_cases_review, action=action)
+
+    export = _config(center.add_parser("export", help="the Order 62 Art. 44 data set"))
+    export.add_argument("--closed", action="store_true", required=True,
+                        help="closed cases (the only data set so far)")
+    export.add_argument("--format", choices=("json", "csv"), default="json")
+    export.add_argument("--out", type=Path, metavar="FILE", help="write here, not stdout")
+    export.set_defaults(run=run_export)
+
+
+def settings_of(args: argparse.Namespace) -> CenterSettings:
+    """The settings file given, or the defaults."""
+    return load_center_settings(args.config) if args.config else CenterSettings()
+
+
+def open_db(settings: CenterSettings) -> Engine:
+    """An engine on the center's database, brought to the latest migration."""
+    engine = make_engine(settings.database)
+    try:
+        upgrade(engine)
+    except Exception as exc:
+        raise ConfigError(f"database {settings.database}: cannot open or migrate: "
+                          f"{str(exc).splitlines()[0]}") from None
+    return engine
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def run_center(args: argparse.Namespace) -> int:
+    """Receiver and case processing until interrupted or ``--seconds`` passed."""
+    settings = settings_of(args)
+    rules = law_rules(settings.law)
+    rules.benchmark(settings.law.benchmark)
+    rules.tolerance_policy(settings.law.tolerance)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    engine = open_db(settings)
+    stop = threading.Event()
+    threads = [threading.Thread(target=process_forever, args=(engine, settings, stop),
+                                name="cases", daemon=True)]
+    errors: list[BaseException] = []
+    if not args.process_only:
+        from center.receiver import run_receiver  # noqa: PLC0415 (zmq only when receiving)
+
+        def receive() -> None:
+            try:
+                run_receiver(settings, stop)
+            except BaseException as exc:  # reported below, after the others stop
+                errors.append(exc)
+                stop.set()
+
+        threads.append(threading.Thread(target=receive, name="receiver", daemon=True))
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for t in threads:
+        t.start()
+    deadline = None if args.seconds is None else time.monotonic() + args.seconds
+    try:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            stop.wait(0.2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        engine.dispose()
+    if errors:
+        raise errors[0]
+    return 0
+
+
+def run_devices_import(args: argparse.Namespace) -> int:
+    """Import a registry file in one transaction; print what changed."""
+    engine = open_db(settings_of(args))
+    with Session(engine) as session, session.begin():
+        result = import_registry(session, args.file, actor=args.by)
+    _console().print(f"{args.file}: {result.added} devices added, {result.updated} updated "
+                     f"({', '.join(result.devices)})")
+    return 0
+
+
+def run_devices_list(args: argparse.Namespace) -> int:
+    """Every registered device, its certificate, notice and suspensions."""
+    engine = open_db(settings_of(args))
+    with Session(engine) as session:
+        devices = list_devices(session)
+        if args.json:
+            for record, stops in devices:
+                data = {c.name: getattr(record, c.name) for c in record.__table__.columns
+                        if c.name not in ("id",)}
+                data["suspensions"] = [{"starts": s.starts, "ends": s.ends, "reason": s.reason}
+                                       for s in stops]
+                sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+            return 0
+        table = Table(title="device registry", header_style="bold")
+        for name in ("device", "place", "review", "certificate", "signs", "notice",
+                     "enforcement", "active", "suspensions"):
+            table.add_column(name, overflow="fold")
+        for r, stops in devices:
+            cells = (
+                r.device_id, f"{r.road} {r.stake} {r.direction} ({r.latitude}, {r.longitude})",
+                str(r.review_date or "—"),
+                f"{r.certificate_number or '—'} class {r.accuracy_class or '—'} "
+                f"{r.certificate_valid_from or '?'}–{r.certificate_valid_to or '?'}",
+                str(r.signs_installed or "—"),
+                f"{r.notice_date or '—'} {r.notice_document or ''}",
+                str(r.enforcement_start or "—"), "yes" if r.active else "no",
+                "; ".join(f"{s.starts}–{s.ends or ''} {s.reason}" for s in stops) or "—")
+            table.add_row(*(escape(cell) for cell in cells))
+        _console().print(table)
+    return 0
+
+
+def run_devices_enrol(args: argparse.Namespace) -> int:
+    """Enrol a roadside unit's public keys (the receiver accepts it at its next connection)."""
+    from center.ingest import enrol_from_files  # noqa: PLC0415 (zmq only when enrolling)
+
+    engine = open_db(settings_of(args))
+    enrol_from_files(engine, args.id, args.sign_key, args.curve_key, replace=args.replace)
+    _console().print(f"device {args.id} enrolled")
+    return 0
+
+
+def run_cases_list(args: argparse.Namespace) -> int:
+    """Cases, newest first, as a table or JSON lines."""
+    engine = open_db(settings_of(args))
+    with Session(engine) as session:
+        cases = [case_to_dict(c) for c in list_cases(session, args.status)]
+    if args.json:
+        for case in cases:
+            sys.stdout.write(json.dumps(case, ensure_ascii=False) + "\n")
+        return 0
+    table = Table(title=f"cases ({args.status or 'all'})", header_style="bold")
+    for name in ("id", "plate", "status", "last capture (UTC)", "action", "fine yuan",
+                 "first violation", "acts 12 m"):
+        table.add_column(name, overflow="fold")
+    for c in cases:
+        table.add_row(str(c["id"]), escape(c["plate"]), c["status"], c["last_at"],
+                      c["action"], _num(c["fine_yuan"]),
+                      "yes" if c["first_violation"] else "no",
+                      f"{c['cases_12m']}" + (" (Art. 66)" if c["repeat_over_limit"] else ""))
+    _console().print(table)
+    return 0
+
+
+def run_cases_show(args: argparse.Namespace) -> int:
+    """One case: its state, each capture with every rule applied and every legality check,
+    and the audit trail."""
+    engine = open_db(settings_of(args))
+    with Session(engine) as session:
+        detail = case_detail(session, args.case_id)
+    if args.json:
+        sys.stdout.write(json.dumps(detail, ensure_ascii=False) + "\n")
+        return 0
+    _show(detail, _console())
+    return 0
+
+
+def _num(value: float | None, unit: str = "") -> str:
+    return "—" if value is None else f"{fmt_num(round(value, 2))}{unit}"
+
+
+def _show(detail: dict, console: Console) -> None:
+    """The case in words; the evidence capture with every check and rule, the attached
+    ones with their failed checks; then the audit trail."""
+    case = detail["case"]
+    console.print(f"[bold]case {case['id']}[/] {escape(case['plate'])} "
+                  f"({escape(str(case['plate_colour']))}): {case['status']}; "
+                  f"{case['action']}, fine {_num(case['fine_yuan'], ' yuan')}")
+    console.print(f"first violation (行政处罚法 Art. 33): "
+                  f"{'yes' if case['first_violation'] else 'no'}; acts in the look-back: "
+                  f"{case['cases_12m']}, overload captures: {case['captures_12m']}"
+                  + (" — more than allowed (公路安全保护条例 Art. 66)"
+                     if case["repeat_over_limit"] else ""))
+    if case["decision"] is not None:
+        console.print(f"decision: {escape(case['decision'])}, fine "
+                      f"{_num(case['decision_fine_yuan'], ' yuan')}")
+    for c in detail["captures"]:
+        console.print(f"\n[bold]capture {c['id']}[/] ({c['role']}) {escape(c['device_id'])} "
+                      f"#{c['sequence']} at {c['captured_at']}: {c['axle_code']} "
+                      f"{_num(c['gross_kg'], ' kg')}, limit {_num(c['limit_kg'], ' kg')}, "
+                      f"graded excess {_num(c['excess_kg'], ' kg')}, {c['action']}; "
+                      f"evidence: {'yes' if c['evidential'] else 'no'}")
+        if c["role"] != "evidence":
+            failed = [k for k in c["checks"] if not k["ok"]]
+            console.print(f"{len(c['checks']) - len(failed)} of {len(c['checks'])} "
+                          "legality checks passed")
+            for k in failed:
+                console.print(f"  [red]{k['id']}[/]: {escape(k['text'])} "
+                              f"({escape(k['source'])})")
+            continue
+        checks = Table(title="legality", header_style="bold")
+        for name in ("check", "ok", "finding", "source"):
+            checks.add_column(name, overflow="fold")
+        for k in c["checks"]:
+            checks.add_row(k["id"], "yes" if k["ok"] else "[red]no[/]", escape(k["text"]),
+                           escape(k["source"]))
+        console.print(checks)
+        rules = Table(title="rules applied", header_style="bold")
+        for name in ("rule", "what it did", "source"):
+            rules.add_column(name, overflow="fold")
+        for r in (c["grade"] or {}).get("rules", []):
+            rules.add_row(r["id"] + (" [yellow](verify)[/]" if r["verify"] else ""),
+                          escape(r["detail"]), escape(r["cite"]))
+        console.print(rules)
+    console.print("\n[bold]audit[/]")
+    for a in detail["audit"]:
+        console.print(f"{a['at']} {escape(a['actor'])}: {a['action']} — {escape(a['detail'])}")
+
+
+def run_cases_review(args: argparse.Namespace) -> int:
+    """Confirm, reject or close a case, audited."""
+    engine = open_db(settings_of(args))
+    with Session(engine) as session, session.begin():
+        extra = {"decision": args.decision, "fine_yuan": args.fine_yuan} \
+            if args.action == "close" else {}
+        case = review_case(session, args.case_id, args.action, args.by, args.note, **extra)
+        _console().print(f"case {case.id}: {case.status} (by {args.by})")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """The closed cases as JSON or CSV, to a file or stdout."""
+    settings = settings_of(args)
+    engine = open_db(settings)
+    with Session(engine) as session:
+        rows = closed_rows(session, settings.law.report_working_days)
+    text = to_json(rows) if args.format == "json" else to_csv(rows)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--out {args.out}: cannot write: {exc.strerror or exc}") from None
+    Console(stderr=True, highlight=False).print(f"{len(rows)} closed cases → {args.out}")
+    return 0
