@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/signal.py
 	$(BIN)/python benchmarks/serial.py
 	$(BIN)/python benchmarks/plates.py
+	$(BIN)/python benchmarks/transport.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

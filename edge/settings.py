@@ -25,6 +25,43 @@ class RulesSettings(BaseModel):
     vendor: str = Field("generic", description="vendor table for axle digits 8 and 9")
 
 
+class EvidenceSettings(BaseModel):
+    """Where packets wait (the outbox), which keys sign and encrypt them, and where and
+    how they go (the sender). Key files are made by ``zhichao keys new``; relative paths
+    are relative to the settings file (:meth:`resolved`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    outbox: Path = Field(Path("outbox.db"), description="SQLite outbox file")
+    keep_days: float = Field(7.0, ge=0, description="acknowledged packets are kept this "
+                             "long, then pruned")
+    hold_max: int = Field(1000, ge=0, description="packets held in memory while the "
+                          "outbox's disk is full; beyond, the oldest are dropped and counted")
+    signing_key: Path = Field(Path("keys/edge.sign"), description="Ed25519 private key "
+                              "(PEM) that signs every packet")
+    curve_secret_key: Path = Field(Path("keys/edge.key_secret"),
+                                   description="this unit's CURVE key pair")
+    center_public_key: Path = Field(Path("keys/center.key"),
+                                    description="the center's CURVE public key")
+    endpoints: list[str] = Field(default_factory=lambda: ["tcp://127.0.0.1:5760"],
+                                 min_length=1, description="centers, tried in this order")
+    zap_domain: str = Field("zhichao", min_length=1, description="the center's ZAP domain")
+    window: int = Field(1000, ge=1, description="packets sent and not yet acknowledged")
+    window_mb: float = Field(64.0, gt=0, description="... and their megabytes")
+    ack_timeout_s: float = Field(2.0, gt=0, description="resend after this; doubles")
+    resend_max_s: float = Field(30.0, gt=0, description="longest wait before a resend")
+    heartbeat_s: float = Field(5.0, gt=0)
+    failover_s: float = Field(10.0, gt=0, description="silence before the next endpoint")
+
+    def resolved(self, base_dir: Path) -> "EvidenceSettings":
+        """The same settings with relative paths made relative to ``base_dir``."""
+        base = Path(base_dir)
+        return self.model_copy(update={
+            name: getattr(self, name) if getattr(self, name).is_absolute()
+            else base / getattr(self, name)
+            for name in ("outbox", "signing_key", "curve_secret_key", "center_public_key")})
+
+
 class EdgeSettings(BaseModel):
     """Everything a roadside unit needs to know about itself."""
 
@@ -34,6 +71,7 @@ class EdgeSettings(BaseModel):
     site: StripArray = Field(default_factory=StripArray)
     signal: SignalSettings = Field(default_factory=SignalSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     calibration: list[float] | None = Field(
         None, description="factor per digitiser channel on the newtons per count")
     devices: dict[str, dict[str, Any]] = Field(

@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel
 
 from drivers.strips import StripArray
-from edge.settings import EdgeSettings, RulesSettings, load_edge_settings
+from edge.settings import EdgeSettings, EvidenceSettings, RulesSettings, load_edge_settings
 from edge.signal.settings import SignalSettings
 from zhichao.errors import ConfigError
 from zhichao.resources import config_dir
@@ -18,6 +18,7 @@ from zhichao.resources import config_dir
 EXAMPLE = config_dir() / "edge.example.yaml"
 SECTIONS: dict[str, type[BaseModel]] = {
     "site": StripArray, "signal": SignalSettings, "rules": RulesSettings,
+    "evidence": EvidenceSettings,
 }
 
 

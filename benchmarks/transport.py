@@ -1,0 +1,287 @@
+"""Benchmark of evidence transport: outbox → ZeroMQ (CURVE) → center store, end to end,
+against raw ZeroMQ carrying the same bytes in the same run.
+
+Each case fills a fresh edge outbox with signed packets (suspected overloads with 3
+JPEG-sized images of ``--image-kb`` each, or light records without images), then times
+the sender emptying it into a center receiver running in its own process (verify
+signature and images, write and fsync the image files, commit the rows in batches, then
+acknowledge): packets per second from the first send to the last acknowledgement. Into
+SQLite always; into PostgreSQL when ``--pg URL`` or ``ZHICHAO_TEST_PG`` names a server (a
+scratch database is made and dropped). The baseline sends the very same multipart
+messages over a plain DEALER → ROUTER pair on loopback, without CURVE, storage or acks,
+timed in the same run; ``ratio_to_raw_zmq`` is the images-into-SQLite rate over it.
+
+The backlog case is a 4-lane site's 24-hour outage: ``--vehicles-per-day`` passes, a share
+``--overload-share`` of them suspected overloads with images, all waiting in the outbox
+when the center comes back; ``backlog_flush_s`` is the time to deliver them all (with
+``--quick`` a tenth of the day is sent and the time scaled up; ``backlog_scale`` says so).
+
+    python benchmarks/transport.py            # a table
+    python benchmarks/transport.py --json     # ... and one JSON object as the last line
+    python benchmarks/transport.py --quick    # shorter
+"""
+
+import sys
+from pathlib import Path
+
+# Run as a file, this folder comes first on sys.path, and benchmarks/signal.py would stand
+# in for the standard library's `signal`: take the folder off before importing anything.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+import psycopg
+import zmq
+import zmq.auth
+from rich.console import Console
+
+from center.db import make_engine, upgrade
+from center.ingest import enrol_from_files
+from edge.outbox import Outbox
+from edge.sender import Sender, SenderOptions
+from evidence.signing import load_signing_key
+from evidence.wire import packet_frames
+from sim.evidence import draft, fake_jpeg
+from zhichao.benchmarking import report
+from zhichao.cmd_keys import make_keys
+
+CENTER = """
+import json, signal, sys, threading
+from center.receiver import Receiver
+from center.settings import CenterSettings
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+rx = Receiver(CenterSettings.model_validate(json.loads(sys.argv[1])))
+rx.start()
+print("up", flush=True)
+stop.wait()
+rx.stop(30)
+print(json.dumps({**rx.counts, **{f"{k}_s": v for k, v in rx.busy_s.items()}}), flush=True)
+"""
+
+
+def free_endpoint() -> str:
+    """A loopback endpoint nobody listens on."""
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.ROUTER)
+    port = s.bind_to_random_port("tcp://127.0.0.1")
+    s.close(linger=0)
+    return f"tcp://127.0.0.1:{port}"
+
+
+def fill(box: Outbox, vehicles: int, overloads: int, image_bytes: int) -> float:
+    """Put ``vehicles`` passes (the first ``overloads`` with 3 images) in blocks of 50,
+    as the signal loop hands them over; returns the seconds it took."""
+    t = time.perf_counter()
+    items = []
+    for n in range(vehicles):
+        images = tuple(fake_jpeg(image_bytes, n * 3 + j) for j in range(3)) \
+            if n < overloads else ()
+        items.append((draft("bench-1", n, suspected=bool(images), images=images,
+                            lane=1 + n % 4), images))
+        if len(items) == 50:
+            box.put_many(items)
+            items = []
+    if items:
+        box.put_many(items)
+    return time.perf_counter() - t
+
+
+def raw_zmq_rate(box: Outbox, count: int) -> float:
+    """Messages per second of a plain DEALER → ROUTER over loopback, same frames."""
+    messages = [packet_frames(s) for _, s in box.pending(count)]
+    ctx = zmq.Context()
+    router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+    router.rcvhwm = dealer.sndhwm = 10_000
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    dealer.connect(f"tcp://127.0.0.1:{port}")
+    dealer.send_multipart([b"hello"])
+    router.recv_multipart()
+    got = []
+
+    def receive() -> None:
+        while len(got) < len(messages) and router.poll(10_000):
+            router.recv_multipart(copy=False)
+            got.append(1)
+
+    t = time.perf_counter()
+    th = threading.Thread(target=receive)
+    th.start()
+    for frames in messages:
+        dealer.send_multipart(frames, copy=False)
+    th.join(60)
+    elapsed = time.perf_counter() - t
+    ctx.destroy(linger=0)
+    if len(got) != len(messages):
+        raise SystemExit(f"raw ZeroMQ: {len(got)} of {len(messages)} messages arrived")
+    return len(messages) / elapsed
+
+
+class Case:
+    """A fresh site in a scratch folder: keys, an outbox, a center database."""
+
+    def __init__(self, root: Path, database: str | None) -> None:
+        self.root = root
+        keys = root / "keys"
+        make_keys(keys, "center", curve_only=True)
+        make_keys(keys, "edge")
+        self.database = database or str(root / "center.db")
+        engine = make_engine(self.database)
+        upgrade(engine)
+        enrol_from_files(engine, "bench-1", keys / "edge.sign.pub", keys / "edge.key")
+        engine.dispose()
+        self.endpoint = free_endpoint()
+        self.box = Outbox(root / "outbox.db", load_signing_key(keys / "edge.sign"))
+
+    def deliver(self, timeout_s: float) -> float:
+        """Start a center, empty the outbox into it; seconds from first send to last ack."""
+        keys = self.root / "keys"
+        settings = {"database": self.database, "images_dir": str(self.root / "images"),
+                    "receiver": {"listen": [self.endpoint], "batch_max": 500,
+                                 "server_secret_key": str(keys / "center.key_secret")}}
+        center = subprocess.Popen([sys.executable, "-c", CENTER, json.dumps(settings)],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            if center.stdout.readline().strip() != "up":
+                raise SystemExit("the center did not start")
+            client_public, client_secret = zmq.auth.load_certificate(keys / "edge.key_secret")
+            server_public, _ = zmq.auth.load_certificate(keys / "center.key")
+            sender = Sender(self.box, [self.endpoint], server_public=server_public,
+                            client_public=client_public, client_secret=client_secret,
+                            options=SenderOptions(poll_ms=5))
+            total = self.box.counts()["pending"]
+            t = time.perf_counter()
+            sender.start()
+            deadline = t + timeout_s
+            while self.box.counts()["acked"] < total and time.perf_counter() < deadline:
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - t
+            sender.stop()
+            if self.box.counts()["acked"] < total:
+                raise SystemExit(f"only {self.box.counts()['acked']} of {total} delivered "
+                                 f"in {timeout_s} s")
+            return elapsed
+        finally:
+            center.terminate()
+            self.center_counts = json.loads(center.communicate(timeout=60)[0] or "{}")
+
+
+def scratch_pg(server: str) -> tuple[str, str]:
+    """A new database on the server: (its SQLAlchemy URL, its name)."""
+    name = f"zhichao_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = server.rsplit("/", 1)[0].split("://", 1)[1]
+    return f"postgresql+psycopg://{base}/{name}", name
+
+
+def drop_pg(server: str, name: str) -> None:
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_case(args: argparse.Namespace, console: Console, kind: str, store: str,
+             pg: str | None) -> dict:
+    """Fill, baseline, deliver; the case's figures."""
+    n = args.packets if kind == "images" else args.records
+    root = Path(tempfile.mkdtemp(prefix=f"zc-bench-{kind}-{store}-", dir=args.workdir))
+    name = None
+    try:
+        url = None
+        if store == "pg":
+            url, name = scratch_pg(pg)
+        case = Case(root, url)
+        fill_s = fill(case.box, n, n if kind == "images" else 0, args.image_kb * 1000)
+        raw = raw_zmq_rate(case.box, n)
+        os.sync()  # what filling left in the page cache does not land in the timing
+        seconds = case.deliver(args.timeout_s)
+        rate = n / seconds
+        busy = case.center_counts
+        console.print(f"{kind} into {store}: {n} packets in {seconds:.2f} s = {rate:.0f}/s; "
+                      f"raw ZeroMQ {raw:.0f}/s; outbox filled at {n / fill_s:.0f}/s; center "
+                      f"busy verifying {busy.get('verify_s', 0):.2f} s, storing "
+                      f"{busy.get('store_s', 0):.2f} s")
+        return {"rate": rate, "raw": raw, "fill": n / fill_s}
+    finally:
+        if name:
+            drop_pg(pg, name)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def backlog(args: argparse.Namespace, console: Console) -> dict:
+    """A day's outage of a 4-lane site, delivered into SQLite."""
+    scale = 0.1 if args.quick else 1.0
+    vehicles = int(args.vehicles_per_day * scale)
+    overloads = int(vehicles * args.overload_share)
+    root = Path(tempfile.mkdtemp(prefix="zc-bench-backlog-", dir=args.workdir))
+    try:
+        case = Case(root, None)
+        fill(case.box, vehicles, overloads, args.image_kb * 1000)
+        os.sync()
+        seconds = case.deliver(args.timeout_s)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    console.print(f"backlog: {vehicles} passes ({overloads} with images) in {seconds:.1f} s")
+    return {"backlog_vehicles": vehicles, "backlog_overloads": overloads,
+            "backlog_scale": scale, "backlog_measured_s": seconds,
+            "backlog_flush_s": seconds / scale}
+
+
+def run(args: argparse.Namespace, console: Console) -> dict:
+    """All figures."""
+    pg = args.pg or os.environ.get("ZHICHAO_TEST_PG")
+    out: dict = {"packets_images": args.packets, "records": args.records,
+                 "image_kb": args.image_kb}
+    for store in ("sqlite", "pg"):
+        for kind, key in (("images", "packets_per_s_images"), ("records", "records_per_s")):
+            if store == "pg" and not pg:
+                out[f"{key}_{store}"] = None
+                continue
+            r = run_case(args, console, kind, store, pg)
+            out[f"{key}_{store}"] = r["rate"]
+            out[f"raw_zmq_per_s_{kind}_{store}"] = r["raw"]
+            out[f"ratio_to_raw_zmq_{kind}_{store}"] = r["rate"] / r["raw"]
+            out[f"outbox_put_per_s_{kind}_{store}"] = r["fill"]
+    out["ratio_to_raw_zmq"] = out["ratio_to_raw_zmq_images_sqlite"]
+    out.update(backlog(args, console))
+    return out
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--packets", type=int, default=None,
+                        help="packets with images per case (default 2000; --quick 300)")
+    parser.add_argument("--records", type=int, default=None,
+                        help="light records per case (default 30000; --quick 5000)")
+    parser.add_argument("--image-kb", type=int, default=150, help="size of each image")
+    parser.add_argument("--vehicles-per-day", type=int, default=40_000,
+                        help="passes of the 4-lane site in 24 hours (default 40000)")
+    parser.add_argument("--overload-share", type=float, default=0.05,
+                        help="share of passes that are suspected overloads (default 0.05)")
+    parser.add_argument("--pg", metavar="URL", help="PostgreSQL server (default: "
+                        "ZHICHAO_TEST_PG; neither: the PostgreSQL figures are null)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="scratch folder on the disk to measure (default: the system's)")
+    parser.add_argument("--timeout-s", type=float, default=600.0)
+    parser.add_argument("--quick", action="store_true", help="a shorter run")
+    parser.add_argument("--json", action="store_true", help="end with one JSON object")
+    args = parser.parse_args()
+    args.packets = args.packets or (300 if args.quick else 2000)
+    args.records = args.records or (5000 if args.quick else 30_000)
+    console = Console(stderr=args.json)
+    console.print(f"transport: {args.packets} packets with 3 × {args.image_kb} kB images, "
+                  f"{args.records} records, a day of {args.vehicles_per_day} passes")
+    report("evidence transport", run(args, console), console, args.json)
+
+
+if __name__ == "__main__":
+    main()

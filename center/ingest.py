@@ -1,0 +1,547 @@
+"""Verify and store packets in batches: images durable, rows committed, then the acks.
+
+:meth:`Ingestor.ingest` takes what the receiver gathered (up to ``batch_max`` messages)
+and returns one :class:`Outcome` per message, in order. Nothing it returns as ``ok`` is
+anything but committed: the image files are written and fsync'd, then the rows of the
+whole batch go in one transaction, and only after the commit are the outcomes returned for
+the receiver to acknowledge. One fsync'd transaction per batch instead of per packet is
+what lets a center keep up with many sites (SQLite with ``synchronous=FULL`` commits a few
+thousand transactions a second, but stores tens of thousands of rows a second in batches).
+
+Images are files ``images_dir/ab/abcdef...`` named by their SHA-256. Each is written to a
+temporary name and fsync'd (in a thread pool: fsync releases the GIL, and the file
+system merges concurrent flushes into few journal commits), then renamed, then the
+directories are fsync'd; so a name only ever points at complete, durable bytes
+(``ZHICHAO_IMAGE_SYNC=syncfs`` writes them all and flushes the file system once instead:
+no faster on the machines measured, and it flushes other programs' writes too). An image
+already in the ``images`` table is not written again, and only a committed row says an
+image is stored: a file left by a crash before the commit is simply written again.
+
+A duplicate (same device and sequence, same hash) is acknowledged and ignored; a packet
+whose sequence skips ahead records a gap; each packet's ``previous_hash`` is compared with
+the stored hash of the sequence before it (``chain_ok``). What cannot be stored (malformed,
+unknown device, bad signature or image, another device's connection, a different packet
+under a stored sequence) is refused: logged, written to ``refusals``, answered ``refused``.
+A failing database raises :class:`StoreError` and nothing is acknowledged: the edges
+resend.
+"""
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import zmq.auth
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from zmq.utils import z85
+
+from center.ingest_models import (
+    Device,
+    PacketImage,
+    Refusal,
+    SequenceGap,
+    StoredImage,
+    StoredPacket,
+)
+from evidence.packet import GENESIS_HASH, Packet, PacketError, PacketVersionError
+from evidence.signing import KeyFileError, SignedPacket, load_public_key, verify
+from evidence.wire import parse_packet
+from zhichao.errors import ZhichaoError
+
+log = logging.getLogger("zhichao.center.ingest")
+
+P = StoredPacket.__table__
+Img = StoredImage.__table__
+Links = PacketImage.__table__
+Gaps = SequenceGap.__table__
+Refusals = Refusal.__table__
+
+
+class IngestError(ZhichaoError):
+    """A device cannot be enrolled as asked."""
+
+
+class StoreError(ZhichaoError):
+    """The store failed (database or image folder); nothing of the batch is acknowledged."""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message as the receiver got it: the frames, and the CURVE key (Z85) the
+    connection authenticated with ("" when the transport has none, as in tests)."""
+
+    frames: Sequence[bytes]
+    peer: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What becomes of one message: ``ok`` (stored now, or before) or ``refused``."""
+
+    status: Literal["ok", "refused"]
+    device_id: str | None = None
+    sequence: int | None = None
+    reason: str = ""
+    detail: str = ""
+    duplicate: bool = False
+
+
+@dataclass
+class _Valid:
+    index: int
+    peer: str
+    signed: SignedPacket
+    packet: Packet
+
+
+@dataclass
+class _DeviceState:
+    """What the ingestor remembers of a device's chain between batches (after commits)."""
+
+    last_sequence: int
+    last_hash: str | None
+
+
+@dataclass
+class _Batch:
+    """The outcomes of one batch as they are decided, and the refusals to write."""
+
+    outcomes: list[Outcome | None]
+    refusals: list[dict] = field(default_factory=list)
+
+    def refuse(self, index: int, peer: str, reason: str, detail: str, *,
+               device_id: str | None = None, sequence: int | None = None) -> None:
+        """Refuse message ``index``: logged, answered and written to ``refusals``."""
+        where = f"{device_id}#{sequence}" if device_id else f"peer {peer or '?'}"
+        log.warning("refused a packet (%s) from %s: %s", reason, where, detail)
+        self.outcomes[index] = Outcome("refused", device_id, sequence, reason, detail)
+        self.refusals.append({"at": datetime.now(UTC), "peer": peer, "device_id": device_id,
+                              "sequence": sequence, "reason": reason,
+                              "detail": detail[:2000]})
+
+
+def enrol_device(engine: Engine, device_id: str, sign_public_pem: bytes | str,
+                 curve_public: str, *, replace: bool = False) -> None:
+    """Enrol a roadside unit: its Ed25519 public key (PEM, the ``NAME.sign.pub`` file of
+    ``zhichao keys new``) and its CURVE public key (Z85, 40 characters, from ``NAME.key``).
+    A running receiver accepts it at its next connection. IngestError if a key is not what
+    it should be, or the device (or the CURVE key) is enrolled already and not ``replace``.
+    """
+    pem = sign_public_pem.decode("ascii") if isinstance(sign_public_pem, bytes) \
+        else sign_public_pem
+    try:
+        load_public_key(pem, f"signing key of device {device_id}")
+    except KeyFileError as exc:
+        raise IngestError(str(exc)) from None
+    curve = curve_public.strip()
+    try:
+        ok = len(z85.decode(curve)) == 32
+    except (ValueError, KeyError):
+        ok = False
+    if not ok:
+        raise IngestError(f"CURVE public key of device {device_id} must be 40 characters "
+                          f"of Z85 (got {curve!r})")
+    with engine.begin() as conn:
+        row = conn.execute(select(Device.enrolled_at).where(Device.device_id == device_id)
+                           ).first()
+        other = conn.execute(select(Device.device_id).where(
+            Device.curve_public_key == curve, Device.device_id != device_id)).first()
+        if other is not None:
+            raise IngestError(f"CURVE key {curve} is enrolled already for device {other[0]}")
+        values = {"sign_public_key": pem, "curve_public_key": curve,
+                  "enrolled_at": datetime.now(UTC)}
+        if row is None:
+            conn.execute(insert(Device).values(device_id=device_id, **values))
+        elif replace:
+            conn.execute(update(Device).where(Device.device_id == device_id).values(**values))
+        else:
+            raise IngestError(f"device {device_id} is enrolled already (since {row[0]}); "
+                              "replace its keys explicitly")
+
+
+def enrolled_curve_keys(engine: Engine) -> set[str]:
+    """The CURVE public keys (Z85) of every enrolled device: the receiver's allow-list."""
+    with engine.connect() as conn:
+        return {r[0] for r in conn.execute(select(Device.curve_public_key))}
+
+
+@dataclass
+class Checked:
+    """A verified batch waiting to be stored: the outcomes decided so far (refusals) and
+    the packets that passed."""
+
+    done: _Batch
+    valid: list[_Valid]
+
+
+class Ingestor:
+    """Verifies and stores batches for one center process.
+
+    :meth:`verify` (CPU: signatures, digests) and :meth:`store` (disk: files, rows,
+    commit) may run in two threads, one batch apart, as the receiver does; each keeps its
+    own cache (device keys; each device's last stored sequence and hash)."""
+
+    def __init__(self, engine: Engine, images_dir: Path, fsync_threads: int = 16,
+                 verify_threads: int | None = None) -> None:
+        self.engine = engine
+        self.images_dir = Path(images_dir)
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+        self._pool = ThreadPoolExecutor(fsync_threads, thread_name_prefix="image-fsync")
+        self._verify_pool = ThreadPoolExecutor(verify_threads or os.cpu_count() or 2,
+                                               thread_name_prefix="verify")
+        self._keys: dict[str, tuple[Ed25519PublicKey, str]] = {}
+        self._chains: dict[str, _DeviceState] = {}
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        self._pool.shutdown(wait=True)
+        self._verify_pool.shutdown(wait=True)
+
+    # The batch ---------------------------------------------------------------------
+
+    def ingest(self, batch: Sequence[Incoming]) -> list[Outcome]:
+        """Verify, store and commit a batch; one outcome per message, in order. Raises
+        StoreError (nothing committed, nothing to acknowledge) if the store fails."""
+        return self.store(self.verify(batch))
+
+    def verify(self, batch: Sequence[Incoming]) -> Checked:
+        """Check every message (nothing is written); StoreError if the device table
+        cannot be read."""
+        done = _Batch([None] * len(batch))
+        try:
+            with self.engine.connect() as conn:
+                return Checked(done, self._verify_all(conn, batch, done))
+        except DBAPIError as exc:
+            raise StoreError(f"store {self.engine.url.render_as_string()}: "
+                             f"{exc.orig}") from None
+
+    def store(self, checked: Checked) -> list[Outcome]:
+        """Store and commit what :meth:`verify` passed, with the refusals; the outcomes
+        once committed. StoreError (nothing committed) if the store fails."""
+        done, refused_before = checked.done, len(checked.done.refusals)
+        for attempt in (1, 2):
+            del done.refusals[refused_before:]
+            try:
+                with self.engine.connect() as conn:
+                    states = self._store(conn, checked.valid, done)
+                    if done.refusals:
+                        conn.execute(insert(Refusals), done.refusals)
+                    conn.commit()
+            except IntegrityError as exc:
+                # Another center process stored some of these since we looked: look again.
+                self._chains.clear()
+                if attempt == 2:
+                    raise StoreError(f"store: {exc.orig}") from None
+                continue
+            except (DBAPIError, OSError) as exc:
+                self._chains.clear()
+                raise StoreError(f"store {self.engine.url.render_as_string()}: "
+                                 f"{getattr(exc, 'orig', exc)}") from None
+            self._chains.update(states)
+            out = [o for o in done.outcomes if o is not None]
+            for o in out:
+                self.counts["duplicate" if o.duplicate else o.status] += 1
+            return out
+        raise AssertionError("unreachable")
+
+    def _verify_all(self, conn: Connection, batch: Sequence[Incoming], done: _Batch
+                    ) -> list[_Valid]:
+        """Every message checked; refusals filled in, the good ones returned. Signatures
+        and image digests are checked in a thread pool: both release the GIL, so a
+        batch uses every core."""
+        parsed: list[tuple[int, Incoming, SignedPacket, Ed25519PublicKey]] = []
+        for i, msg in enumerate(batch):
+            dev = seq = None
+            try:
+                signed = parse_packet(msg.frames)
+                packet = signed.packet
+                dev, seq = packet.device_id, packet.sequence
+            except PacketError as exc:
+                reason = "schema" if isinstance(exc, PacketVersionError) else "malformed"
+                done.refuse(i, msg.peer, reason, str(exc))
+                continue
+            keys = self._device_keys(conn, dev)
+            if keys is None:
+                done.refuse(i, msg.peer, "unknown_device", f"device {dev} is not enrolled",
+                            device_id=dev, sequence=seq)
+            elif msg.peer and msg.peer != keys[1]:
+                done.refuse(i, msg.peer, "device_mismatch",
+                            f"packet of device {dev} came over the connection of CURVE key "
+                            f"{msg.peer}, not the device's own", device_id=dev, sequence=seq)
+            else:
+                parsed.append((i, msg, signed, keys[0]))
+        errors = self._verify_pool.map(_verify_or_error, [(s, k) for _, _, s, k in parsed],
+                                       chunksize=max(1, len(parsed) // 8))
+        valid = []
+        for (i, msg, signed, _), error in zip(parsed, errors, strict=True):
+            packet = signed.packet
+            if error is None:
+                valid.append(_Valid(i, msg.peer, signed, packet))
+                continue
+            reason = "signature" if "signature" in str(error) else (
+                "image" if str(error).startswith("image") else "malformed")
+            done.refuse(i, msg.peer, reason, str(error), device_id=packet.device_id,
+                        sequence=packet.sequence)
+        return valid
+
+    def _device_keys(self, conn: Connection, device_id: str
+                     ) -> tuple[Ed25519PublicKey, str] | None:
+        """The device's signing key and CURVE key (cached; looked up on a miss, so a
+        device enrolled meanwhile is known at its first packet)."""
+        keys = self._keys.get(device_id)
+        if keys is not None:
+            return keys
+        row = conn.execute(select(Device.sign_public_key, Device.curve_public_key).where(
+            Device.device_id == device_id)).first()
+        if row is None:
+            return None
+        keys = (load_public_key(row[0], f"device {device_id}"), row[1])
+        self._keys[device_id] = keys
+        return keys
+
+    def _chain(self, conn: Connection, device_id: str) -> _DeviceState:
+        """The device's last stored sequence and hash (cached after each commit)."""
+        state = self._chains.get(device_id)
+        if state is None:
+            last = conn.execute(select(P.c.sequence, P.c.hash).where(
+                P.c.device_id == device_id).order_by(P.c.sequence.desc()).limit(1)).first()
+            state = _DeviceState(last[0] if last else 0, last[1] if last else None)
+        return _DeviceState(state.last_sequence, state.last_hash)
+
+    def _store(self, conn: Connection, valid: list[_Valid], done: _Batch
+               ) -> dict[str, _DeviceState]:
+        """Rows and images of the new packets; duplicates answered. Returns the devices'
+        states as they will be after the commit."""
+        by_device: dict[str, list[_Valid]] = defaultdict(list)
+        for v in valid:
+            by_device[v.packet.device_id].append(v)
+        new: list[_Valid] = []
+        states: dict[str, _DeviceState] = {}
+        now = datetime.now(UTC)
+        packet_rows: list[dict] = []
+        gap_rows: list[dict] = []
+        late: list[_Valid] = []
+        for dev, items in by_device.items():
+            state = self._chain(conn, dev)
+            stored = self._stored_hashes(conn, dev, [v.packet.sequence for v in items],
+                                         state.last_sequence)
+            batch_hash: dict[int, str] = {}
+            for v in sorted(items, key=lambda v: v.packet.sequence):
+                seq, h = v.packet.sequence, v.signed.hash
+                known = stored.get(seq, batch_hash.get(seq))
+                if known is not None:
+                    if known == h:
+                        done.outcomes[v.index] = Outcome("ok", dev, seq, duplicate=True)
+                    else:
+                        done.refuse(v.index, v.peer, "conflict",
+                                     f"device {dev} sent a different packet under stored "
+                                     f"sequence {seq}", device_id=dev, sequence=seq)
+                    continue
+                batch_hash[seq] = h
+                pred = self._predecessor(conn, dev, seq, state, batch_hash)
+                chain_ok = None if pred is None else v.packet.previous_hash == pred
+                if chain_ok is False:
+                    log.error("device %s: packet %d does not chain to packet %d", dev, seq,
+                              seq - 1)
+                if seq > state.last_sequence + 1:
+                    gap_rows.append({"device_id": dev, "first_missing": state.last_sequence + 1,
+                                     "last_missing": seq - 1, "found_at": now})
+                    log.warning("device %s: sequences %d..%d missing", dev,
+                                state.last_sequence + 1, seq - 1)
+                if seq < state.last_sequence:
+                    late.append(v)
+                if seq > state.last_sequence:
+                    state.last_sequence, state.last_hash = seq, h
+                packet_rows.append(self._row(v, now, chain_ok))
+                new.append(v)
+                done.outcomes[v.index] = Outcome("ok", dev, seq)
+            states[dev] = state
+        if not new:
+            return states
+        self._write_images(conn, new)
+        ids = conn.execute(insert(P).returning(P.c.id, sort_by_parameter_order=True),
+                           packet_rows).scalars().all()
+        links = [{"packet_id": pid, "position": n, "role": ref.role, "sha256": ref.sha256}
+                 for pid, v in zip(ids, new, strict=True)
+                 for n, ref in enumerate(v.packet.images)]
+        if links:
+            conn.execute(insert(Links), links)
+        if gap_rows:
+            conn.execute(insert(Gaps), gap_rows)
+        for v in late:
+            self._fix_successor(conn, v)
+            self._close_gaps(conn, v.packet.device_id, v.packet.sequence, now)
+        return states
+
+    def _stored_hashes(self, conn: Connection, dev: str, seqs: list[int], last: int
+                       ) -> dict[int, str]:
+        """Hashes of the sequences among ``seqs`` already stored for the device."""
+        if all(s > last for s in seqs):
+            return {}  # all new: the common case costs no query
+        rows = conn.execute(select(P.c.sequence, P.c.hash).where(
+            P.c.device_id == dev, P.c.sequence.in_(seqs)))
+        return {seq: h for seq, h in rows}
+
+    def _predecessor(self, conn: Connection, dev: str, seq: int, state: _DeviceState,
+                     batch_hash: dict[int, str]) -> str | None:
+        """The hash packet ``seq`` must carry as ``previous_hash``, or None if unknown."""
+        if seq == 1:
+            return GENESIS_HASH
+        if seq - 1 in batch_hash:
+            return batch_hash[seq - 1]
+        if seq - 1 == state.last_sequence and state.last_hash is not None:
+            return state.last_hash
+        return conn.execute(select(P.c.hash).where(P.c.device_id == dev,
+                                                   P.c.sequence == seq - 1)).scalar()
+
+    def _fix_successor(self, conn: Connection, v: _Valid) -> None:
+        """A late packet settles whether the stored one after it chains to it."""
+        dev, seq = v.packet.device_id, v.packet.sequence
+        row = conn.execute(select(P.c.id, P.c.previous_hash).where(
+            P.c.device_id == dev, P.c.sequence == seq + 1, P.c.chain_ok.is_(None))).first()
+        if row is not None:
+            ok = row[1] == v.signed.hash
+            if not ok:
+                log.error("device %s: packet %d does not chain to packet %d", dev, seq + 1, seq)
+            conn.execute(update(P).where(P.c.id == row[0]).values(chain_ok=ok))
+
+    def _close_gaps(self, conn: Connection, dev: str, seq: int, now: datetime) -> None:
+        """Close the device's open gaps around ``seq`` once all their packets are here."""
+        gaps = conn.execute(select(Gaps.c.id, Gaps.c.first_missing, Gaps.c.last_missing).where(
+            Gaps.c.device_id == dev, Gaps.c.closed_at.is_(None),
+            Gaps.c.first_missing <= seq, Gaps.c.last_missing >= seq)).all()
+        for gap_id, first, last in gaps:
+            n = conn.execute(select(P.c.id).where(and_(
+                P.c.device_id == dev, P.c.sequence >= first, P.c.sequence <= last))
+            ).all()
+            if len(n) == last - first + 1:
+                conn.execute(update(Gaps).where(Gaps.c.id == gap_id).values(closed_at=now))
+
+    @staticmethod
+    def _row(v: _Valid, now: datetime, chain_ok: bool | None) -> dict:
+        p = v.packet
+        return {"device_id": p.device_id, "sequence": p.sequence, "hash": v.signed.hash,
+                "previous_hash": p.previous_hash, "captured_at": p.captured_at,
+                "lane": p.lane, "suspected_overload": p.suspected_overload,
+                "meta": v.signed.meta, "signature": v.signed.signature,
+                "received_at": now, "chain_ok": chain_ok}
+
+    # Images --------------------------------------------------------------------------
+
+    def image_path(self, sha256: str) -> Path:
+        """Where the image of this digest lives."""
+        return self.images_dir / sha256[:2] / sha256
+
+    def _write_images(self, conn: Connection, new: list[_Valid]) -> None:
+        """Write, fsync and rename every image not stored yet; insert their rows."""
+        wanted: dict[str, tuple[bytes, str]] = {}
+        for v in new:
+            for ref, data in zip(v.packet.images, v.signed.images, strict=True):
+                wanted.setdefault(ref.sha256, (data, ref.media_type))
+        if not wanted:
+            return
+        have = set(conn.execute(select(Img.c.sha256).where(Img.c.sha256.in_(list(wanted))))
+                   .scalars())
+        todo = {sha: item for sha, item in wanted.items() if sha not in have}
+        if not todo:
+            return
+        tag = uuid.uuid4().hex[:8]
+        dirs = {self.image_path(sha).parent for sha in todo}
+        for d in dirs:
+            d.mkdir(parents=True, exist_ok=True)
+        if SYNCFS is not None:
+            temps = [_write(self.image_path(sha).with_name(f".{sha}.{tag}.tmp"), todo[sha][0],
+                            sync=False) for sha in todo]
+            for sha, tmp in zip(todo, temps, strict=True):
+                tmp.replace(self.image_path(sha))
+            _syncfs(self.images_dir)
+        else:
+            temps = list(self._pool.map(lambda sha: _write(
+                self.image_path(sha).with_name(f".{sha}.{tag}.tmp"), todo[sha][0]), todo))
+            for sha, tmp in zip(todo, temps, strict=True):
+                tmp.replace(self.image_path(sha))
+            list(self._pool.map(_fsync_dir, dirs))
+        conn.execute(insert(Img), [{"sha256": sha, "size": len(data), "media_type": media}
+                                 for sha, (data, media) in todo.items()])
+
+
+def _verify_or_error(item: tuple[SignedPacket, Ed25519PublicKey]) -> PacketError | None:
+    """:func:`evidence.signing.verify` for a pool: the error instead of raising it."""
+    try:
+        verify(*item)
+    except PacketError as exc:
+        return exc
+    return None
+
+
+def _write(path: Path, data: bytes, sync: bool = True) -> Path:
+    """Write (and fsync) a file; returns its path."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def _load_syncfs():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+SYNCFS = _load_syncfs() if os.environ.get("ZHICHAO_IMAGE_SYNC", "fsync") == "syncfs" \
+    else None
+
+
+def _syncfs(folder: Path) -> None:
+    """Flush the whole file system holding ``folder`` (data and names) in one call."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        if SYNCFS(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs {folder}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the directory's entries (a rename) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def enrol_from_files(engine: Engine, device_id: str, sign_public_file: Path,
+                     curve_public_file: Path, *, replace: bool = False) -> None:
+    """:func:`enrol_device` from the files ``zhichao keys new`` wrote for the unit:
+    ``NAME.sign.pub`` and ``NAME.key``. IngestError naming the file if one is unreadable."""
+    try:
+        pem = Path(sign_public_file).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IngestError(f"{sign_public_file}: cannot read the signing public key: "
+                          f"{exc}") from None
+    try:
+        curve, _ = zmq.auth.load_certificate(curve_public_file)
+    except (OSError, ValueError) as exc:
+        raise IngestError(f"{curve_public_file}: not a CURVE key file: {exc}") from None
+    enrol_device(engine, device_id, pem, curve.decode("ascii"), replace=replace)

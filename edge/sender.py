@@ -1,0 +1,301 @@
+"""The sender: a thread that empties the outbox towards the center over ZeroMQ.
+
+It reads only from the outbox, so the weighing loop never waits on the network: when the
+center is slow or away, packets simply stay in the outbox (backpressure grows the file,
+not a queue in memory) and go later, oldest first.
+
+A DEALER socket with CURVE (the center's public key, the device's own key pair) and the
+shared ZAP domain; ``ZMQ_IMMEDIATE`` so nothing queues towards a center that is not
+connected, and ZMTP heartbeats so a dead connection is noticed. At most ``window``
+packets (and ``window_mb``) are unacknowledged at a time; one not acknowledged within
+``ack_timeout_s`` is sent again, the wait doubling up to ``resend_max_s``. When nothing has
+been heard from the center for ``failover_s`` while something was waiting (a packet or a
+ping), the sender moves to the next endpoint and sends everything unacknowledged again (the
+center ignores duplicates). An ``ok`` ack marks packets acknowledged in the outbox; a
+``refused`` one marks them refused with the center's reason, logged as an error.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import zmq
+import zmq.auth
+
+from edge.outbox import Outbox
+from evidence.packet import PacketError
+from evidence.signing import KeyFileError, load_signing_key
+from evidence.wire import ACK, PING, packet_frames, parse_ack
+from zhichao.errors import ConfigError
+
+if TYPE_CHECKING:  # the settings pull in every driver; the sender needs none of them
+    from edge.settings import EvidenceSettings
+
+log = logging.getLogger("zhichao.edge.sender")
+
+FILL_CHUNK = 32
+"""Packets read from the outbox at a time while filling the window."""
+
+
+@dataclass(frozen=True)
+class SenderOptions:
+    """How the sender paces itself (the ``evidence:`` settings without the paths)."""
+
+    zap_domain: str = "zhichao"
+    window: int = 1000
+    window_mb: float = 64.0
+    ack_timeout_s: float = 2.0
+    resend_max_s: float = 30.0
+    heartbeat_s: float = 5.0
+    failover_s: float = 10.0
+    prune_every_s: float = 3600.0
+    poll_ms: int = 20
+
+
+@dataclass
+class _InFlight:
+    sent_at: float
+    attempts: int
+    size: int
+
+
+@dataclass
+class SenderStatus:
+    """What the sender has done, for status pages and tests."""
+
+    endpoint: str = ""
+    sent: int = 0
+    resent: int = 0
+    acked: int = 0
+    refused: int = 0
+    failovers: int = 0
+    in_flight: int = 0
+    last_heard_at: float | None = None
+    """Unix time of the center's last message."""
+    errors: list[str] = field(default_factory=list)
+
+
+def curve_keys(path: Path, what: str) -> tuple[bytes, bytes | None]:
+    """A CURVE key pair (secret may be None) from a zmq certificate file."""
+    try:
+        return zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{what} {path}: {exc}") from None
+
+
+class Sender:
+    """Sends the outbox's pending packets to the first center that answers."""
+
+    def __init__(self, outbox: Outbox, endpoints: Sequence[str], *, server_public: bytes,
+                 client_public: bytes, client_secret: bytes,
+                 options: SenderOptions | None = None) -> None:
+        if not endpoints:
+            raise ConfigError("evidence.endpoints: at least one center endpoint is needed")
+        self.outbox = outbox
+        self.endpoints = list(endpoints)
+        self.keys = (server_public, client_public, client_secret)
+        self.options = options or SenderOptions()
+        self.status = SenderStatus()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ctx: zmq.Context | None = None
+
+    def start(self) -> None:
+        """Start the sending thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="evidence-sender", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the thread; unacknowledged packets stay pending in the outbox."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    # The loop --------------------------------------------------------------------------
+
+    def _socket(self, endpoint: str) -> zmq.Socket:
+        """A DEALER connected to ``endpoint`` with CURVE, ZAP domain and heartbeats."""
+        o = self.options
+        assert self._ctx is not None
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self.keys
+        sock.zap_domain = o.zap_domain.encode("utf-8")
+        sock.immediate = True
+        sock.linger = 0
+        sock.setsockopt(zmq.HEARTBEAT_IVL, int(o.heartbeat_s * 1000))
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(o.heartbeat_s * 3000))
+        sock.setsockopt(zmq.HEARTBEAT_TTL, int(o.heartbeat_s * 3000))
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        sock.setsockopt(zmq.SNDHWM, max(100, self.options.window))
+        sock.connect(endpoint)
+        self.status.endpoint = endpoint
+        return sock
+
+    def _run(self) -> None:
+        """Serve; an unexpected error (a damaged outbox row, a full disk while marking)
+        is logged and the sender starts over after a pause, never dies quietly."""
+        self._ctx = zmq.Context()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._serve()
+                except Exception as exc:
+                    log.exception("evidence sender failed; starting over in 1 s")
+                    self.status.errors = [*self.status.errors[-9:], str(exc)]
+                    self._stop.wait(1.0)
+        finally:
+            self._ctx.destroy(linger=0)
+
+    def _serve(self) -> None:
+        """The loop: fill the window, resend what waited too long, ping when idle, move
+        to the next endpoint when the current one is silent, take acks, prune."""
+        o = self.options
+        index = 0
+        sock = self._socket(self.endpoints[index])
+        inflight: dict[int, _InFlight] = {}
+        cursor = 0
+        last_heard = last_ping = last_prune = time.monotonic()
+        waiting_since: float | None = None
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                cursor = self._fill(sock, inflight, cursor, now)
+                self._resend(sock, inflight, now)
+                if now - last_ping >= o.heartbeat_s and now - last_heard >= o.heartbeat_s:
+                    last_ping = now  # a ping not even sent (no connection) is unanswered
+                    self._send(sock, [PING])
+                    if waiting_since is None:
+                        waiting_since = now
+                if inflight and waiting_since is None:
+                    waiting_since = now
+                silent = now - max(last_heard, waiting_since or now)
+                if waiting_since is not None and silent > o.failover_s:
+                    index = (index + 1) % len(self.endpoints)
+                    log.warning("no answer from %s for %.0f s: trying %s",
+                                self.status.endpoint, silent, self.endpoints[index])
+                    sock.close(linger=0)
+                    sock = self._socket(self.endpoints[index])
+                    inflight.clear()
+                    cursor = 0
+                    self.status.failovers += 1
+                    last_heard, waiting_since = now, None
+                if sock.poll(o.poll_ms, zmq.POLLIN) and self._receive(sock, inflight):
+                    last_heard = time.monotonic()
+                    waiting_since = None
+                    self.status.last_heard_at = time.time()
+                self.status.in_flight = len(inflight)
+                if now - last_prune >= o.prune_every_s:
+                    last_prune = now
+                    log.info("outbox: pruned %d acknowledged packets", self.outbox.prune())
+        finally:
+            sock.close(linger=0)
+
+    def _send(self, sock: zmq.Socket, frames: list[bytes]) -> bool:
+        """Send without blocking; False when the center is not connected or is full."""
+        try:
+            sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        return True
+
+    def _fill(self, sock: zmq.Socket, inflight: dict[int, _InFlight], cursor: int,
+              now: float) -> int:
+        """Send new pending packets while the window has room; returns the cursor. Reads
+        the outbox in small chunks, so no more is read than the window can take."""
+        o = self.options
+        budget = o.window_mb * 1e6 - sum(f.size for f in inflight.values())
+        while len(inflight) < o.window and budget > 0:
+            chunk = self.outbox.pending(min(o.window - len(inflight), FILL_CHUNK), after=cursor)
+            for seq, signed in chunk:
+                if budget <= 0 or not self._send(sock, packet_frames(signed)):
+                    return cursor
+                inflight[seq] = _InFlight(now, 1, signed.size)
+                budget -= signed.size
+                cursor = seq
+                self.status.sent += 1
+            if len(chunk) < FILL_CHUNK:
+                break
+        return cursor
+
+    def _resend(self, sock: zmq.Socket, inflight: dict[int, _InFlight], now: float) -> None:
+        """Send again what waited too long for its ack, the wait doubling each time."""
+        o = self.options
+        due = [seq for seq, f in inflight.items()
+               if now - f.sent_at > min(o.ack_timeout_s * 2 ** (f.attempts - 1),
+                                        o.resend_max_s)]
+        if not due:
+            return
+        found = dict(self.outbox.get(due[:256]))
+        for seq in due[:256]:
+            signed = found.get(seq)
+            if signed is None:  # acknowledged or refused meanwhile
+                inflight.pop(seq, None)
+                continue
+            if not self._send(sock, packet_frames(signed)):
+                break
+            f = inflight[seq]
+            f.sent_at, f.attempts = now, f.attempts + 1
+            self.status.resent += 1
+
+    def _receive(self, sock: zmq.Socket, inflight: dict[int, _InFlight]) -> bool:
+        """Take every waiting message; acks are marked in one transaction each kind.
+        Returns whether anything came."""
+        ok: list[int] = []
+        came = False
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            came = True
+            if frames[:1] == [PING]:
+                continue
+            if frames[:1] != [ACK]:
+                log.warning("ignored a message of unknown kind from the center")
+                continue
+            try:
+                ack = parse_ack(frames)
+            except PacketError as exc:
+                log.warning("ignored a bad ack from the center: %s", exc)
+                continue
+            for seq in ack.sequences:
+                inflight.pop(seq, None)
+            if ack.status == "ok":
+                ok.extend(ack.sequences)
+            else:
+                self.status.refused += len(ack.sequences)
+                self.outbox.mark_refused(ack.sequences, ack.reason)
+        if ok:
+            self.outbox.mark_acked(ok)
+            self.status.acked += len(ok)
+        return came
+
+
+def from_settings(settings: "EvidenceSettings") -> tuple[Outbox, Sender]:
+    """The outbox and its (not yet started) sender from the ``evidence:`` settings, paths
+    already resolved; ConfigError naming the option if a key file is missing or wrong."""
+    try:
+        key = load_signing_key(settings.signing_key)
+    except KeyFileError as exc:
+        raise ConfigError(f"evidence.signing_key: {exc}") from None
+    client_public, client_secret = curve_keys(settings.curve_secret_key,
+                                              "evidence.curve_secret_key")
+    if client_secret is None:
+        raise ConfigError(f"evidence.curve_secret_key {settings.curve_secret_key}: holds no "
+                          "secret key (the .key_secret file of zhichao keys new is needed)")
+    server_public, _ = curve_keys(settings.center_public_key, "evidence.center_public_key")
+    outbox = Outbox(settings.outbox, key, keep_days=settings.keep_days,
+                    hold_max=settings.hold_max)
+    options = SenderOptions(
+        zap_domain=settings.zap_domain, window=settings.window, window_mb=settings.window_mb,
+        ack_timeout_s=settings.ack_timeout_s, resend_max_s=settings.resend_max_s,
+        heartbeat_s=settings.heartbeat_s, failover_s=settings.failover_s)
+    return outbox, Sender(outbox, settings.endpoints, server_public=server_public,
+                          client_public=client_public, client_secret=client_secret,
+                          options=options)

@@ -1,0 +1,84 @@
+"""The messages a roadside unit and the center exchange over ZeroMQ (DEALER → ROUTER).
+
+Each message is multipart; its first frame names the kind and version, so either end can
+refuse what it does not know (docs/evidence.md has the table):
+
+- packet, edge → center: ``[b"ZCP1", meta, signature, image 1, image 2, ...]``
+- ack, center → edge: ``[b"ZCA1", status, device_id, sequences, reason]``; ``status`` is
+  ``b"ok"`` (stored, or stored before: the edge may forget it) or ``b"refused"`` (will
+  never be stored: resending cannot help); ``sequences`` is 8 bytes big-endian per packet;
+  ``reason`` is UTF-8 text, empty for ``ok``.
+- ping/pong: ``[b"ZCH1"]`` either way; the center answers a ping with the same frame, so an
+  idle edge knows its center is alive.
+
+Parse errors are :class:`~evidence.packet.PacketError` naming the frame.
+"""
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from evidence.packet import PacketError
+from evidence.signing import SignedPacket
+
+PACKET = b"ZCP1"
+ACK = b"ZCA1"
+PING = b"ZCH1"
+AckStatus = Literal["ok", "refused"]
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The center's answer about some packets of one device."""
+
+    status: AckStatus
+    device_id: str
+    sequences: tuple[int, ...]
+    reason: str = ""
+
+
+def packet_frames(signed: SignedPacket) -> list[bytes]:
+    """The frames of a packet message."""
+    return [PACKET, signed.meta, signed.signature, *signed.images]
+
+
+def parse_packet(frames: Sequence[bytes]) -> SignedPacket:
+    """A packet message's frames → SignedPacket (not yet verified)."""
+    if len(frames) < 3 or frames[0] != PACKET:
+        raise PacketError(f"not a packet message: {len(frames)} frames, first "
+                          f"{bytes(frames[0][:8]) if frames else b''!r}, expected {PACKET!r} "
+                          "then metadata and signature")
+    return SignedPacket(bytes(frames[1]), bytes(frames[2]), tuple(bytes(f) for f in frames[3:]))
+
+
+def ack_frames(ack: Ack) -> list[bytes]:
+    """The frames of an ack message."""
+    seqs = struct.pack(f">{len(ack.sequences)}Q", *ack.sequences)
+    return [ACK, ack.status.encode("ascii"), ack.device_id.encode("utf-8"), seqs,
+            ack.reason.encode("utf-8")]
+
+
+def parse_ack(frames: Sequence[bytes]) -> Ack:
+    """An ack message's frames → Ack."""
+    if len(frames) != 5 or frames[0] != ACK:
+        raise PacketError(f"not an ack message: {len(frames)} frames, expected 5 starting "
+                          f"with {ACK!r}")
+    status = bytes(frames[1]).decode("ascii", "replace")
+    if status not in ("ok", "refused"):
+        raise PacketError(f"ack status {status!r} is not 'ok' or 'refused'")
+    raw = bytes(frames[3])
+    if len(raw) % 8:
+        raise PacketError(f"ack sequences frame has {len(raw)} bytes, not a multiple of 8")
+    try:
+        device_id = bytes(frames[2]).decode("utf-8")
+        reason = bytes(frames[4]).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PacketError(f"ack text is not UTF-8: {exc}") from None
+    return Ack(status, device_id, struct.unpack(f">{len(raw) // 8}Q", raw),  # type: ignore[arg-type]
+               reason)
+
+
+def kind(frames: Sequence[bytes]) -> bytes:
+    """The first frame: which kind of message this is."""
+    return bytes(frames[0][:4]) if frames else b""
