@@ -103,7 +103,7 @@ class ReaderOptions:
         (see ``PlateReader._recheck``).
     """
 
-    detector_side: int = 1280
+    detector_side: int = 1120
     min_confidence: float = 0.3
     min_province_confidence: float = 0.005
     roi: tuple[int, int, int, int] | None = None
