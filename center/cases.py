@@ -7,11 +7,12 @@ benchmark and tolerance policy (the device's accuracy class from the registry, f
 review, or joins the case of the same plate whose captures lie within ``trip_window_h``:
 repeated captures of one continuous trip are one act (行政处罚法 Art. 29), one case, the
 capture with the largest graded excess as its evidence and the others attached. Each case
-counts the vehicle's evidential overload captures and cases (acts) in the last
-``repeat_window_days`` (公路安全保护条例 Art. 66) and is marked a first violation when the
-plate has no earlier case that was not rejected (行政处罚法 Art. 33: the decision to waive
-is staff's). Processing a packet whose capture exists does nothing, so a packet seen twice
-counts once.
+counts the vehicle's evidential overload captures and cases (acts) in the look-back of the
+rule tables (``enforcement.yaml``: ``repeat_window``, and more than ``repeat_more_than`` is
+the repeat of 公路安全保护条例 Art. 66) and is marked a first violation when the plate has no
+earlier case that was not rejected (行政处罚法 Art. 33: the decision to waive is staff's).
+The notice lead time of the legality checks comes from the same table. Processing a packet
+whose capture exists does nothing, so a packet seen twice counts once.
 """
 
 import functools
@@ -131,7 +132,7 @@ def _capture(session: Session, packet_id: int | None, packet: Packet, law: LawSe
     """Grade and judge one packet into a new capture row (added; the caller flushes)."""
     record, suspensions = _registry(session, packet.device_id, cache)
     verdict = evidential(
-        record, suspensions, packet.captured_at, law.notice_lead_days, packet=packet,
+        record, suspensions, packet.captured_at, rules.enforcement.notice_lead, packet=packet,
         device_id=packet.device_id, abnormal_driving=law.abnormal_driving_flags,
         faulty_measurement=law.faulty_measurement_flags, trusted_clocks=law.trusted_clocks,
         min_plate_confidence=law.min_plate_confidence)
@@ -172,11 +173,11 @@ def _trip_case(session: Session, capture: Capture, window: timedelta) -> Case | 
     ).order_by(Case.last_at.desc())).first()
 
 
-def _history(session: Session, plate: str, at: datetime, law: LawSettings
+def _history(session: Session, plate: str, at: datetime, rules: RuleBook
              ) -> tuple[int, int]:
     """Evidential overload captures and (not rejected) cases of the plate in the look-back
     window ending at ``at`` (Art. 66)."""
-    since = at - timedelta(days=law.repeat_window_days)
+    since = at - timedelta(days=rules.enforcement.repeat_window.value)
     captures = session.scalar(select(func.count()).select_from(Capture).where(
         Capture.plate == plate, Capture.evidential, Capture.over,
         Capture.captured_at > since, Capture.captured_at <= at)) or 0
@@ -186,7 +187,7 @@ def _history(session: Session, plate: str, at: datetime, law: LawSettings
     return captures, cases
 
 
-def _refresh(session: Session, case: Case, law: LawSettings) -> None:
+def _refresh(session: Session, case: Case, rules: RuleBook) -> None:
     """Best capture (largest graded excess, then earliest), its grade, roles and counts."""
     rows = session.execute(select(Capture, CaseCapture).join(
         CaseCapture, CaseCapture.capture_id == Capture.id).where(
@@ -201,8 +202,8 @@ def _refresh(session: Session, case: Case, law: LawSettings) -> None:
             link.role = "evidence" if c.id == case.best_capture_id else "attached"
     times = [utc(c.captured_at) for c, _ in rows]
     case.first_at, case.last_at = min(times), max(times)
-    case.captures_12m, case.cases_12m = _history(session, case.plate, case.last_at, law)
-    case.repeat_over_limit = case.cases_12m > law.repeat_more_than
+    case.captures_12m, case.cases_12m = _history(session, case.plate, case.last_at, rules)
+    case.repeat_over_limit = case.cases_12m > rules.enforcement.repeat_more_than.value
     session.flush()
 
 
@@ -214,7 +215,8 @@ def _lock_plate(session: Session, plate: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
-def _open_or_join(session: Session, capture: Capture, law: LawSettings) -> Case:
+def _open_or_join(session: Session, capture: Capture, law: LawSettings,
+                  rules: RuleBook) -> Case:
     """Attach the capture to its trip's case, or open a new case for it."""
     _lock_plate(session, capture.plate)
     t = utc(capture.captured_at)
@@ -227,7 +229,7 @@ def _open_or_join(session: Session, capture: Capture, law: LawSettings) -> Case:
                f"capture {capture.id} ({capture.device_id} #{capture.sequence}, "
                f"{t:%Y-%m-%d %H:%M:%S} UTC) attached: same plate within "
                f"{law.trip_window_h} h{late}")
-        _refresh(session, case, law)
+        _refresh(session, case, rules)
         return case
     earlier = session.scalar(select(func.count()).select_from(Case).where(
         Case.plate == capture.plate, Case.status != "rejected", Case.first_at < t)) or 0
@@ -240,12 +242,12 @@ def _open_or_join(session: Session, capture: Capture, law: LawSettings) -> Case:
     session.flush()
     session.add(CaseCapture(case_id=case.id, capture_id=capture.id, role="evidence"))
     session.flush()
-    _refresh(session, case, law)
+    _refresh(session, case, rules)
     first = "; first violation (行政处罚法 Art. 33)" if case.first_violation else ""
     _audit(session, case.id, "case_opened",
            f"capture {capture.id} ({capture.device_id} #{capture.sequence}): {case.action}, "
            f"excess {capture.excess_kg} kg{first}; {case.cases_12m} acts and "
-           f"{case.captures_12m} captures in {law.repeat_window_days} days")
+           f"{case.captures_12m} captures in {rules.enforcement.repeat_window.value} days")
     return case
 
 
@@ -284,7 +286,7 @@ def process_packets(session: Session, packets: Sequence[tuple[int | None, Packet
     cases: dict[tuple[str, int], int | None] = {}
     for key, capture in sorted(made.items(), key=lambda kv: kv[1].captured_at):
         opened = capture.evidential and capture.over and capture.plate
-        cases[key] = _open_or_join(session, capture, law).id if opened else None
+        cases[key] = _open_or_join(session, capture, law, rules).id if opened else None
     results, seen = [], set()
     for _, packet in packets:
         key = (packet.device_id, packet.sequence)

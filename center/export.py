@@ -1,10 +1,11 @@
 """The data set of closed cases for the national overload system (Order 62 Art. 44).
 
 rules-cn.md §5 (from 超限运输车辆行驶公路管理规定, 交通运输部令2016年第62号, Art. 44, whose
-text is not in shared/law/ and was not checked): within 7 working days of closing a case,
-its data goes to the national system — the plate, the vehicle type, the company, the
-transport certificate number, the driver, the source unit and loading slip when known, the
-decision, and other material. The center knows the plate, the vehicle (axle code and kind),
+text is not in shared/law/ and was not checked): within a number of working days of closing
+a case (row ``report_within`` of the rule table ``enforcement.yaml``), its data goes to the
+national system — the plate, the vehicle type, the company, the transport certificate
+number, the driver, the source unit and loading slip when known, the decision, and other
+material. The center knows the plate, the vehicle (axle code and kind),
 the decision, the fine, and where, when and by which device it was captured; the company,
 certificate, driver, source unit and loading slip come from registers the center does not
 hold yet and are exported as null. The national system's own exchange format is not known
@@ -51,8 +52,10 @@ def _iso(t: datetime | None) -> str | None:
     return None if t is None else utc(t).isoformat().replace("+00:00", "Z")
 
 
-def closed_rows(session: Session, report_working_days: int = 7) -> list[dict]:
-    """One row per closed case, oldest closing first."""
+def closed_rows(session: Session, report_working_days: int) -> list[dict]:
+    """One row per closed case, oldest closing first; ``report_due`` is
+    ``report_working_days`` working days after closing (``rules.enforcement.report_within``).
+    """
     cases = session.scalars(select(Case).where(Case.status == "closed")
                             .order_by(Case.closed_at, Case.id)).all()
     rows = []

@@ -7,7 +7,8 @@ adds: a device never verified, overdue or failing verification must not be used.
 capture is checked against the registry as it stood on the capture's day, and against what
 the pass itself shows (flags of abnormal driving, a readable plate, images, a trusted
 clock). Each check gives one sentence and its source, passed or not: a capture that fails
-any is kept as data, marked "not evidence" with every reason.
+any is kept as data, marked "not evidence" with every reason. The notice lead time is a row
+of the rule tables (``enforcement.yaml``), given with its source.
 
 Registry dates are calendar days in China Standard Time (UTC+8, no daylight saving): a
 certificate "valid to 2026-05-31" covers that whole local day. Pure functions: no
@@ -20,6 +21,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from evidence.packet import Packet
+from overload.tables import Days
 
 CHINA = timezone(timedelta(hours=8), "CST")
 """China Standard Time: the calendar the registry's dates are written in."""
@@ -33,7 +35,7 @@ SOURCES = {
     "review": f"{ART41} (法制和技术审核); {GUOFA_2024_5}",
     "certificate": f"计量法 第九条; {GUOFA_2024_5}; 浙江省公路条例 第四十条",
     "signs": f"{ART41} (标志明显); {GUOFA_2024_5}",
-    "notice": f"{ART41} (设置地点应当向社会公布); 浙江省公路条例 第三十八条 (至少提前十五日)",
+    "notice": f"{ART41} (设置地点应当向社会公布)",
     "enforcement": f"{GUOFA_2024_5} (启用前公布); 浙江省公路条例 第三十八条",
     "suspension": f"{ART41}; {GUOFA_2024_5}",
     "driving": f"JJG 907-2006 (accuracy class under normal driving) [verify]; "
@@ -95,8 +97,11 @@ class Legality:
         return [f"{c.text} ({c.source})" for c in self.checks if not c.ok]
 
 
-def _check(check_id: str, ok: bool, text: str) -> Check:
-    return Check(check_id, ok, text, SOURCES[check_id])
+def _check(check_id: str, ok: bool, text: str, rule: Days | None = None) -> Check:
+    source = SOURCES[check_id]
+    if rule is not None:
+        source += f"; {rule.source.cite()}" + (" [verify]" if rule.verify else "")
+    return Check(check_id, ok, text, source)
 
 
 def local_day(t: datetime) -> date:
@@ -130,18 +135,21 @@ def _certificate(record: RegistryRecord, day: date) -> Check:
                   f"{start} to {end}, covering the capture on {day}")
 
 
-def _notice(record: RegistryRecord, day: date, lead_days: int) -> Check:
-    """The location was published at least ``lead_days`` before the capture's day."""
+def _notice(record: RegistryRecord, day: date, lead: Days) -> Check:
+    """The location was published at least ``lead.value`` days before the device was put
+    to use (浙江省公路条例 Art. 38: "启用…应当至少提前十五日向社会公告"), so before its
+    enforcement start; without a start in the registry (which fails its own check), before
+    the capture's day."""
     when = record.notice_date
     doc = f" ({record.notice_document})" if record.notice_document else ""
     if when is None:
-        return _check("notice", False, "public notice of the location: none in the registry")
-    before = (day - when).days
-    if before < lead_days:
-        return _check("notice", False, f"public notice {when}{doc} was {before} days before "
-                      f"the capture; {lead_days} are required (notice_lead_days)")
-    return _check("notice", True, f"public notice {when}{doc} was {before} days before the "
-                  f"capture; {lead_days} are required (notice_lead_days)")
+        return _check("notice", False, "public notice of the location: none in the registry",
+                      lead)
+    start = record.enforcement_start
+    before = ((start or day) - when).days
+    what = f"the start of enforcement on {start}" if start else "the capture"
+    return _check("notice", before >= lead.value, f"public notice {when}{doc} was {before} "
+                  f"days before {what}; {lead.value} are required ({lead.id})", lead)
 
 
 def _suspension(suspensions: Iterable[Suspension], day: date) -> Check:
@@ -155,9 +163,10 @@ def _suspension(suspensions: Iterable[Suspension], day: date) -> Check:
 
 
 def device_checks(record: RegistryRecord | None, suspensions: Iterable[Suspension],
-                  captured_at: datetime, notice_lead_days: int,
+                  captured_at: datetime, notice_lead: Days,
                   device_id: str = "") -> list[Check]:
-    """Every check of the device's registry record at the capture's time."""
+    """Every check of the device's registry record at the capture's time; ``notice_lead``
+    is the rule row of the notice lead time (``rules.enforcement.notice_lead``)."""
     day = local_day(captured_at)
     if record is None:
         return [_check("registered", False, f"device {device_id} is not in the registry")]
@@ -168,7 +177,7 @@ def device_checks(record: RegistryRecord | None, suspensions: Iterable[Suspensio
         _dated("review", "legal and technical review passed", record.review_date, day),
         _certificate(record, day),
         _dated("signs", "signs installed", record.signs_installed, day),
-        _notice(record, day, notice_lead_days),
+        _notice(record, day, notice_lead),
         _dated("enforcement", "enforcement start", record.enforcement_start, day),
         _suspension(suspensions, day),
     ]
@@ -209,14 +218,14 @@ def _no_plate(plate: Any, floor: float) -> str:
 
 
 def evidential(record: RegistryRecord | None, suspensions: Iterable[Suspension],
-               captured_at: datetime, notice_lead_days: int, *,
+               captured_at: datetime, notice_lead: Days, *,
                packet: Packet | None = None, device_id: str = "",
                abnormal_driving: Sequence[str] = (), faulty_measurement: Sequence[str] = (),
                trusted_clocks: Sequence[str] = ("synced", "holdover"),
                min_plate_confidence: float = 0.0) -> Legality:
     """The verdict on one capture: the device's checks, then (given the packet) the
     pass's own; evidence only when every one passes."""
-    checks = device_checks(record, suspensions, captured_at, notice_lead_days, device_id)
+    checks = device_checks(record, suspensions, captured_at, notice_lead, device_id)
     if packet is not None:
         checks += pass_checks(packet, abnormal_driving=abnormal_driving,
                               faulty_measurement=faulty_measurement,

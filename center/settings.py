@@ -1,13 +1,16 @@
 """Settings of a center: one YAML file, validated before anything starts.
 
-Errors name the file, the option and the value; unknown options are errors. Where a
-number comes from practice rather than a statute (the notice lead time, the trip window),
-it is a setting here with the rules digest's reason beside it in the example file.
+Errors name the file, the option and the value; unknown options are errors. A number a
+statute sets (the notice lead time, the Art. 66 repeat count and its look-back, the Art. 44
+report deadline) is not a setting: it is a row of the rule tables (``enforcement.yaml`` of
+``law.rules_folder``, default the shipped tables). What comes from practice or policy (the
+trip window, flags, trusted clocks, the plate floor) is a setting here.
 """
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from zhichao.settings import load_model
 
@@ -29,25 +32,26 @@ class ReceiverSettings(BaseModel):
     heartbeat_s: float = Field(5.0, gt=0)
 
 
+MOVED_TO_RULES = {"notice_lead_days": "notice_lead", "repeat_window_days": "repeat_window",
+                  "repeat_more_than": "repeat_more_than",
+                  "report_working_days": "report_within"}
+"""Former ``law`` options that statutes set: now rows of the rule table enforcement.yaml."""
+
+
 class LawSettings(BaseModel):
     """How captures become cases: legality, grading and grouping."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rules_folder: Path | None = Field(None, description="the center's own rule tables; "
-                                      "default: the tables shipped with zhichao")
+    rules_folder: Path | None = Field(None, description="the center's own rule tables, "
+                                      "enforcement.yaml among them (notice lead time, "
+                                      "Art. 66 repeat, Art. 44 report deadline); default: "
+                                      "the tables shipped with zhichao")
     vendor: str = "generic"
     benchmark: str = Field("national", description="discretion benchmark table")
     tolerance: str = Field("none", description="tolerance policy of tolerance.yaml")
-    notice_lead_days: int = Field(15, ge=0, description="days a device's location must be "
-                                  "published before its captures are evidence (Zhejiang "
-                                  "公路条例 Art. 38 gives 15; other provinces differ)")
     trip_window_h: float = Field(6.0, gt=0, description="captures of one plate this close "
                                  "together are one continuous trip, one case")
-    repeat_window_days: int = Field(365, ge=1, description="look-back for earlier captures "
-                                    "of the vehicle (公路安全保护条例 Art. 66: 1 year)")
-    repeat_more_than: int = Field(3, ge=0, description="more acts than this within the "
-                                  "look-back is the repeat of 公路安全保护条例 Art. 66")
     abnormal_driving_flags: tuple[str, ...] = Field(
         ("speed_change", "straddling", "weaving", "off_speed"),
         description="quality flags of abnormal driving: such a pass is weighed outside the "
@@ -61,11 +65,21 @@ class LawSettings(BaseModel):
         "a pass timed by any other clock is not evidence")
     min_plate_confidence: float = Field(0.0, ge=0, le=1, description="a plate read less "
                                         "surely than this is not readable evidence")
-    report_working_days: int = Field(7, ge=0, description="a closed case goes to the "
-                                     "national system within this many working days "
-                                     "(Order 62 Art. 44, per rules-cn.md §5)")
     process_interval_s: float = Field(2.0, gt=0, description="how often `center run` "
                                       "looks for stored packets without a capture")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_moved(cls, data: Any) -> Any:
+        """A former option the law sets gets told where it went, not "a typo?"."""
+        if isinstance(data, dict):
+            for old, row in MOVED_TO_RULES.items():
+                if old in data:
+                    raise ValueError(
+                        f"'{old}' is no longer a setting: the law sets it, as '{row}' of the "
+                        "rule table enforcement.yaml; to change it, copy the rules folder "
+                        "and point law.rules_folder at the copy")
+        return data
 
 
 class CenterSettings(BaseModel):

@@ -23,6 +23,7 @@ from overload.tables import (
     AxleLimitsTable,
     Benchmark,
     Digit,
+    EnforcementTable,
     LimitsTable,
     MassLimit,
     Rule,
@@ -38,6 +39,7 @@ TABLE_FILES = {
     "axle_limits": ("axle_limits.yaml", AxleLimitsTable),
     "axle_codes": ("axle_codes.yaml", AxleCodesTable),
     "tolerance": ("tolerance.yaml", ToleranceTable),
+    "enforcement": ("enforcement.yaml", EnforcementTable),
 }
 BENCHMARK_FOLDER = "benchmarks"
 
@@ -54,6 +56,9 @@ class RuleBook:
         The vendor table chosen for digits 8 and 9.
     digits : Mapping[str, Digit]
         Standard digits plus the chosen vendor's.
+    enforcement : EnforcementTable
+        Numbers of procedure the center applies (notice lead time, the repeat count of
+        公路安全保护条例 Art. 66, the report deadline of Order 62 Art. 44).
     digest : str
         SHA-256 (hex) of the canonical content of all tables and the vendor choice.
     """
@@ -64,6 +69,7 @@ class RuleBook:
     axle_limits: AxleLimitsTable
     axle_codes: AxleCodesTable
     tolerance: ToleranceTable
+    enforcement: EnforcementTable
     benchmarks: Mapping[str, Benchmark]
     digits: Mapping[str, Digit]
     rules: Mapping[str, Rule]
@@ -123,6 +129,8 @@ def load_rules(folder: Path | None = None, *, vendor: str = "generic") -> RuleBo
     1.9
     >>> sorted(rules.benchmarks)
     ['national', 'zhejiang']
+    >>> rules.enforcement.notice_lead.unit
+    'days'
     >>> len(rules.digest)
     64
     """

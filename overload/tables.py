@@ -379,6 +379,46 @@ class ToleranceTable(Frozen):
     policies: list[TolerancePolicy] = Field(min_length=1)
 
 
+# --- enforcement.yaml --------------------------------------------------------------------
+
+
+class Days(Rule):
+    """A number of calendar days."""
+
+    value: Annotated[int, Field(ge=0)]
+    unit: Literal["days"]
+
+
+class LookBack(Days):
+    """A look-back window of calendar days: at least one."""
+
+    value: Annotated[int, Field(ge=1)]
+
+
+class WorkingDays(Rule):
+    """A number of working days (Monday to Friday)."""
+
+    value: Annotated[int, Field(ge=0)]
+    unit: Literal["working_days"]
+
+
+class Times(Rule):
+    """A count of acts."""
+
+    value: Annotated[int, Field(ge=0)]
+    unit: Literal["times"]
+
+
+class EnforcementTable(Frozen):
+    """``enforcement.yaml``: the numbers of procedure the center applies."""
+
+    title: str
+    notice_lead: Days
+    repeat_window: LookBack
+    repeat_more_than: Times
+    report_within: WorkingDays
+
+
 # --- benchmarks/*.yaml -------------------------------------------------------------------
 
 

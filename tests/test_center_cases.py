@@ -144,6 +144,48 @@ def test_art66_counts_a_year_of_acts_and_art33_marks_the_first(engine):
         assert session.get(Case, now.case_id).cases_12m == 5
 
 
+def edit_enforcement(folder: Path, *changes: tuple[str, str]) -> LawSettings:
+    """Change values of a rules copy's enforcement.yaml; law settings reading that copy.
+    (The center loads a folder once: edit a copy before its first use.)"""
+    path = folder / "enforcement.yaml"
+    text = path.read_text(encoding="utf-8")
+    for old, new in changes:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path.write_text(text, encoding="utf-8")
+    return LAW.model_copy(update={"rules_folder": folder})
+
+
+def test_the_notice_lead_time_comes_from_the_centers_rule_tables(engine, rules_copy):
+    # D1's notice (2026-02-01) was 28 days before its enforcement began (2026-03-01):
+    # evidence under the shipped 15 days, not under 29.
+    (shipped,) = run(engine, [make_packet(sequence=1)])
+    assert shipped.evidential and shipped.case_id is not None
+    law = edit_enforcement(rules_copy, ("value: 15\n", "value: 29\n"))
+    (edited,) = run(engine, [make_packet(sequence=2, plate="浙B22222")], law)
+    assert not edited.evidential and edited.case_id is None
+    (reason,) = edited.reasons
+    assert reason.startswith("public notice 2026-02-01 (浙交〔2026〕1号) was 28 days before "
+                             "the start of enforcement on 2026-03-01; 29 are required "
+                             "(enforcement.notice-lead)")
+    assert reason.endswith("浙江省公路条例（2020） 第三十八条 第一款)")
+
+
+def test_the_art66_count_comes_from_the_centers_rule_tables(engine, rules_copy):
+    law = edit_enforcement(rules_copy, ("value: 365\n", "value: 200\n"),
+                           ("value: 3\n", "value: 1\n"))
+    packets = [make_packet(device_id="D0", sequence=i + 1, captured_at=T0 + timedelta(days=d))
+               for i, d in enumerate((-290, -100, -10))]
+    results = run(engine, packets, law)
+    with Session(engine) as session:
+        cases = [session.get(Case, r.case_id) for r in results]
+        assert [c.cases_12m for c in cases] == [1, 2, 2]
+        assert [c.repeat_over_limit for c in cases] == [False, True, True]
+        opened = session.scalars(select(AuditEntry.detail).where(
+            AuditEntry.case_id == cases[2].id, AuditEntry.action == "case_opened")).one()
+        assert opened.endswith("2 acts and 2 captures in 200 days")
+
+
 def test_a_rejected_case_is_no_earlier_violation(engine):
     (first,) = run(engine, [make_packet(sequence=1)])
     with Session(engine) as session, session.begin():

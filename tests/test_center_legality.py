@@ -1,15 +1,21 @@
 """Is a capture evidence: each check of the registry at the capture time, and of the pass."""
 
+import ast
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from center_factory import T0, make_packet, registry_row
 
+import center
 from center.legality import evidential, local_day
+from center.settings import MOVED_TO_RULES, LawSettings
+from overload import load_rules
 
 LAW = dict(abnormal_driving=("straddling", "speed_change", "weaving", "off_speed"),
            faulty_measurement=("missing_axle",), trusted_clocks=("synced", "holdover"))
+NOTICE = load_rules().enforcement.notice_lead
 
 
 @dataclass
@@ -19,9 +25,10 @@ class Stop:
     reason: str
 
 
-def verdict(record=None, suspensions=(), packet=None, lead=15, at=T0):
+def verdict(record=None, suspensions=(), packet=None, lead=None, at=T0):
+    notice = NOTICE if lead is None else NOTICE.model_copy(update={"value": lead})
     return evidential(record if record is not None else registry_row(), suspensions, at,
-                      lead, packet=packet or make_packet(captured_at=at), device_id="D1",
+                      notice, packet=packet or make_packet(captured_at=at), device_id="D1",
                       **LAW)
 
 
@@ -39,7 +46,7 @@ def test_a_good_device_and_pass_is_evidence_and_every_check_is_listed():
 
 
 def test_unknown_device():
-    v = evidential(None, (), T0, 15, device_id="D9")
+    v = evidential(None, (), T0, NOTICE, device_id="D9")
     assert not v.evidential
     assert v.reasons == ["device D9 is not in the registry (行政处罚法（2021） 第四十一条 第一款)"]
 
@@ -74,18 +81,41 @@ def test_certificate_valid_on_its_last_day():
     assert verdict(registry_row(certificate_valid_to=date(2026, 6, 1))).evidential
 
 
-def test_notice_exactly_the_lead_time_before_is_enough_one_day_less_is_not():
-    day = local_day(T0)
-    assert verdict(registry_row(notice_date=day - timedelta(days=15))).evidential
-    v = verdict(registry_row(notice_date=day - timedelta(days=14)))
+def test_notice_exactly_the_lead_time_before_enforcement_is_enough_one_day_less_is_not():
+    start = date(2026, 3, 1)
+    assert NOTICE.value == 15
+    assert verdict(registry_row(notice_date=start - timedelta(days=15))).evidential
+    v = verdict(registry_row(notice_date=start - timedelta(days=14)))
     assert failed(v) == {"notice"}
-    assert v.reasons[0].startswith("public notice 2026-05-18 (浙交〔2026〕1号) was 14 days "
-                                   "before the capture; 15 are required (notice_lead_days)")
-    assert "浙江省公路条例 第三十八条" in v.reasons[0]
+    assert v.reasons[0].startswith(
+        "public notice 2026-02-15 (浙交〔2026〕1号) was 14 days before the start of "
+        "enforcement on 2026-03-01; 15 are required (enforcement.notice-lead)")
+    assert "浙江省公路条例（2020） 第三十八条 第一款" in v.reasons[0]
 
 
-def test_notice_lead_time_is_the_setting():
-    record = registry_row(notice_date=local_day(T0) - timedelta(days=10))
+def test_a_notice_late_for_the_start_of_enforcement_stays_late():
+    """Art. 38 asks for the notice before the device is put to use: months of use later,
+    a notice given 10 days before the start is still 5 days short."""
+    record = registry_row(notice_date=date(2026, 2, 19))
+    assert (local_day(T0) - record.notice_date).days > 90
+    assert failed(verdict(record)) == {"notice"}
+
+
+def test_without_a_start_date_the_notice_is_measured_to_the_capture():
+    v = verdict(registry_row(notice_date=local_day(T0) - timedelta(days=20),
+                             enforcement_start=None))
+    assert failed(v) == {"enforcement"}
+
+
+def test_the_notice_check_cites_the_rule_row_and_its_verify_mark():
+    row = NOTICE.model_copy(update={"source": NOTICE.source.model_copy(
+        update={"act": "某省公路条例", "article": "第九条", "clause": None}), "verify": True})
+    v = evidential(registry_row(notice_date=None), (), T0, row, device_id="D1")
+    assert v.reasons[0].endswith("某省公路条例 第九条 [verify])")
+
+
+def test_notice_lead_time_is_the_rule_rows_value():
+    record = registry_row(notice_date=date(2026, 3, 1) - timedelta(days=10))
     assert not verdict(record, lead=15).evidential
     assert verdict(record, lead=10).evidential
     assert verdict(record, lead=0).evidential
@@ -121,7 +151,8 @@ def test_flags_that_are_not_abnormal_driving_do_not_count():
 
 def test_plate_confidence_floor():
     packet = make_packet(confidence=0.4)
-    v = evidential(registry_row(), (), T0, 15, packet=packet, min_plate_confidence=0.5, **LAW)
+    v = evidential(registry_row(), (), T0, NOTICE, packet=packet, min_plate_confidence=0.5,
+                   **LAW)
     assert failed(v) == {"plate"}
     assert "0.40, below 0.5" in v.reasons[0]
 
@@ -131,3 +162,18 @@ def test_several_failures_give_every_reason():
                 packet=make_packet(flags=("off_speed",), plate=None))
     assert failed(v) == {"active", "signs", "driving", "plate"}
     assert len(v.reasons) == 4
+
+
+def test_the_center_holds_no_number_of_the_enforcement_table():
+    table = load_rules().enforcement
+    numbers = {row.value for row in (table.notice_lead, table.repeat_window,
+                                     table.repeat_more_than, table.report_within)}
+    assert not set(MOVED_TO_RULES) & set(LawSettings.model_fields)
+    offenders = []
+    for name in ("legality", "cases", "export", "settings"):
+        path = Path(center.__file__).parent / f"{name}.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and type(node.value) is int \
+                    and node.value in numbers:
+                offenders.append(f"{path.name}:{node.lineno}: {node.value}")
+    assert offenders == []

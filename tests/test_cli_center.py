@@ -5,7 +5,7 @@ import csv
 import json
 import socket
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -101,7 +101,8 @@ def test_run_process_review_export(capsys, site, tmp_path, monkeypatch):
     assert {k["id"] for k in detail["captures"][1]["checks"]} >= {"notice", "certificate"}
     assert any(r["id"] == "national.mass.fine" for r in detail["captures"][1]["grade"]["rules"])
     code, out, _ = cli(capsys, "cases", "show", str(case["id"]), "--config", str(site))
-    assert "legality" in out and "rules applied" in out and "浙江省公路条例 第三十八条" in out
+    assert "legality" in out and "rules applied" in out
+    assert "浙江省公路条例（2020） 第三十八条 第一款" in out
 
     assert cli(capsys, "cases", "confirm", str(case["id"]), "--by", "张三", "--note", "ok",
                "--config", str(site))[0] == 0
@@ -123,6 +124,8 @@ def test_run_process_review_export(capsys, site, tmp_path, monkeypatch):
     assert (row["driver"], row["company"], row["loading_slip"]) == (None, None, None)
     assert row["place"] == "G60 K123+450 east" and row["device_id"] == "D1"
     assert row["attached_captures"] == 1
+    closed = date.fromisoformat(row["closed_at"][:10])
+    assert row["report_due"] == add_working_days(closed, 7).isoformat()  # enforcement.yaml
     out_csv = tmp_path / "art44.csv"
     assert cli(capsys, "export", "--closed", "--format", "csv", "--out", str(out_csv),
                "--config", str(site))[0] == 0
@@ -141,6 +144,29 @@ def test_bad_settings_file_is_named(capsys, tmp_path):
     config.write_text("law:\n  notice_lead_dayz: 3\n", encoding="utf-8")
     code, _, err = cli(capsys, "cases", "list", "--config", str(config))
     assert code == 2 and "law.notice_lead_dayz" in err and "c.yaml" in err
+
+
+def test_a_number_the_law_sets_is_no_setting_and_says_where_it_went(capsys, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("law:\n  repeat_more_than: 5\n", encoding="utf-8")
+    code, _, err = cli(capsys, "cases", "list", "--config", str(config))
+    assert code == 2 and err.count("\n") == 1
+    assert "c.yaml: option 'law' 'repeat_more_than' is no longer a setting" in err
+    assert "'repeat_more_than' of the rule table enforcement.yaml" in err
+
+
+def test_a_bad_value_in_the_centers_enforcement_table_is_one_line(capsys, tmp_path, rules_copy):
+    path = rules_copy / "enforcement.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("value: 7\n", "value: -7\n"), encoding="utf-8")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"database: center.db\nlaw:\n  rules_folder: {rules_copy.name}\n",
+                      encoding="utf-8")
+    for command in (("export", "--closed"), ("run", "--process-only", "--seconds", "0.1")):
+        code, out, err = cli(capsys, *command, "--config", str(config))
+        assert (code, out, err.count("\n")) == (2, "", 1), command
+        assert "enforcement.yaml: option 'report_within.value' must be greater than or equal " \
+            "to 0 (got -7)" in err
 
 
 def _options(model: type[BaseModel], prefix: str = "") -> set[str]:

@@ -1,6 +1,7 @@
 """``zhichao demo``: the whole simulated site through the real CLI, in-process and once as a
 real process; a bad settings file ends in one line and exit status 2."""
 
+import hashlib
 import os
 import re
 import subprocess
@@ -8,7 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
 
+from center.ingest_models import StoredImage, StoredPacket
+from center.law_models import Capture, Case
 from zhichao.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,3 +126,48 @@ def test_demo_with_a_missing_file_as_a_process(tmp_path):
     assert proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [f"error: {path}: cannot read: No such file "
                                                 "or directory"]
+
+
+CENTER = re.compile(
+    r"center: (?P<packets>\d+) packets signed and sent over ZeroMQ with CURVE "
+    r"\((?P<images>\d+) suspected overloads with images, the rest light records\), "
+    r"(?P<stored>\d+) stored, (?P<cases>\d+) cases awaiting review")
+
+
+def test_demo_sends_every_vehicle_to_the_center_and_lists_its_cases(tmp_path, capsys):
+    """Every weighed vehicle is stored once at the center; suspected overloads carry images
+    stored under their SHA-256; the announced unit's evidential overloads are cases; the
+    unannounced unit's overloads are kept, not evidence, for want of a public notice."""
+    assert main([*ARGS, "--seed", "11", "--duration-s", "90", "--keep", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    words = " ".join(out.split())
+    found = CENTER.search(words)
+    assert found, words[-800:]
+    _, table = check_report(out)
+    assert int(found["packets"]) == int(found["stored"]) == len(table)
+    over = sum(1 for row in table if row[5])
+    assert int(found["images"]) == over
+    engine = create_engine(f"sqlite:///{tmp_path / 'center.db'}")
+    with Session(engine) as session:
+        stored = session.scalars(select(StoredPacket)).all()
+        assert len(stored) == len(table)
+        assert len({(p.device_id, p.sequence) for p in stored}) == len(stored)
+        captures = session.scalars(select(Capture).where(Capture.over.is_(True))).all()
+        east = [c for c in captures if c.device_id == "demo-east"]
+        west = [c for c in captures if c.device_id == "demo-west"]
+        assert east and west, "the seed must put overloads on both units"
+        assert all(not c.evidential for c in west)
+        for c in west:
+            failed = [check["id"] for check in c.checks if not check["ok"]]
+            assert failed == ["notice"], failed
+        evidential = [c for c in east if c.evidential]
+        cases = session.scalars(select(Case)).all()
+        assert int(found["cases"]) == len(cases) >= 1
+        assert {c.best_capture_id for c in cases} <= {c.id for c in evidential}
+        images = session.scalars(select(StoredImage)).all()
+        assert len(images) == 2 * over
+    engine.dispose()
+    for image in images:
+        path = next((tmp_path / "images").rglob(image.sha256))
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == image.sha256
+    assert "demo-west captures are kept but are not evidence: public notice" in words

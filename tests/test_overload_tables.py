@@ -67,6 +67,19 @@ def test_digest_ignores_comments_but_not_values(rules, rules_copy):
     assert load_rules(rules_copy, vendor="generic").digest == rules.digest
 
 
+def test_the_enforcement_table_is_in_the_book_and_its_digest(rules, rules_copy):
+    table = rules.enforcement
+    assert (table.notice_lead.value, table.repeat_window.value, table.repeat_more_than.value,
+            table.report_within.value) == (15, 365, 3, 7)
+    assert rules.rules["enforcement.notice-lead"].source.cite() == \
+        "浙江省公路条例（2020） 第三十八条 第一款"
+    assert rules.rules["enforcement.repeat-more-than"].source.article == "第六十六条"
+    assert rules.rules["enforcement.report-within"].verify
+    edit(rules_copy, "enforcement.yaml", "value: 15\n", "value: 10\n")
+    edited = load_rules(rules_copy)
+    assert edited.enforcement.notice_lead.value == 10 and edited.digest != rules.digest
+
+
 def _legal_numbers() -> set[float]:
     """Every number the tables set under a key with a unit (kg, m, mm, yuan, percent...)."""
     unit = re.compile(r"(_kg|_m|_mm|_yuan)(_|$)|percent|fraction|^kg$")
@@ -257,3 +270,27 @@ def test_missing_table_and_bad_yaml(rules_copy):
     assert load_error(rules_copy).endswith("tolerance.yaml: rule table is missing")
     (rules_copy / "tolerance.yaml").write_text("policies: [\n", encoding="utf-8")
     assert "tolerance.yaml: line 2 not valid YAML" in load_error(rules_copy)
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("value: 15\n", "value: -15\n",
+     "option 'notice_lead.value' must be greater than or equal to 0 (got -15)"),
+    ("value: 15\n", "value: fifteen\n", "option 'notice_lead.value' must be a valid integer"),
+    ("value: 365\n", "value: 0\n",
+     "option 'repeat_window.value' must be greater than or equal to 1 (got 0)"),
+    ("unit: working_days", "unit: weeks",
+     "option 'report_within.unit' must be 'working_days' (got 'weeks')"),
+    ("value: 7\n", "value: 7\n  days: 8\n",
+     "option 'report_within.days' is not a known option (a typo?) (got 8)"),
+])
+def test_a_bad_enforcement_value_is_one_line_naming_file_and_option(rules_copy, old, new,
+                                                                     message):
+    edit(rules_copy, "enforcement.yaml", old, new)
+    error = load_error(rules_copy)
+    assert "\n" not in error
+    assert f"rules/enforcement.yaml: {message}" in error
+
+
+def test_a_rules_folder_without_the_enforcement_table_is_refused(rules_copy):
+    (rules_copy / "enforcement.yaml").unlink()
+    assert load_error(rules_copy).endswith("enforcement.yaml: rule table is missing")

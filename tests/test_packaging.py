@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("zhichao", "edge", "center", "drivers", "calibration", "overload", "evidence", "sim")
 CONFIG = ("zhichao/config/edge.example.yaml", "zhichao/config/rules/limits.yaml",
           "zhichao/config/rules/axle_codes.yaml", "zhichao/config/rules/axle_limits.yaml",
-          "zhichao/config/rules/tolerance.yaml", "zhichao/config/rules/benchmarks/national.yaml",
+          "zhichao/config/rules/tolerance.yaml", "zhichao/config/rules/enforcement.yaml",
+          "zhichao/config/rules/benchmarks/national.yaml",
           "zhichao/config/rules/benchmarks/zhejiang.yaml")
 
 

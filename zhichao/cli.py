@@ -16,7 +16,7 @@ from rich.console import Console
 from zhichao import __version__
 from zhichao.errors import ZhichaoError
 
-COMMANDS = ("demo", "grade", "edge", "sim", "plate")
+COMMANDS = ("demo", "grade", "edge", "sim", "plate", "keys", "center")
 
 
 def build_parser() -> argparse.ArgumentParser:

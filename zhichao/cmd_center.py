@@ -327,9 +327,10 @@ def run_cases_review(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     """The closed cases as JSON or CSV, to a file or stdout."""
     settings = settings_of(args)
+    rules = law_rules(settings.law)
     engine = open_db(settings)
     with Session(engine) as session:
-        rows = closed_rows(session, settings.law.report_working_days)
+        rows = closed_rows(session, rules.enforcement.report_within.value)
     text = to_json(rows) if args.format == "json" else to_csv(rows)
     if args.out is None:
         sys.stdout.write(text)

@@ -1,13 +1,17 @@
-"""``zhichao demo``: a whole simulated site, from strip-sensor samples to graded vehicles.
+"""``zhichao demo``: a whole simulated site, from strip-sensor samples to cases at a center.
 
 Simulated traffic → strip-sensor samples → digitiser frames over a pseudo-terminal → the
 serial driver → the signal loop → vehicles → grades against the benchmark in force, with
 a progress bar, a table of every vehicle and a summary that also scores the measurements
-against the simulation's truth.
+against the simulation's truth. Then (:mod:`zhichao.demo_center`) every vehicle becomes a
+signed packet in its roadside unit's outbox, travels over ZeroMQ with CURVE to a center on
+SQLite, and the center checks each capture against its device's record and opens cases;
+one unit's location was never published, so its captures are shown as not evidence.
 """
 
 import argparse
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +32,7 @@ from sim.render import Renderer
 from sim.score import score
 from sim.serial_twins import DigitiserTwin
 from sim.traffic import generate_traffic
+from zhichao import demo_center
 
 DIGITISER_FRAME_S = 0.1
 """Signal per frame the simulated digitiser sends (a few kB, as real ones do)."""
@@ -48,6 +53,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--via", choices=("serial", "direct"), default="serial",
                    help="serial: the samples go as digitiser frames over a pseudo-terminal "
                         "through the serial driver (default); direct: straight to the loop")
+    p.add_argument("--center", choices=("on", "off"), default="on",
+                   help="on: send the vehicles as signed evidence to a center on this "
+                        "machine and list its cases (default); off: stop after grading")
+    p.add_argument("--keep", type=Path, metavar="DIR",
+                   help="keep the keys, outboxes and the center's database in DIR (default: "
+                        "a temporary folder, removed at the end)")
     p.set_defaults(run=run)
 
 
@@ -202,7 +213,35 @@ def run(args: argparse.Namespace) -> int:
     console.print(_table(vehicles, grades, start))
     _summary(console, site, truth=truth, vehicles=vehicles, grades=grades, busy=busy,
              duration_s=args.duration_s, rules=rules)
+    if args.center == "on":
+        _to_center(args, vehicles, grades, rules, console)
     return 0
+
+
+def _to_center(args: argparse.Namespace, vehicles: list[Vehicle], grades: "Graded",
+               rules: overload.RuleBook, console: Console) -> None:
+    """Send the vehicles as evidence to a center and show what it made of them."""
+    over = np.nan_to_num(np.asarray(grades.excess_kg, float), nan=0.0) > 0
+    with tempfile.TemporaryDirectory(prefix="zhichao-demo-") as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        done = demo_center.deliver(vehicles, over, start=demo_center.today_utc(),
+                                   folder=folder, rules=rules,
+                                   seed=args.seed, console=console)
+        console.print(demo_center.cases_table(folder))
+        kept_out = ", ".join(f"{n} of {d}" for d, n in sorted(done.not_evidence.items()))
+        console.print(
+            f"\n[bold]center[/]: {done.packets} packets signed and sent over ZeroMQ with "
+            f"CURVE ({done.with_images} suspected overloads with images, the rest light "
+            f"records), {done.stored} stored, {done.cases} cases awaiting review, "
+            f"{done.seconds:.1f} s. Not evidence: {kept_out or 'none'}.")
+        reasons = demo_center.not_evidence_reasons(folder)
+        if reasons:
+            console.print(f"[yellow]{demo_center.UNANNOUNCED}[/] captures are kept but are "
+                          "not evidence: " + "; ".join(reasons))
+        if args.keep:
+            console.print(f"kept in {folder}: zhichao center cases list --config … "
+                          f"(database {folder / 'center.db'})")
 
 
 def _summary(console: Console, site: object, *, truth: list, vehicles: list[Vehicle],

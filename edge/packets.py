@@ -1,0 +1,72 @@
+"""A weighed vehicle as an evidence draft: what the roadside unit puts in its outbox.
+
+The outbox (:mod:`edge.outbox`) gives the draft its sequence number and chain hash and
+signs it; here only the vehicle's measurement, plate, images and provenance are laid out
+in the packet's fields. A vehicle the screen found over its limit is a suspected overload
+and carries its images; any other is a light traffic record without images.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+
+from evidence.packet import (
+    GENESIS_HASH,
+    CalibrationRecord,
+    ClockStatus,
+    ImageRole,
+    Packet,
+    PlateRecord,
+    ProcessingTrail,
+    VehicleRecord,
+    image_ref,
+)
+
+
+def axle_groups(spacings_m: Sequence[float], group_threshold_m: float) -> list[int]:
+    """Axles per group, front to back: axles closer than the rule tables' grouping
+    threshold form one group.
+
+    >>> axle_groups([3.2, 1.35, 7.0, 1.31, 1.31], 1.9)
+    [1, 2, 3]
+    """
+    groups, run = [], 1
+    for spacing in spacings_m:
+        if spacing < group_threshold_m:
+            run += 1
+        else:
+            groups.append(run)
+            run = 1
+    groups.append(run)
+    return groups
+
+
+def draft_packet(device_id: str, *, site: str, direction: str, lane: int,
+                 captured_at: datetime, clock_status: ClockStatus, speed_mps: float,
+                 axle_loads_kg: Sequence[float], spacings_m: Sequence[float],
+                 tyres: Sequence[str], axle_code: str | None, flags: Sequence[str],
+                 group_threshold_m: float, suspected: bool, plate: PlateRecord | None,
+                 images: Sequence[tuple[ImageRole, bytes]], calibration: CalibrationRecord,
+                 trail: ProcessingTrail, raw_record: bytes = b"") -> tuple[Packet, list[bytes]]:
+    """The draft packet of one vehicle pass and the image bytes it references, in order.
+
+    ``lane`` is 1-based. Images are dropped from a light record (not ``suspected``): the
+    outbox refuses images there, and traffic statistics need none.
+    """
+    kept = list(images) if suspected else []
+    loads = np.asarray(axle_loads_kg, dtype=float)
+    packet = Packet(
+        device_id=device_id, site=site, lane=lane, direction=direction,
+        captured_at=captured_at, clock_status=clock_status, sequence=1,
+        previous_hash=GENESIS_HASH, suspected_overload=suspected,
+        vehicle=VehicleRecord(
+            axle_loads_kg=[round(float(x), 1) for x in loads],
+            axle_groups=axle_groups(spacings_m, group_threshold_m),
+            spacings_m=[round(float(x), 3) for x in spacings_m],
+            speed_kmh=round(float(speed_mps) * 3.6, 2), gross_kg=round(float(loads.sum()), 1),
+            axle_code=axle_code, tyres=list(tyres), flags=sorted(flags),
+            raw_record=raw_record),
+        plate=plate, calibration=calibration, trail=trail,
+        images=[image_ref(role, data) for role, data in kept])
+    return packet, [data for _, data in kept]
