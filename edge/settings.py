@@ -32,6 +32,12 @@ class EvidenceSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    site: str = Field("", description="road and stake of the site, as the center's "
+                      "registry names it")
+    direction: str = Field("", description="direction of travel this unit watches")
+    certificate: str = Field("", description="number of the device's verification "
+                             "certificate, carried in every packet")
+    calibration_version: str = Field("factory", description="which calibration weighs")
     outbox: Path = Field(Path("outbox.db"), description="SQLite outbox file")
     keep_days: float = Field(7.0, ge=0, description="acknowledged packets are kept this "
                              "long, then pruned")

@@ -6,7 +6,15 @@ import sys
 
 import pytest
 import yaml
+import zmq
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from center.db import make_engine, upgrade
+from center.ingest import enrol_from_files
+from center.ingest_models import StoredPacket
+from center.receiver import Receiver
+from center.settings import CenterSettings, ReceiverSettings
 from drivers.modbus_map import load_register_map
 from drivers.strips import StripArray
 from edge.settings import load_edge_settings
@@ -15,6 +23,7 @@ from sim.modbus_twin import ModbusTwin
 from sim.serial_twins import DigitiserTwin, WimControllerTwin, XK3190Twin
 from sim.traffic import generate_traffic
 from zhichao.cli import main
+from zhichao.cmd_keys import make_keys
 from zhichao.resources import config_dir
 
 MAP = config_dir() / "devices" / "wim_modbus.example.yaml"
@@ -175,3 +184,53 @@ def test_edge_run_refuses_two_digitisers_for_one_signal_loop(tmp_path, capsys):
         for name in ("north", "south")}}))
     assert main(["edge", "run", "--config", str(settings), "--seconds", "1"]) == 2
     assert "devices north, south are all digitisers" in capsys.readouterr().err
+
+
+def test_edge_run_sends_every_vehicle_to_the_center(tmp_path, capsys):
+    """``edge run --send``: every vehicle weighed is committed to the outbox and reaches a
+    real receiver over CURVE; overloads as suspected, the rest as light records."""
+    make_keys(tmp_path / "keys", "center", curve_only=True)
+    make_keys(tmp_path / "keys", "unit")
+    with zmq.Context.instance().socket(zmq.ROUTER) as probe:
+        port = probe.bind_to_random_port("tcp://127.0.0.1")
+    center = CenterSettings(
+        database=str(tmp_path / "center.db"), images_dir=tmp_path / "images",
+        receiver=ReceiverSettings(listen=[f"tcp://127.0.0.1:{port}"],
+                                  server_secret_key=tmp_path / "keys" / "center.key_secret"))
+    engine = make_engine(center.database)
+    upgrade(engine)
+    enrol_from_files(engine, "unit-1", tmp_path / "keys" / "unit.sign.pub",
+                     tmp_path / "keys" / "unit.key")
+    receiver = Receiver(center, engine)
+    receiver.start()
+    site = StripArray(lanes=2)
+    digitiser = DigitiserTwin(site, generate_traffic(site, 40.0, seed=4), speed=4.0,
+                              render_seed=4)
+    settings = tmp_path / "edge.yaml"
+    settings.write_text(yaml.safe_dump({
+        "device_id": "unit-1", "site": {"lanes": 2},
+        "evidence": {"site": "G60 K123+450", "direction": "east", "outbox": "outbox.db",
+                     "signing_key": "keys/unit.sign", "curve_secret_key": "keys/unit.key_secret",
+                     "center_public_key": "keys/center.key",
+                     "endpoints": [f"tcp://127.0.0.1:{port}"]},
+        "devices": {"digitiser": {"kind": "serial", "protocol": "digitiser",
+                                  "port": digitiser.start()}}}))
+    try:
+        assert main(["edge", "run", "--config", str(settings), "--seconds", "8", "--json",
+                     "--send"]) == 0
+    finally:
+        digitiser.stop()
+        receiver.stop()
+    lines = json_lines(capsys.readouterr().out)
+    counts = lines[-1]["evidence"]
+    vehicles = lines[:-1]
+    assert len(vehicles) >= 5
+    assert [v["sequence"] for v in vehicles] == list(range(1, len(vehicles) + 1))
+    assert counts["acked"] == len(vehicles) and counts["pending"] == 0
+    with Session(engine) as session:
+        stored = session.scalars(select(StoredPacket).order_by(StoredPacket.sequence)).all()
+    engine.dispose()
+    assert [p.sequence for p in stored] == [v["sequence"] for v in vehicles]
+    over = [v["sequence"] for v in vehicles if v["limit_kg"] and v["gross_kg"] > v["limit_kg"]]
+    assert [p.sequence for p in stored if p.suspected_overload] == over
+    assert all(p.device_id == "unit-1" for p in stored)

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from drivers.modbus_wim import ModbusWimDevice
 from drivers.registry import open_device
 from drivers.serial_link import PROTOCOLS, SerialDevice
 from drivers.serial_link import diagnose as serial_diagnose
+from edge.evidence_link import EvidenceLink
 from edge.settings import load_edge_settings
 from edge.signal.loop import SignalLoop
 from edge.signal.vehicles import Vehicle
@@ -72,13 +74,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--seconds", type=float, default=60.0,
                      help="stop after this long (default 60)")
     run.add_argument("--json", action="store_true", help="one JSON object per vehicle")
+    run.add_argument("--send", action="store_true",
+                     help="also commit every vehicle as a signed packet to the outbox and "
+                          "send it to the center (the settings' evidence: section)")
     run.set_defaults(run=run_edge)
 
 
 RUN_HELP = """Open every device in the settings: sample frames of each digitiser go through
 the signal loop (their device clock gives the sample position, so lost frames are gaps),
 records of WIM controllers are taken as weighed; every vehicle is screened against the
-rule tables and printed."""
+rule tables and printed. With --send, every vehicle is also committed as a signed packet to
+the outbox (suspected overloads and light records) and sent to the center."""
 
 
 def open_probe_device(args: argparse.Namespace) -> Device:
@@ -222,6 +228,9 @@ def run_edge(args: argparse.Namespace) -> int:
                           "digitisers; one site's signal loop reads one")
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     console = Console(highlight=False)
+    link = EvidenceLink(settings, args.config.parent, rules) if args.send else None
+    if link:
+        link.start()
     for device in devices.values():
         device.start()
     weighed = 0
@@ -231,7 +240,7 @@ def run_edge(args: argparse.Namespace) -> int:
             for name, device in devices.items():
                 for vehicle in _vehicles_from(name, device, loop, settings.site.fs_hz):
                     weighed += 1
-                    _report(console, vehicle, rules, args.json)
+                    _report(console, vehicle, rules, args.json, link)
             time.sleep(0.05)
     except KeyboardInterrupt:
         pass
@@ -240,11 +249,18 @@ def run_edge(args: argparse.Namespace) -> int:
             device.stop()
     for vehicle in loop.flush():
         weighed += 1
-        _report(console, _from_loop(vehicle), rules, args.json)
+        _report(console, _from_loop(vehicle), rules, args.json, link)
+    counts = link.stop() if link else None
     if not args.json:
         console.print(f"{weighed} vehicles weighed in {time.monotonic() - start:.0f} s; "
                       f"{loop.stats.blocks_dropped} sample blocks dropped, "
                       f"{loop.stats.gaps} gaps")
+        if counts is not None:
+            console.print(f"evidence: {counts['acked']} acknowledged by the center, "
+                          f"{counts['pending']} pending in the outbox, {counts['refused']} "
+                          f"refused, {counts['held']} held in memory, {counts['lost']} lost")
+    elif counts is not None:
+        print(json.dumps({"evidence": counts}), flush=True)
     return 0
 
 
@@ -276,9 +292,15 @@ def _from_loop(v: Vehicle) -> dict[str, Any]:
 
 
 def _report(console: Console, vehicle: dict[str, Any], rules: overload.RuleBook,
-            as_json: bool) -> None:
-    """Screen one vehicle against the rules and print it."""
+            as_json: bool, link: EvidenceLink | None = None) -> None:
+    """Screen one vehicle against the rules, commit it as evidence when sending, and
+    print it. The capture time is the host's clock at the report: the digitiser's clock
+    is not yet fitted to it, so the packet says "free_running"."""
     vehicle = {**vehicle, **_screen(vehicle, rules)}
+    if link is not None:
+        over = vehicle["limit_kg"] is not None and vehicle["gross_kg"] > vehicle["limit_kg"]
+        vehicle["sequence"] = link.put(vehicle, captured_at=datetime.now(UTC),
+                                       clock_status="free_running", suspected=over)
     if as_json:
         print(json.dumps(vehicle), flush=True)
         return

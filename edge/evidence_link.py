@@ -1,0 +1,81 @@
+"""The roadside unit's evidence path: each screened vehicle drafted as a packet, committed
+to the outbox, and sent to the center by the sender's own thread.
+
+The weighing loop calls :meth:`EvidenceLink.put` and nothing else: a commit to the local
+SQLite file, never a wait on the network. When the outbox cannot store (its disk is full)
+the packet is held in memory by the outbox and the failure is counted and logged here;
+weighing goes on.
+"""
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from edge.outbox import OutboxError
+from edge.packets import draft_packet
+from edge.sender import from_settings
+from edge.settings import EdgeSettings
+from evidence.packet import CalibrationRecord, ClockStatus, ProcessingTrail
+from overload import RuleBook
+from zhichao import __version__
+
+log = logging.getLogger(__name__)
+
+
+class EvidenceLink:
+    """Outbox and sender of one unit, from its settings (paths relative to ``base_dir``)."""
+
+    def __init__(self, settings: EdgeSettings, base_dir: Path, rules: RuleBook):
+        self.settings = settings
+        self.evidence = settings.evidence.resolved(base_dir)
+        self.outbox, self.sender = from_settings(self.evidence)
+        self.group_threshold_m = rules.group_threshold_m
+        self.calibration = CalibrationRecord(version=self.evidence.calibration_version,
+                                             factor_set="settings",
+                                             certificate=self.evidence.certificate)
+        self.trail = ProcessingTrail(
+            software_version=__version__, rules_digest=rules.digest,
+            signal_parameters=settings.signal.model_dump(mode="json"))
+        self.put_count = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        self.sender.start()
+
+    def put(self, vehicle: dict, *, captured_at: datetime, clock_status: ClockStatus,
+            suspected: bool, images: Sequence = ()) -> int | None:
+        """Commit one screened vehicle (a dict of ``zhichao edge run``: lane 1-based,
+        speed_mps, axle_loads_kg, spacings_m, tyres, axle_code, flags) as a packet; its
+        sequence, or None if the outbox could not store it now (held and counted)."""
+        packet, data = draft_packet(
+            self.settings.device_id, site=self.evidence.site,
+            direction=self.evidence.direction, lane=int(vehicle["lane"]),
+            captured_at=captured_at, clock_status=clock_status,
+            speed_mps=float(vehicle.get("speed_mps") or 0.0),
+            axle_loads_kg=vehicle["axle_loads_kg"], spacings_m=vehicle.get("spacings_m", []),
+            tyres=vehicle.get("tyres") or [],
+            axle_code=None if vehicle.get("axle_code") in (None, "?") else vehicle["axle_code"],
+            flags=vehicle.get("flags") or [], group_threshold_m=self.group_threshold_m,
+            suspected=suspected, plate=None, images=images, calibration=self.calibration,
+            trail=self.trail)
+        try:
+            sequence = self.outbox.put(packet, data)
+        except OutboxError as exc:
+            self.failed += 1
+            log.error("evidence not stored (held in memory, %d so far): %s", self.failed, exc)
+            return None
+        self.put_count += 1
+        return sequence
+
+    def stop(self, wait_s: float = 5.0) -> dict[str, int]:
+        """Give the sender up to ``wait_s`` to deliver what is pending, stop it and close
+        the outbox; the outbox's counts (what is still pending stays for the next run)."""
+        deadline = time.monotonic() + wait_s
+        while self.outbox.counts()["pending"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.sender.stop()
+        counts = {**self.outbox.counts(), "failed": self.failed}
+        self.outbox.close()
+        return counts
