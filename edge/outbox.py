@@ -20,7 +20,8 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -167,9 +168,7 @@ class Outbox:
 
     def _store(self, items: list[tuple[Packet, tuple[bytes, ...]]]) -> list[int]:
         """One transaction: next sequences, chain, packets and images."""
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             row = db.execute("SELECT sequence, hash FROM chain WHERE id = 1").fetchone()
             seq, prev = row if row else (0, GENESIS_HASH)
             seqs = []
@@ -188,12 +187,21 @@ class Outbox:
             db.execute("INSERT INTO chain (id, sequence, hash) VALUES (1, ?, ?) ON CONFLICT "
                        "(id) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash",
                        (seq, prev))
+        return seqs
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection inside one write transaction, taken at once (so two
+        writers queue instead of failing mid-way), committed or rolled back whole."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        return seqs
 
     # The sender's side ------------------------------------------------------------------
 
@@ -254,36 +262,22 @@ class Outbox:
     def _mark(self, sequences: Sequence[int], state: str, reason: str | None) -> int:
         if not sequences:
             return 0
-        db = self._db()
         now = time.time()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             cur = db.executemany("UPDATE packets SET state = ?, done_at = ?, reason = ? "
                                  "WHERE sequence = ? AND state = 'pending'",
                                  [(state, now, reason, s) for s in sequences])
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         return cur.rowcount
 
     def prune(self, keep_days: float | None = None, now: float | None = None) -> int:
         """Remove packets acknowledged more than ``keep_days`` ago; returns how many."""
         days = self.keep_days if keep_days is None else keep_days
         cutoff = (time.time() if now is None else now) - days * 86_400
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             db.execute("DELETE FROM images WHERE sequence IN (SELECT sequence FROM packets "
                        "WHERE state = 'acked' AND done_at < ?)", (cutoff,))
             cur = db.execute("DELETE FROM packets WHERE state = 'acked' AND done_at < ?",
                              (cutoff,))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         return cur.rowcount
 
     def counts(self) -> dict[str, int]:
