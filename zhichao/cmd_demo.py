@@ -225,7 +225,8 @@ def _to_center(args: argparse.Namespace, vehicles: list[Vehicle], grades: "Grade
     with tempfile.TemporaryDirectory(prefix="zhichao-demo-") as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        done = demo_center.deliver(vehicles, over, start=demo_center.today_utc(),
+        began = demo_center.today_utc() - timedelta(seconds=args.duration_s)  # just passed
+        done = demo_center.deliver(vehicles, over, start=began,
                                    folder=folder, rules=rules,
                                    seed=args.seed, console=console)
         console.print(demo_center.cases_table(folder))
