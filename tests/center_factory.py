@@ -2,9 +2,10 @@
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from center.db import make_engine, upgrade
+from center.ingest_models import Device, StoredPacket
 from center.registry import DeviceRow
 from evidence.packet import (
     GENESIS_HASH,
@@ -14,6 +15,8 @@ from evidence.packet import (
     PlateRecord,
     ProcessingTrail,
     VehicleRecord,
+    canonical_bytes,
+    packet_hash,
 )
 
 T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
@@ -70,3 +73,17 @@ def center_engine(url: str) -> Engine:
     engine = make_engine(url)
     upgrade(engine)
     return engine
+
+
+def store_packets(engine: Engine, packets) -> None:
+    """Put packets of device D1 into the ingestion's table, as the receiver would (the
+    signature is not checked past the receiver, so a placeholder stands for it)."""
+    with engine.begin() as conn:
+        conn.execute(insert(Device).values(device_id="D1", sign_public_key="pem",
+                                           curve_public_key="k" * 40, enrolled_at=T0))
+        for p in packets:
+            meta = canonical_bytes(p)
+            conn.execute(insert(StoredPacket).values(
+                device_id=p.device_id, sequence=p.sequence, hash=packet_hash(meta),
+                previous_hash=p.previous_hash, captured_at=p.captured_at, lane=1,
+                suspected_overload=True, meta=meta, signature=b"s", received_at=T0))

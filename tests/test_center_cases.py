@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from center_factory import REGISTRY_CSV, T0, center_engine, make_packet
+from center_factory import REGISTRY_CSV, T0, center_engine, make_packet, store_packets
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,6 @@ from center.ingest_models import Device, StoredPacket
 from center.law_models import AuditEntry, Capture, Case, CaseCapture
 from center.registry import import_registry
 from center.settings import CenterSettings, LawSettings
-from evidence.packet import canonical_bytes, packet_hash
 
 # A device announced long ago, so that captures over a year back are evidence too.
 OLD = "D0,G60,K1+000,east,30,120,2024-01-01,JD-0,5,2024-01-01,2027-12-31,2024-01-01," \
@@ -216,15 +215,7 @@ def test_processing_twice_does_nothing(engine):
 def test_process_pending_reads_the_stored_packets(engine, tmp_path: Path):
     packets = [make_packet(sequence=s, captured_at=T0 + timedelta(minutes=s))
                for s in (1, 2, 3)]
-    with engine.begin() as conn:
-        conn.execute(insert(Device).values(device_id="D1", sign_public_key="pem",
-                                           curve_public_key="k" * 40, enrolled_at=T0))
-        for p in packets:
-            meta = canonical_bytes(p)
-            conn.execute(insert(StoredPacket).values(
-                device_id="D1", sequence=p.sequence, hash=packet_hash(meta),
-                previous_hash=p.previous_hash, captured_at=p.captured_at, lane=1,
-                suspected_overload=True, meta=meta, signature=b"s", received_at=T0))
+    store_packets(engine, packets)
     settings = CenterSettings(database="unused", law=LAW)
     assert process_pending(engine, settings, batch=2) == 3
     assert process_pending(engine, settings) == 0

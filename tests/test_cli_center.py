@@ -11,14 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 from center_factory import REGISTRY_CSV, T0, make_packet
+from center_factory import store_packets as store_in
 from pydantic import BaseModel
-from sqlalchemy import insert
 
 from center.db import make_engine
 from center.export import add_working_days
-from center.ingest_models import Device, StoredPacket
 from center.settings import CenterSettings, load_center_settings
-from evidence.packet import canonical_bytes, packet_hash
 from zhichao.cli import main
 from zhichao.resources import config_dir
 
@@ -42,15 +40,7 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
 def store_packets(database: Path, packets) -> None:
     """Put packets into the ingestion's table, as the receiver would."""
     engine = make_engine(database)
-    with engine.begin() as conn:
-        conn.execute(insert(Device).values(device_id="D1", sign_public_key="pem",
-                                           curve_public_key="k" * 40, enrolled_at=T0))
-        for p in packets:
-            meta = canonical_bytes(p)
-            conn.execute(insert(StoredPacket).values(
-                device_id=p.device_id, sequence=p.sequence, hash=packet_hash(meta),
-                previous_hash=p.previous_hash, captured_at=p.captured_at, lane=1,
-                suspected_overload=True, meta=meta, signature=b"s", received_at=T0))
+    store_in(engine, packets)
     engine.dispose()
 
 
