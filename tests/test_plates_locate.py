@@ -50,3 +50,22 @@ def test_an_upright_plate_is_not_skewed():
     frame, _ = sheared_frame(0.0)
     plate = next(c for c in find_candidates(frame) if c.paint == "blue")
     assert not plate.skewed
+
+
+def test_a_plate_joined_to_thin_paint_strands_is_still_found():
+    """A chrome grille mirroring the plate's blue joins it in thin strands: the region as
+    a whole has no plate's shape, opened it has."""
+    frame, truth = sheared_frame(0.0)
+    blue = [int(v) for v in frame[int(truth[:, 1].mean()), int(truth[0, 0]) + 3]]
+    top = int(truth[:, 1].min())
+    for k in range(6):   # strands rising from the plate's top edge, a few px wide
+        x = int(truth[0, 0]) + 10 + 30 * k
+        cv2.line(frame, (x, top), (x + 40, top - 120), blue, 1)
+    cv2.line(frame, (int(truth[0, 0]) + 50, top - 120), (int(truth[1, 0]) + 40, top - 120),
+             blue, 1)
+    found = [c for c in find_candidates(frame) if c.paint == "blue"]
+    assert found, "the plate was not found among its strands"
+    plate = found[0]
+    assert abs(plate.box.cx - truth[:, 0].mean()) < 10
+    assert abs(plate.box.cy - truth[:, 1].mean()) < 10
+    assert 2.5 < plate.box.aspect < 4.0

@@ -30,6 +30,8 @@ MAX_AREA_SHARE = 0.25
 MIN_FILL = 0.45
 """Share of the rotated rectangle the region fills: a plate is solid paint."""
 MAX_CANDIDATES = 12
+OPENING = (7, 7)
+"""Opening that cuts thin paint-coloured strands off a plate (scaled-frame pixels)."""
 SKEW_SHARE = 0.25
 """A candidate's outline corner this far (share of its height) from its rotated
 rectangle's makes it skewed: its crop is straightened by the outline instead."""
@@ -131,8 +133,27 @@ Region = tuple[Box, float, np.ndarray | None]
 def _regions(mask: np.ndarray, area_cap: float) -> list[Region]:
     """Plate-shaped connected regions of a paint mask, at two closing widths (characters
     split a near plate's paint more widely than a far one's), with their four-cornered
-    outlines where they have one."""
+    outlines where they have one.
+
+    Regions of a plate's size but not its shape are tried once more, opened: paint-
+    coloured reflections (a chrome grille mirroring the plate, a bumper's edge) can join
+    a plate in thin strands that spoil its shape, and an opening cuts them off.
+    """
+    regions, misshapen = _shaped(mask, area_cap)
+    if misshapen:
+        spoilt = np.zeros_like(mask)
+        for contour in misshapen:   # one at a time: drawn together, overlaps would cancel
+            cv2.drawContours(spoilt, [contour], 0, 255, cv2.FILLED)
+        opened = cv2.morphologyEx(mask & spoilt, cv2.MORPH_OPEN,
+                                  cv2.getStructuringElement(cv2.MORPH_ELLIPSE, OPENING))
+        regions += _shaped(opened, area_cap)[0]
+    return _distinct(regions)
+
+
+def _shaped(mask: np.ndarray, area_cap: float) -> tuple[list[Region], list[np.ndarray]]:
+    """The plate-shaped regions of a mask, and the outlines of those only sized like one."""
     regions: list[Region] = []
+    misshapen: list[np.ndarray] = []
     for width in (9, 17):
         closed = cv2.morphologyEx(mask, cv2.MORPH_CLOSE,
                                   cv2.getStructuringElement(cv2.MORPH_RECT, (width, 3)))
@@ -143,10 +164,11 @@ def _regions(mask: np.ndarray, area_cap: float) -> list[Region]:
                 continue
             box = box_from_rect(cv2.minAreaRect(contour))
             fill = area / max(box.width * box.height, 1.0)
-            quad = outline_quad(contour)
             if ASPECT_RANGE[0] <= box.aspect <= ASPECT_RANGE[1] and fill >= MIN_FILL:
-                regions.append((box, fill, quad))
-    return _distinct(regions)
+                regions.append((box, fill, outline_quad(contour)))
+            else:
+                misshapen.append(contour)
+    return regions, misshapen
 
 
 def outline_quad(contour: np.ndarray) -> np.ndarray | None:

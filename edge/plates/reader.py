@@ -57,6 +57,9 @@ PLATE_ASPECT, DOUBLE_PLATE_ASPECT = 440 / 140, 440 / 220
 QUAD_MARGIN = (0.1, 0.15)
 """Margins added to a paint outline before it is straightened (along, across; shares of
 its length and height): the paint runs close to the outer characters."""
+REGION_DETECT_SIDE = 320
+"""A paint region goes to the detector at least this wide: at 256 px the characters of a
+plate seen at an angle are too small for it to find."""
 PROVINCE_RECHECK = 0.5
 """A single-row reading whose province character is less likely than this, or that is not
 confident enough to report, is read again from other renderings of its crop and the
@@ -319,7 +322,7 @@ class PlateReader:
         height = round(2.5 * self.options.crop_height)
         grown = box.grown(0.3, 0.3)
         region = rectify(image, grown, height)
-        tensor, sx, sy = detection_input(region, max(region.shape[:2]))
+        tensor, sx, sy = detection_input(region, max(REGION_DETECT_SIDE, *region.shape[:2]))
         lines = [b for b in _bands(text_boxes(self.engine.detect(tensor), sx, sy))
                  if b.height >= 0.08 * height and b.width >= 0.12 * region.shape[1]]
         pairs = _row_pairs(lines)
