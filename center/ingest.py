@@ -9,8 +9,9 @@ what lets a center keep up with many sites (SQLite with ``synchronous=FULL`` com
 thousand transactions a second, but stores tens of thousands of rows a second in batches).
 
 Images are files ``images_dir/ab/abcdef...`` named by their SHA-256. Each is written to a
-temporary name and fsync'd (in a thread pool: fsync releases the GIL, and the file
-system merges concurrent flushes into few journal commits), then renamed, then the
+temporary name and fsync'd (:func:`center.durable.write_file`, with O_DIRECT where the
+file system allows; in a thread pool: fsync releases the GIL, and the file system merges
+concurrent flushes into few journal commits), then renamed, then the
 directories are fsync'd; so a name only ever points at complete, durable bytes
 (``ZHICHAO_IMAGE_SYNC=syncfs`` writes them all and flushes the file system once instead:
 no faster on the machines measured, and it flushes other programs' writes too). An image
@@ -26,8 +27,6 @@ A failing database raises :class:`StoreError` and nothing is acknowledged: the e
 resend.
 """
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import uuid
@@ -45,6 +44,7 @@ from sqlalchemy import Connection, Engine, and_, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from zmq.utils import z85
 
+from center.durable import fsync_dir, syncfs, syncfs_available, write_file
 from center.ingest_models import (
     Device,
     PacketImage,
@@ -62,6 +62,8 @@ log = logging.getLogger("zhichao.center.ingest")
 
 P = StoredPacket.__table__
 VERIFY_CHUNKS = 8
+SYNC_WHOLE_FS = os.environ.get("ZHICHAO_IMAGE_SYNC", "fsync") == "syncfs" and syncfs_available()
+"""Flush a batch's image files with one syncfs(2) instead of an fsync each."""
 """A batch's verification is split into this many pool tasks."""
 Img = StoredImage.__table__
 Links = PacketImage.__table__
@@ -479,18 +481,18 @@ class Ingestor:
         dirs = {self.image_path(sha).parent for sha in todo}
         for d in dirs:
             d.mkdir(parents=True, exist_ok=True)
-        if SYNCFS is not None:
-            temps = [_write(self.image_path(sha).with_name(f".{sha}.{tag}.tmp"), todo[sha][0],
-                            sync=False) for sha in todo]
+        if SYNC_WHOLE_FS:
+            temps = [write_file(self.image_path(sha).with_name(f".{sha}.{tag}.tmp"),
+                                todo[sha][0], sync=False) for sha in todo]
             for sha, tmp in zip(todo, temps, strict=True):
                 tmp.replace(self.image_path(sha))
-            _syncfs(self.images_dir)
+            syncfs(self.images_dir)
         else:
-            temps = list(self._pool.map(lambda sha: _write(
+            temps = list(self._pool.map(lambda sha: write_file(
                 self.image_path(sha).with_name(f".{sha}.{tag}.tmp"), todo[sha][0]), todo))
             for sha, tmp in zip(todo, temps, strict=True):
                 tmp.replace(self.image_path(sha))
-            list(self._pool.map(_fsync_dir, dirs))
+            list(self._pool.map(fsync_dir, dirs))
         conn.execute(insert(Img), [{"sha256": sha, "size": len(data), "media_type": media}
                                  for sha, (data, media) in todo.items()])
 
@@ -508,52 +510,6 @@ def _verify_or_error(item: tuple[SignedPacket, Ed25519PublicKey]) -> PacketError
     except PacketError as exc:
         return exc
     return None
-
-
-def _write(path: Path, data: bytes, sync: bool = True) -> Path:
-    """Write (and fsync) a file; returns its path."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    return path
-
-
-def _load_syncfs():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.syncfs
-    except (OSError, AttributeError):
-        return None
-
-
-SYNCFS = _load_syncfs() if os.environ.get("ZHICHAO_IMAGE_SYNC", "fsync") == "syncfs" \
-    else None
-
-
-def _syncfs(folder: Path) -> None:
-    """Flush the whole file system holding ``folder`` (data and names) in one call."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        if SYNCFS(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"syncfs {folder}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the directory's entries (a rename) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def enrol_from_files(engine: Engine, device_id: str, sign_public_file: Path,
