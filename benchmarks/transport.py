@@ -16,6 +16,12 @@ The backlog case is a 4-lane site's 24-hour outage: ``--vehicles-per-day`` passe
 when the center comes back; ``backlog_flush_s`` is the time to deliver them all (with
 ``--quick`` a tenth of the day is sent and the time scaled up; ``backlog_scale`` says so).
 
+Every case's image files stay until the whole run is over. ext4 passes over inodes freed in the
+last one to five minutes when it allocates new ones, reading each to check: thousands of
+image files deleted just before a case made that case's image store spend a third of the
+CPU in the inode allocator. For the same reason a run started within minutes of another
+(or of a test run that deleted many files) measures images lower.
+
     python benchmarks/transport.py            # a table
     python benchmarks/transport.py --json     # ... and one JSON object as the last line
     python benchmarks/transport.py --quick    # shorter
@@ -188,12 +194,20 @@ def drop_pg(server: str, name: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def clear_but_images(root: Path) -> None:
+    """Free a finished case's disk space (the outbox, the center database: a few large
+    files) but keep its many image files until the run is over (see the module's notes)."""
+    for entry in root.iterdir():
+        if entry.name != "images":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
 def run_case(args: argparse.Namespace, console: Console, kind: str, store: str,
              pg: str | None) -> dict:
     """Fill, baseline, deliver; the case's figures."""
     n = args.packets if kind == "images" else args.records
-    root = Path(tempfile.mkdtemp(prefix=f"zc-bench-{kind}-{store}-", dir=args.workdir))
-    name = None
+    root = Path(tempfile.mkdtemp(prefix=f"{kind}-{store}-", dir=args.scratch))
+    name = case = None
     try:
         url = None
         if store == "pg":
@@ -211,9 +225,11 @@ def run_case(args: argparse.Namespace, console: Console, kind: str, store: str,
                       f"{busy.get('store_s', 0):.2f} s")
         return {"rate": rate, "raw": raw, "fill": n / fill_s}
     finally:
+        if case is not None:
+            case.box.close()
         if name:
             drop_pg(pg, name)
-        shutil.rmtree(root, ignore_errors=True)
+        clear_but_images(root)
 
 
 def backlog(args: argparse.Namespace, console: Console) -> dict:
@@ -221,14 +237,12 @@ def backlog(args: argparse.Namespace, console: Console) -> dict:
     scale = 0.1 if args.quick else 1.0
     vehicles = int(args.vehicles_per_day * scale)
     overloads = int(vehicles * args.overload_share)
-    root = Path(tempfile.mkdtemp(prefix="zc-bench-backlog-", dir=args.workdir))
-    try:
-        case = Case(root, None)
-        fill(case.box, vehicles, overloads, args.image_kb * 1000)
-        os.sync()
-        seconds = case.deliver(args.timeout_s)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    case = Case(Path(tempfile.mkdtemp(prefix="backlog-", dir=args.scratch)), None)
+    fill(case.box, vehicles, overloads, args.image_kb * 1000)
+    os.sync()
+    seconds = case.deliver(args.timeout_s)
+    case.box.close()
+    clear_but_images(case.root)
     console.print(f"backlog: {vehicles} passes ({overloads} with images) in {seconds:.1f} s")
     return {"backlog_vehicles": vehicles, "backlog_overloads": overloads,
             "backlog_scale": scale, "backlog_measured_s": seconds,
@@ -280,7 +294,12 @@ def main() -> None:
     console = Console(stderr=args.json)
     console.print(f"transport: {args.packets} packets with 3 × {args.image_kb} kB images, "
                   f"{args.records} records, a day of {args.vehicles_per_day} passes")
-    report("evidence transport", run(args, console), console, args.json)
+    args.scratch = Path(tempfile.mkdtemp(prefix="zc-bench-", dir=args.workdir))
+    try:
+        figures = run(args, console)
+    finally:
+        shutil.rmtree(args.scratch, ignore_errors=True)
+    report("evidence transport", figures, console, args.json)
 
 
 if __name__ == "__main__":
