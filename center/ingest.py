@@ -11,12 +11,14 @@ thousand transactions a second, but stores tens of thousands of rows a second in
 Images are files ``images_dir/ab/abcdef...`` named by their SHA-256. Each is written to a
 temporary name and fsync'd (:func:`center.durable.write_file`, with O_DIRECT where the
 file system allows; in a thread pool: fsync releases the GIL, and the file system merges
-concurrent flushes into few journal commits), then renamed, then the
-directories are fsync'd; so a name only ever points at complete, durable bytes
-(``ZHICHAO_IMAGE_SYNC=syncfs`` writes them all and flushes the file system once instead:
-no faster on the machines measured, and it flushes other programs' writes too). An image
-already in the ``images`` table is not written again, and only a committed row says an
-image is stored: a file left by a crash before the commit is simply written again.
+concurrent flushes into few journal commits), then renamed, then the directories are
+fsync'd, all before the commit; the batch's rows are inserted while the files are being
+written, and a batch that fails leaves no temporary file behind. So a name only ever
+points at complete, durable bytes (``ZHICHAO_IMAGE_SYNC=syncfs`` writes them all and
+flushes the file system once instead: no faster on the machines measured, and it flushes
+other programs' writes too). An image already in the ``images`` table is not written
+again, and only a committed row says an image is stored: a file left by a crash before
+the commit is simply written again.
 
 A duplicate (same device and sequence, same hash) is acknowledged and ignored; a packet
 whose sequence skips ahead records a gap; each packet's ``previous_hash`` is compared with
@@ -32,7 +34,7 @@ import os
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,6 +108,14 @@ class _Valid:
     peer: str
     signed: SignedPacket
     packet: Packet
+
+
+@dataclass
+class _ImageWrites:
+    """Image files being written: each digest's temporary path, and the pool's futures."""
+
+    temps: dict[str, Path]
+    writes: list[Future]
 
 
 @dataclass
@@ -378,13 +388,18 @@ class Ingestor:
             states[dev] = state
         if not new:
             return states
-        self._write_images(conn, new)
-        self._insert_packets(conn, new, packet_rows)
-        if gap_rows:
-            conn.execute(insert(Gaps), gap_rows)
-        for v in late:
-            self._fix_successor(conn, v)
-            self._close_gaps(conn, v.packet.device_id, v.packet.sequence, now)
+        writing = self._start_images(conn, new)
+        try:
+            self._insert_packets(conn, new, packet_rows)
+            if gap_rows:
+                conn.execute(insert(Gaps), gap_rows)
+            for v in late:
+                self._fix_successor(conn, v)
+                self._close_gaps(conn, v.packet.device_id, v.packet.sequence, now)
+        except BaseException:
+            self._abandon_images(writing)
+            raise
+        self._finish_images(writing)
         return states
 
     @staticmethod
@@ -464,37 +479,60 @@ class Ingestor:
         """Where the image of this digest lives."""
         return self.images_dir / sha256[:2] / sha256
 
-    def _write_images(self, conn: Connection, new: list[_Valid]) -> None:
-        """Write, fsync and rename every image not stored yet; insert their rows."""
+    def _start_images(self, conn: Connection, new: list[_Valid]) -> _ImageWrites:
+        """Start writing every image not stored yet (in the pool) and insert their rows;
+        the rows' inserts and the packets' that follow overlap the disk's work, and the
+        caller commits only after :meth:`_finish_images`."""
         wanted: dict[str, tuple[bytes, str]] = {}
         for v in new:
             for ref, data in zip(v.packet.images, v.signed.images, strict=True):
                 wanted.setdefault(ref.sha256, (data, ref.media_type))
         if not wanted:
-            return
+            return _ImageWrites({}, [])
         have = set(conn.execute(select(Img.c.sha256).where(Img.c.sha256.in_(list(wanted))))
                    .scalars())
-        todo = {sha: item for sha, item in wanted.items() if sha not in have}
+        todo = {sha: item[0] for sha, item in wanted.items() if sha not in have}
         if not todo:
-            return
+            return _ImageWrites({}, [])
         tag = uuid.uuid4().hex[:8]
-        dirs = {self.image_path(sha).parent for sha in todo}
-        for d in dirs:
+        for d in {self.image_path(sha).parent for sha in todo}:
             d.mkdir(parents=True, exist_ok=True)
+        temps = {sha: self.image_path(sha).with_name(f".{sha}.{tag}.tmp") for sha in todo}
+        writes = [self._pool.submit(write_file, temps[sha], todo[sha], sync=not SYNC_WHOLE_FS)
+                  for sha in todo]
+        writing = _ImageWrites(temps, writes)
+        try:
+            conn.execute(insert(Img), [{"sha256": sha, "size": len(wanted[sha][0]),
+                                        "media_type": wanted[sha][1]} for sha in todo])
+        except BaseException:
+            self._abandon_images(writing)
+            raise
+        return writing
+
+    def _finish_images(self, writing: _ImageWrites) -> None:
+        """Wait for the image files, name them, make the names durable. Raises the first
+        write's error (nothing is then committed) once every write has ended."""
+        if not writing.temps:
+            return
+        errors = [f.exception() for f in writing.writes]
+        error = next((e for e in errors if e is not None), None)
+        if error is not None:
+            self._abandon_images(writing)
+            raise error
+        for sha, tmp in writing.temps.items():
+            tmp.replace(self.image_path(sha))
         if SYNC_WHOLE_FS:
-            temps = [write_file(self.image_path(sha).with_name(f".{sha}.{tag}.tmp"),
-                                todo[sha][0], sync=False) for sha in todo]
-            for sha, tmp in zip(todo, temps, strict=True):
-                tmp.replace(self.image_path(sha))
             syncfs(self.images_dir)
         else:
-            temps = list(self._pool.map(lambda sha: write_file(
-                self.image_path(sha).with_name(f".{sha}.{tag}.tmp"), todo[sha][0]), todo))
-            for sha, tmp in zip(todo, temps, strict=True):
-                tmp.replace(self.image_path(sha))
-            list(self._pool.map(fsync_dir, dirs))
-        conn.execute(insert(Img), [{"sha256": sha, "size": len(data), "media_type": media}
-                                 for sha, (data, media) in todo.items()])
+            list(self._pool.map(fsync_dir, {t.parent for t in writing.temps.values()}))
+
+    @staticmethod
+    def _abandon_images(writing: _ImageWrites) -> None:
+        """The batch will not be committed: let the writes end, remove their files."""
+        for f in writing.writes:
+            f.exception()
+        for tmp in writing.temps.values():
+            tmp.unlink(missing_ok=True)
 
 
 def _verify_chunk(items: Sequence[tuple[SignedPacket, Ed25519PublicKey]]

@@ -4,6 +4,7 @@ chain breaks, refuse what is wrong with its reason; images are files named by SH
 import hashlib
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from center.ingest import (
     Incoming,
     IngestError,
     Ingestor,
+    StoreError,
     enrol_device,
     enrol_from_files,
     enrolled_curve_keys,
@@ -81,6 +83,42 @@ def test_a_batch_is_stored_once_with_its_image_files(center, tmp_path):
         assert ingestor.image_path(sha).read_bytes() == data
         assert ingestor.image_path(sha).parent.name == sha[:2]
     assert not list((tmp_path / "images").rglob("*.tmp"))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 32 kB file system (tmpfs), mounted for the test; skipped where mounting is
+    not allowed."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(mnt)],
+                          check=False, capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True, timeout=10)
+
+
+def test_images_that_do_not_fit_leave_nothing_stored(center, tmp_path, small_disk):
+    """The image disk fills mid-batch: no row is committed, no partial file is left, the
+    error names the cause; with room again the same batch is stored whole."""
+    engine, _ = center
+    ingestor = Ingestor(engine, small_disk / "images")
+    try:
+        signed = packets(tmp_path, 9)  # 3 packets with 3 images of 5 kB: 45 kB
+        with pytest.raises(StoreError, match="No space left"):
+            ingestor.ingest(msgs(signed, CURVE))
+        assert count(engine, StoredPacket) == 0 and count(engine, StoredImage) == 0
+        assert not list(small_disk.rglob("*.tmp"))
+        subprocess.run(["mount", "-o", "remount,size=1m", str(small_disk)], check=True,
+                       timeout=10)
+        out = ingestor.ingest(msgs(signed, CURVE))
+        assert [o.status for o in out] == ["ok"] * 9
+        assert count(engine, StoredPacket) == 9 and count(engine, StoredImage) == 9
+        for data in signed[2].images:
+            assert ingestor.image_path(hashlib.sha256(data).hexdigest()).read_bytes() == data
+    finally:
+        ingestor.close()
 
 
 def test_duplicates_and_replays_are_acknowledged_and_ignored(center, tmp_path):
