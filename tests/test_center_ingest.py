@@ -21,7 +21,13 @@ from center.ingest import (
     enrol_from_files,
     enrolled_curve_keys,
 )
-from center.ingest_models import Refusal, SequenceGap, StoredImage, StoredPacket
+from center.ingest_models import (
+    PacketImage,
+    Refusal,
+    SequenceGap,
+    StoredImage,
+    StoredPacket,
+)
 from edge.outbox import Outbox
 from evidence.signing import SignedPacket, new_signing_key, public_pem, sign
 from evidence.wire import packet_frames
@@ -83,6 +89,14 @@ def test_a_batch_is_stored_once_with_its_image_files(center, tmp_path):
         assert ingestor.image_path(sha).read_bytes() == data
         assert ingestor.image_path(sha).parent.name == sha[:2]
     assert not list((tmp_path / "images").rglob("*.tmp"))
+    with engine.connect() as conn:
+        links = conn.execute(select(StoredPacket.sequence, PacketImage.position,
+                                    PacketImage.role, PacketImage.sha256)
+                             .join(PacketImage, PacketImage.packet_id == StoredPacket.id)
+                             .order_by(StoredPacket.sequence, PacketImage.position)).all()
+    assert [tuple(link) for link in links] == [
+        (n, k, ref.role, ref.sha256) for n, s in enumerate(signed, 1) if s.images
+        for k, ref in enumerate(s.packet.images)]
 
 
 @pytest.fixture
