@@ -64,9 +64,9 @@ log = logging.getLogger("zhichao.center.ingest")
 
 P = StoredPacket.__table__
 VERIFY_CHUNKS = 8
+"""A batch's verification is split into this many pool tasks."""
 SYNC_WHOLE_FS = os.environ.get("ZHICHAO_IMAGE_SYNC", "fsync") == "syncfs" and syncfs_available()
 """Flush a batch's image files with one syncfs(2) instead of an fsync each."""
-"""A batch's verification is split into this many pool tasks."""
 Img = StoredImage.__table__
 Links = PacketImage.__table__
 Gaps = SequenceGap.__table__
