@@ -16,11 +16,11 @@ The backlog case is a 4-lane site's 24-hour outage: ``--vehicles-per-day`` passe
 when the center comes back; ``backlog_flush_s`` is the time to deliver them all (with
 ``--quick`` a tenth of the day is sent and the time scaled up; ``backlog_scale`` says so).
 
-Every case's image files stay until the whole run is over. ext4 passes over inodes freed in the
-last one to five minutes when it allocates new ones, reading each to check: thousands of
-image files deleted just before a case made that case's image store spend a third of the
-CPU in the inode allocator. For the same reason a run started within minutes of another
-(or of a test run that deleted many files) measures images lower.
+Every case's image files stay until the whole run is over. ext4 passes over inodes freed
+in the last one to five minutes when it allocates new ones, reading each to check:
+thousands of image files deleted just before a case made that case's image store spend a
+third of the CPU in the inode allocator. For the same reason a run started within minutes
+of another (or of a test run that deleted many files) measures images lower.
 
     python benchmarks/transport.py            # a table
     python benchmarks/transport.py --json     # ... and one JSON object as the last line
@@ -147,6 +147,14 @@ class Case:
         self.endpoint = free_endpoint()
         self.box = Outbox(root / "outbox.db", load_signing_key(keys / "edge.sign"))
 
+    def close(self) -> None:
+        """Free the case's disk space (the outbox, the center database: a few large files)
+        but keep its many image files until the run is over (see the module's notes)."""
+        self.box.close()
+        for entry in self.root.iterdir():
+            if entry.name != "images":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
     def deliver(self, timeout_s: float) -> float:
         """Start a center, empty the outbox into it; seconds from first send to last ack."""
         keys = self.root / "keys"
@@ -194,14 +202,6 @@ def drop_pg(server: str, name: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def clear_but_images(root: Path) -> None:
-    """Free a finished case's disk space (the outbox, the center database: a few large
-    files) but keep its many image files until the run is over (see the module's notes)."""
-    for entry in root.iterdir():
-        if entry.name != "images":
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-
-
 def run_case(args: argparse.Namespace, console: Console, kind: str, store: str,
              pg: str | None) -> dict:
     """Fill, baseline, deliver; the case's figures."""
@@ -226,10 +226,9 @@ def run_case(args: argparse.Namespace, console: Console, kind: str, store: str,
         return {"rate": rate, "raw": raw, "fill": n / fill_s}
     finally:
         if case is not None:
-            case.box.close()
+            case.close()
         if name:
             drop_pg(pg, name)
-        clear_but_images(root)
 
 
 def backlog(args: argparse.Namespace, console: Console) -> dict:
@@ -241,8 +240,7 @@ def backlog(args: argparse.Namespace, console: Console) -> dict:
     fill(case.box, vehicles, overloads, args.image_kb * 1000)
     os.sync()
     seconds = case.deliver(args.timeout_s)
-    case.box.close()
-    clear_but_images(case.root)
+    case.close()
     console.print(f"backlog: {vehicles} passes ({overloads} with images) in {seconds:.1f} s")
     return {"backlog_vehicles": vehicles, "backlog_overloads": overloads,
             "backlog_scale": scale, "backlog_measured_s": seconds,
