@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS packets (
 );
 CREATE INDEX IF NOT EXISTS packets_pending ON packets (sequence) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS packets_done ON packets (done_at) WHERE state = 'acked';
+CREATE INDEX IF NOT EXISTS packets_refused ON packets (sequence) WHERE state = 'refused';
 CREATE TABLE IF NOT EXISTS images (
     sequence INTEGER NOT NULL,
     position INTEGER NOT NULL,
@@ -281,11 +282,16 @@ class Outbox:
         return cur.rowcount
 
     def counts(self) -> dict[str, int]:
-        """Packets by state, plus those held in memory and those lost since start."""
-        rows = self._db().execute("SELECT state, COUNT(*) FROM packets GROUP BY state")
-        out = {"pending": 0, "acked": 0, "refused": 0}
-        out.update(dict(rows.fetchall()))
-        last = self._db().execute("SELECT sequence FROM chain WHERE id = 1").fetchone()
+        """Packets by state, plus those held in memory and those lost since start.
+
+        Each state is counted on its own partial index: a ``GROUP BY state`` reads every
+        row with its canonical bytes, 12 ms for 30 000 packets, and a sender waiting on
+        a backlog or a status page asks often."""
+        db = self._db()
+        out = {state: db.execute(  # a literal: SQLite picks a partial index only then
+                   f"SELECT COUNT(*) FROM packets WHERE state = '{state}'").fetchone()[0]
+               for state in ("pending", "acked", "refused")}
+        last = db.execute("SELECT sequence FROM chain WHERE id = 1").fetchone()
         return {**out, "last_sequence": last[0] if last else 0, "held": len(self.held),
                 "lost": self.lost}
 
