@@ -6,6 +6,13 @@ center runs on everything that arrives: signature first (altered bytes anywhere 
 metadata fail there), then the schema, then every image against its reference, so an error
 says which part failed ("image 2 (rear): SHA-256 does not match its reference").
 
+Keys are made, stored and used for signing with the cryptography package; the center's
+check runs on libsodium (PyNaCl, from the same PyCA maintainers), which verifies an
+Ed25519 signature in about half the CPU time of the OpenSSL build in the cryptography
+wheel (65 against 120 µs measured), and the center verifies every packet. libsodium is
+the stricter of the two (it also refuses small-order keys and non-canonical encodings,
+which an honest signature never has), so nothing the device signed is refused.
+
 Key files are PEM: the private key PKCS #8, unencrypted (the unit starts unattended),
 written with mode 0600; the public key SubjectPublicKeyInfo, which is what the center
 enrols.
@@ -18,12 +25,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 from evidence.packet import Packet, PacketError, canonical_bytes, decode_packet, packet_hash
 from zhichao.errors import ZhichaoError
@@ -82,8 +90,8 @@ def verify(signed: SignedPacket, public_key: Ed25519PublicKey) -> Packet:
         raise PacketError(f"signature has {len(signed.signature)} bytes, "
                           f"expected {SIGNATURE_BYTES}")
     try:
-        public_key.verify(signed.signature, signed.meta)
-    except InvalidSignature:
+        crypto_sign_open(signed.signature + signed.meta, public_key.public_bytes_raw())
+    except BadSignatureError:
         raise PacketError("signature does not match the packet bytes and the device's "
                           "key (altered on the way, or signed by another key)") from None
     packet = signed.packet

@@ -1,9 +1,11 @@
 """Signing and verifying packets, key files, and the wire messages of evidence."""
 
 import json
+import random
 import stat
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 
 from evidence.packet import PacketError, PacketVersionError
 from evidence.signing import (
@@ -84,6 +86,36 @@ def test_a_missing_or_shortened_image_is_refused():
 def test_another_key_is_refused():
     with pytest.raises(PacketError, match="signature does not match"):
         verify(signed_overload(), new_signing_key().public_key())
+
+
+def test_the_center_check_agrees_with_the_signing_library():
+    """Signatures are made with cryptography (OpenSSL) and checked with libsodium: over
+    many keys, every honest signature passes both, and every signature or message with
+    one bit flipped, at every position of the signature, fails both."""
+    rng = random.Random(7)
+    for n in range(64):
+        key = new_signing_key()
+        meta = sign(draft(n=n), (), key).meta
+        signature = key.sign(meta)
+        verify(SignedPacket(meta, signature), key.public_key())
+        assert openssl_accepts(key.public_key(), signature, meta)
+        bad_signature = bytearray(signature)
+        bad_signature[n] ^= 1 << rng.randrange(8)
+        bad_meta = bytearray(meta)
+        bad_meta[rng.randrange(len(meta))] ^= 1 << rng.randrange(8)
+        for s, m in ((bytes(bad_signature), meta), (signature, bytes(bad_meta))):
+            assert not openssl_accepts(key.public_key(), s, m)
+            with pytest.raises(PacketError):
+                verify(SignedPacket(m, s), key.public_key())
+
+
+def openssl_accepts(public_key, signature: bytes, message: bytes) -> bool:
+    """cryptography's own verdict on a signature."""
+    try:
+        public_key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
 
 
 def test_an_unknown_major_schema_is_refused_clearly():
