@@ -63,9 +63,11 @@ CENTER = """
 import json, signal, sys, threading
 from center.receiver import Receiver
 from center.settings import CenterSettings
+from zhichao.cmd_center import settle_heap
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
 rx = Receiver(CenterSettings.model_validate(json.loads(sys.argv[1])))
+settle_heap()  # as `zhichao center run` does
 rx.start()
 print("up", flush=True)
 stop.wait()
