@@ -9,7 +9,11 @@ acknowledge): packets per second from the first send to the last acknowledgement
 SQLite always; into PostgreSQL when ``--pg URL`` or ``ZHICHAO_TEST_PG`` names a server (a
 scratch database is made and dropped). The baseline sends the very same multipart
 messages over a plain DEALER → ROUTER pair on loopback, without CURVE, storage or acks,
-timed in the same run; ``ratio_to_raw_zmq`` is the images-into-SQLite rate over it.
+timed in the same run; ``ratio_to_raw_zmq`` is the images-into-SQLite rate over it. Each
+images case also times the disk alone, just before its delivery: 900 files of the image
+size written and fsync'd the way the center writes them (``disk_files_per_s_*``); the
+delivery's image files per second over that is ``ratio_images_to_disk_*``, how close the
+pipeline comes to what the machine's disk allows.
 
 The backlog case is a 4-lane site's 24-hour outage: ``--vehicles-per-day`` passes, a share
 ``--overload-share`` of them suspected overloads with images, all waiting in the outbox
@@ -43,6 +47,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import zmq
@@ -50,6 +55,7 @@ import zmq.auth
 from rich.console import Console
 
 from center.db import make_engine, upgrade
+from center.durable import write_file
 from center.ingest import enrol_from_files
 from edge.outbox import Outbox
 from edge.sender import Sender, SenderOptions
@@ -103,6 +109,23 @@ def fill(box: Outbox, vehicles: int, overloads: int, image_bytes: int) -> float:
     return time.perf_counter() - t
 
 
+def disk_rate(folder: Path, files: int, size: int, threads: int = 16) -> float:
+    """Files of ``size`` bytes per second that the disk takes written and fsync'd the way
+    the center writes images (:func:`center.durable.write_file`, ``threads`` at once,
+    spread over 256 folders): what the images of a delivery can reach at best. The files
+    stay until the run ends, like the cases' images."""
+    data = fake_jpeg(size, 0)
+    paths = [folder / f"{n % 256:02x}" / f"{n}.jpg" for n in range(files)]
+    for d in {p.parent for p in paths}:
+        d.mkdir(parents=True, exist_ok=True)
+    os.sync()
+    t = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda k: [write_file(p, data) for p in paths[k::threads]],
+                      range(threads)))
+    return files / (time.perf_counter() - t)
+
+
 def raw_zmq_rate(box: Outbox, count: int) -> float:
     """Messages per second of a plain DEALER → ROUTER over loopback, same frames."""
     messages = [packet_frames(s) for _, s in box.pending(count)]
@@ -154,7 +177,7 @@ class Case:
         but keep its many image files until the run is over (see the module's notes)."""
         self.box.close()
         for entry in self.root.iterdir():
-            if entry.name != "images":
+            if entry.name not in ("images", "disk"):
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
     def deliver(self, timeout_s: float) -> float:
@@ -221,6 +244,8 @@ def run_case(args: argparse.Namespace, console: Console, kind: str, store: str,
         case = Case(root, url)
         fill_s = fill(case.box, n, n if kind == "images" else 0, args.image_kb * 1000)
         raw = raw_zmq_rate(case.box, n)
+        disk = disk_rate(root / "disk", 900, args.image_kb * 1000) if kind == "images" \
+            else None
         os.sync()  # what filling left in the page cache does not land in the timing
         seconds = case.deliver(args.timeout_s)
         rate = n / seconds
@@ -228,8 +253,9 @@ def run_case(args: argparse.Namespace, console: Console, kind: str, store: str,
         console.print(f"{kind} into {store}: {n} packets in {seconds:.2f} s = {rate:.0f}/s; "
                       f"raw ZeroMQ {raw:.0f}/s; outbox filled at {n / fill_s:.0f}/s; center "
                       f"busy verifying {busy.get('verify_s', 0):.2f} s, storing "
-                      f"{busy.get('store_s', 0):.2f} s")
-        return {"rate": rate, "raw": raw, "fill": n / fill_s}
+                      f"{busy.get('store_s', 0):.2f} s"
+                      + (f"; the disk alone takes {disk:.0f} image files/s" if disk else ""))
+        return {"rate": rate, "raw": raw, "fill": n / fill_s, "disk": disk}
     finally:
         if case is not None:
             case.close()
@@ -268,6 +294,9 @@ def run(args: argparse.Namespace, console: Console) -> dict:
             out[f"raw_zmq_per_s_{kind}_{store}"] = r["raw"]
             out[f"ratio_to_raw_zmq_{kind}_{store}"] = r["rate"] / r["raw"]
             out[f"outbox_put_per_s_{kind}_{store}"] = r["fill"]
+            if r["disk"]:
+                out[f"disk_files_per_s_{store}"] = r["disk"]
+                out[f"ratio_images_to_disk_{store}"] = r["rate"] * 3 / r["disk"]
     out["ratio_to_raw_zmq"] = out["ratio_to_raw_zmq_images_sqlite"]
     out.update(backlog(args, console))
     return out
