@@ -46,6 +46,7 @@ from sqlalchemy import Connection, Engine, and_, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from zmq.utils import z85
 
+from center.db import bulk_insert
 from center.durable import fsync_dir, syncfs, syncfs_available, write_file
 from center.ingest_models import (
     Device,
@@ -405,11 +406,11 @@ class Ingestor:
 
     @staticmethod
     def _insert_packets(conn: Connection, new: list[_Valid], rows: list[dict]) -> None:
-        """The packet rows, in one plain executemany, then the image links of those with
-        images: their row ids are read back by (device, sequence), one query a device,
-        which costs less than an insert returning ids row by row (a third less on
-        PostgreSQL)."""
-        conn.execute(insert(P), rows)
+        """The packet rows in one bulk insert (COPY on PostgreSQL), then the image links
+        of those with images: their row ids are read back by (device, sequence), one query
+        a device, which costs less than an insert returning ids row by row (a third less
+        on PostgreSQL)."""
+        bulk_insert(conn, P, rows)
         heavy = [v for v in new if v.packet.images]
         if not heavy:
             return
@@ -421,7 +422,7 @@ class Ingestor:
             ids.update(((dev, seq), pid) for seq, pid in conn.execute(
                 select(P.c.sequence, P.c.id).where(P.c.device_id == dev,
                                                    P.c.sequence.in_(seqs))))
-        conn.execute(insert(Links), [
+        bulk_insert(conn, Links, [
             {"packet_id": ids[v.packet.device_id, v.packet.sequence], "position": n,
              "role": ref.role, "sha256": ref.sha256}
             for v in heavy for n, ref in enumerate(v.packet.images)])
@@ -512,8 +513,8 @@ class Ingestor:
                   for k in range(n)]
         writing = _ImageWrites(temps, writes)
         try:
-            conn.execute(insert(Img), [{"sha256": sha, "size": len(wanted[sha][0]),
-                                        "media_type": wanted[sha][1]} for sha in todo])
+            bulk_insert(conn, Img, [{"sha256": sha, "size": len(wanted[sha][0]),
+                                     "media_type": wanted[sha][1]} for sha in todo])
         except BaseException:
             self._abandon_images(writing)
             raise
