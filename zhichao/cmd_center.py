@@ -134,7 +134,7 @@ def _console() -> Console:
 
 
 def settle_heap() -> None:
-    """Take what start-up made (modules, tables, schemas: a few hundred thousand objects)
+    """Take what start-up made (modules, tables, schemas: about a hundred thousand objects)
     out of the cyclic garbage collector's sight. Left in, every full collection walks all
     of them again, and a receiver makes enough objects per batch to start one every few
     batches: freezing them took a record's CPU at the center from 287 to about 205 µs.
