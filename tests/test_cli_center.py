@@ -2,6 +2,7 @@
 processing stored packets, review, export — and the example settings."""
 
 import csv
+import gc
 import json
 import socket
 import subprocess
@@ -203,9 +204,11 @@ def test_run_with_the_receiver_listens_and_stops(capsys, tmp_path):
     config.write_text(f"database: center.db\nreceiver:\n  listen: [tcp://127.0.0.1:{port}]\n"
                       "  server_secret_key: keys/center.key_secret\n", encoding="utf-8")
     started = time.monotonic()
+    frozen = gc.get_freeze_count()
     assert main(["center", "run", "--config", str(config), "--seconds", "1"]) == 0
     assert time.monotonic() - started < 30
     assert (tmp_path / "center.db").is_file()
+    assert gc.get_freeze_count() == frozen  # run in-process, it leaves the heap as found
 
 
 def test_run_without_the_server_key_names_the_file(capsys, tmp_path):
