@@ -16,9 +16,9 @@ fsync'd, all before the commit; the batch's rows are inserted while the files ar
 written, and a batch that fails leaves no temporary file behind. So a name only ever
 points at complete, durable bytes (``ZHICHAO_IMAGE_SYNC=syncfs`` writes them all and
 flushes the file system once instead: no clear gain in a delivery on the machines
-measured, and it flushes other programs' writes too). An image already in the ``images`` table is not written
-again, and only a committed row says an image is stored: a file left by a crash before
-the commit is simply written again.
+measured, and it flushes other programs' writes too). An image already in the ``images``
+table is not written again, and only a committed row says an image is stored: a file left
+by a crash before the commit is simply written again.
 
 A duplicate (same device and sequence, same hash) is acknowledged and ignored; a packet
 whose sequence skips ahead records a gap; each packet's ``previous_hash`` is compared with
