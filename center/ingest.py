@@ -87,7 +87,7 @@ class Incoming:
     """One message as the receiver got it: the frames, and the CURVE key (Z85) the
     connection authenticated with ("" when the transport has none, as in tests)."""
 
-    frames: Sequence[bytes]
+    frames: Sequence[bytes | memoryview]
     peer: str = ""
 
 
@@ -490,7 +490,7 @@ class Ingestor:
         """Start writing every image not stored yet (in the pool) and insert their rows;
         the rows' inserts and the packets' that follow overlap the disk's work, and the
         caller commits only after :meth:`_finish_images`."""
-        wanted: dict[str, tuple[bytes, str]] = {}
+        wanted: dict[str, tuple[bytes | memoryview, str]] = {}
         for v in new:
             for ref, data in zip(v.packet.images, v.signed.images, strict=True):
                 wanted.setdefault(ref.sha256, (data, ref.media_type))
@@ -548,7 +548,7 @@ class Ingestor:
             tmp.unlink(missing_ok=True)
 
 
-def _write_files(files: Sequence[tuple[Path, bytes]], sync: bool) -> None:
+def _write_files(files: Sequence[tuple[Path, bytes | memoryview]], sync: bool) -> None:
     """:func:`center.durable.write_file` for several files in turn, in one pool task;
     stops at the first error."""
     for path, data in files:

@@ -251,7 +251,9 @@ class Receiver:
                 peer = body[-1].get("User-Id")
             except zmq.ZMQError:
                 peer = ""
-            batch.append((identity, Incoming([f.bytes for f in body], peer)))
+            # views of the received frames, not copies: the images are only hashed and
+            # written (the views keep their frames alive)
+            batch.append((identity, Incoming([f.buffer for f in body], peer)))
         else:
             self.counts["unknown_messages"] += 1
             log.warning("ignored a message of unknown kind %r (%d frames)", what, len(body))

@@ -50,7 +50,9 @@ class SignedPacket:
 
     meta: bytes
     signature: bytes
-    images: tuple[bytes, ...] = field(default=())
+    images: tuple[bytes | memoryview, ...] = field(default=())
+    """Bytes, or read-only views of the frames they came in (the center hashes and writes
+    them where they arrived, without a copy)."""
 
     @cached_property
     def packet(self) -> Packet:
@@ -99,7 +101,7 @@ def verify(signed: SignedPacket, public_key: Ed25519PublicKey) -> Packet:
     return packet
 
 
-def check_images(packet: Packet, images: Sequence[bytes]) -> None:
+def check_images(packet: Packet, images: Sequence[bytes | memoryview]) -> None:
     """Every image matches its reference by count, size and SHA-256."""
     if len(images) != len(packet.images):
         raise PacketError(f"packet {packet.device_id}#{packet.sequence} names "

@@ -48,6 +48,20 @@ def test_a_signed_packet_verifies_and_round_trips_the_wire():
     assert len(signed.hash) == 64 and signed.size > sum(map(len, IMAGES))
 
 
+
+def test_image_frames_received_as_views_are_checked_where_they_arrived():
+    """The center hands the received frames over as memoryviews: the images stay views
+    of those very buffers (no copy), and a byte changed in one is still caught."""
+    signed = signed_overload()
+    buffers = [bytearray(f) for f in packet_frames(signed)]
+    back = parse_packet([memoryview(b) for b in buffers])
+    assert all(isinstance(i, memoryview) and i.obj is buffers[3 + n]
+               for n, i in enumerate(back.images))
+    assert isinstance(back.meta, bytes) and verify(back, KEY.public_key()) == signed.packet
+    buffers[4][7] ^= 0x01
+    with pytest.raises(PacketError, match=r"image 2 \(side\): SHA-256"):
+        verify(back, KEY.public_key())
+
 def test_signing_is_deterministic_over_canonical_bytes():
     a, b = signed_overload(), signed_overload()
     assert a.meta == b.meta and a.signature == b.signature  # Ed25519 is deterministic
