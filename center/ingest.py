@@ -8,17 +8,19 @@ the receiver to acknowledge. One fsync'd transaction per batch instead of per pa
 what lets a center keep up with many sites (SQLite with ``synchronous=FULL`` commits a few
 thousand transactions a second, but stores tens of thousands of rows a second in batches).
 
-Images are files ``images_dir/ab/abcdef...`` named by their SHA-256. Each is written to a
-temporary name and fsync'd (:func:`center.durable.write_file`, with O_DIRECT where the
-file system allows; in a thread pool: fsync releases the GIL, and the file system merges
-concurrent flushes into few journal commits), then renamed, then the directories are
-fsync'd, all before the commit; the batch's rows are inserted while the files are being
-written, and a batch that fails leaves no temporary file behind. So a name only ever
-points at complete, durable bytes (``ZHICHAO_IMAGE_SYNC=syncfs`` writes them all and
-flushes the file system once instead: no clear gain in a delivery on the machines
-measured, and it flushes other programs' writes too). An image already in the ``images``
-table is not written again, and only a committed row says an image is stored: a file left
-by a crash before the commit is simply written again.
+Images are files ``images_dir/ab/abcdef...`` named by their SHA-256. Writing them starts
+as soon as a batch is verified (:meth:`Ingestor.verify`), so they go to the disk while the
+batch before is still being committed: each to a temporary name and fsync'd
+(:func:`center.durable.write_file`, with O_DIRECT where the file system allows; in a
+thread pool: fsync releases the GIL, and the file system merges concurrent flushes into
+few journal commits). The store then renames them, fsyncs their folders while it inserts
+the rows, and commits only once both are done; a batch that fails or is abandoned leaves
+no temporary file behind. So a name only ever points at complete, durable bytes
+(``ZHICHAO_IMAGE_SYNC=syncfs`` writes them all and flushes the file system once instead:
+fewer packets a second in a delivery on the machines measured, and it flushes other
+programs' writes too). An image already in the ``images`` table is not written again, and only a
+committed row says an image is stored: a file left by a crash before the commit is simply
+written again.
 
 A duplicate (same device and sequence, same hash) is acknowledged and ignored; a packet
 whose sequence skips ahead records a gap; each packet's ``previous_hash`` is compared with
@@ -33,7 +35,7 @@ import logging
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -113,10 +115,12 @@ class _Valid:
 
 @dataclass
 class _ImageWrites:
-    """Image files being written: each digest's temporary path, and the pool's futures."""
+    """A batch's image files being written under temporary names since it was verified:
+    each digest's bytes and media type, its temporary path, and the pool's futures."""
 
-    temps: dict[str, Path]
-    writes: list[Future]
+    wanted: dict[str, tuple[bytes | memoryview, str]] = field(default_factory=dict)
+    temps: dict[str, Path] = field(default_factory=dict)
+    writes: list[Future] = field(default_factory=list)
 
 
 @dataclass
@@ -192,11 +196,12 @@ def enrolled_curve_keys(engine: Engine) -> set[str]:
 
 @dataclass
 class Checked:
-    """A verified batch waiting to be stored: the outcomes decided so far (refusals) and
-    the packets that passed."""
+    """A verified batch waiting to be stored: the outcomes decided so far (refusals), the
+    packets that passed, and their image files, already being written."""
 
     done: _Batch
     valid: list[_Valid]
+    images: _ImageWrites = field(default_factory=_ImageWrites)
 
 
 class Ingestor:
@@ -211,7 +216,8 @@ class Ingestor:
         self.engine = engine
         self.images_dir = Path(images_dir)
         self.images_dir.mkdir(parents=True, exist_ok=True)
-        self._pool = ThreadPoolExecutor(fsync_threads, thread_name_prefix="image-fsync")
+        self._pool = ThreadPoolExecutor(fsync_threads, thread_name_prefix="image-write")
+        self._sync_pool = ThreadPoolExecutor(fsync_threads, thread_name_prefix="image-fsync")
         self._fsync_threads = fsync_threads
         self._verify_pool = ThreadPoolExecutor(verify_threads or os.cpu_count() or 2,
                                                thread_name_prefix="verify")
@@ -222,6 +228,7 @@ class Ingestor:
     def close(self) -> None:
         """Stop the worker threads."""
         self._pool.shutdown(wait=True)
+        self._sync_pool.shutdown(wait=True)
         self._verify_pool.shutdown(wait=True)
 
     # The batch ---------------------------------------------------------------------
@@ -232,25 +239,39 @@ class Ingestor:
         return self.store(self.verify(batch))
 
     def verify(self, batch: Sequence[Incoming]) -> Checked:
-        """Check every message (nothing is written); StoreError if the device table
-        cannot be read."""
+        """Check every message, and start writing the images of those that pass, not
+        stored yet, under temporary names (the previous batch's commit and this batch's
+        writes then keep the disk busy together); StoreError if the database cannot be
+        read. Pass the result to :meth:`store`, or to :meth:`abandon`."""
         done = _Batch([None] * len(batch))
         try:
             with self.engine.connect() as conn:
-                return Checked(done, self._verify_all(conn, batch, done))
+                valid = self._verify_all(conn, batch, done)
+                return Checked(done, valid, self._start_writes(conn, valid))
         except DBAPIError as exc:
             raise StoreError(f"store {self.engine.url.render_as_string()}: "
                              f"{exc.orig}") from None
 
+    def abandon(self, checked: Checked) -> None:
+        """A verified batch that will not be stored: end its writes, remove its files."""
+        self._abandon_images(checked.images)
+
     def store(self, checked: Checked) -> list[Outcome]:
         """Store and commit what :meth:`verify` passed, with the refusals; the outcomes
         once committed. StoreError (nothing committed) if the store fails."""
+        try:
+            return self._store_batch(checked)
+        finally:
+            self._abandon_images(checked.images)  # what is left of them after a failure
+
+    def _store_batch(self, checked: Checked) -> list[Outcome]:
+        """:meth:`store`, whose caller removes the image files left over."""
         done, refused_before = checked.done, len(checked.done.refusals)
         for attempt in (1, 2):
             del done.refusals[refused_before:]
             try:
                 with self.engine.connect() as conn:
-                    states = self._store(conn, checked.valid, done)
+                    states = self._store(conn, checked.valid, checked.images, done)
                     if done.refusals:
                         conn.execute(insert(Refusals), done.refusals)
                     conn.commit()
@@ -340,8 +361,8 @@ class Ingestor:
             state = _DeviceState(last[0] if last else 0, last[1] if last else None)
         return _DeviceState(state.last_sequence, state.last_hash)
 
-    def _store(self, conn: Connection, valid: list[_Valid], done: _Batch
-               ) -> dict[str, _DeviceState]:
+    def _store(self, conn: Connection, valid: list[_Valid], images: _ImageWrites,
+               done: _Batch) -> dict[str, _DeviceState]:
         """Rows and images of the new packets; duplicates answered. Returns the devices'
         states as they will be after the commit."""
         by_device: dict[str, list[_Valid]] = defaultdict(list)
@@ -390,8 +411,11 @@ class Ingestor:
             states[dev] = state
         if not new:
             return states
-        writing = self._start_images(conn, new)
+        todo = self._images_to_store(conn, new)
+        syncing = self._name_images(images, todo)
         try:
+            bulk_insert(conn, Img, [{"sha256": sha, "size": len(images.wanted[sha][0]),
+                                     "media_type": images.wanted[sha][1]} for sha in todo])
             self._insert_packets(conn, new, packet_rows)
             if gap_rows:
                 conn.execute(insert(Gaps), gap_rows)
@@ -399,9 +423,11 @@ class Ingestor:
                 self._fix_successor(conn, v)
                 self._close_gaps(conn, v.packet.device_id, v.packet.sequence, now)
         except BaseException:
-            self._abandon_images(writing)
+            for f in syncing:
+                f.exception()  # ended before the error goes up
             raise
-        self._finish_images(writing)
+        for f in syncing:
+            f.result()
         return states
 
     @staticmethod
@@ -486,66 +512,86 @@ class Ingestor:
         """Where the image of this digest lives."""
         return self.images_dir / sha256[:2] / sha256
 
-    def _start_images(self, conn: Connection, new: list[_Valid]) -> _ImageWrites:
-        """Start writing every image not stored yet (in the pool) and insert their rows;
-        the rows' inserts and the packets' that follow overlap the disk's work, and the
-        caller commits only after :meth:`_finish_images`."""
+    def _start_writes(self, conn: Connection, valid: list[_Valid]) -> _ImageWrites:
+        """Start writing (in the pool) every image of these packets that no stored row
+        names yet, each to a temporary name and fsync'd; :meth:`_name_images` names
+        them once the batch is stored."""
         wanted: dict[str, tuple[bytes | memoryview, str]] = {}
-        for v in new:
+        for v in valid:
             for ref, data in zip(v.packet.images, v.signed.images, strict=True):
                 wanted.setdefault(ref.sha256, (data, ref.media_type))
         if not wanted:
-            return _ImageWrites({}, [])
-        have = set(conn.execute(select(Img.c.sha256).where(Img.c.sha256.in_(list(wanted))))
-                   .scalars())
-        todo = {sha: item[0] for sha, item in wanted.items() if sha not in have}
-        if not todo:
-            return _ImageWrites({}, [])
+            return _ImageWrites()
+        have = self._stored_images(conn, wanted)
+        todo = [sha for sha in wanted if sha not in have]
+        return _ImageWrites(wanted, *self._write(todo, wanted))
+
+    def _write(self, shas: Sequence[str], wanted: dict[str, tuple[bytes | memoryview, str]]
+               ) -> tuple[dict[str, Path], list[Future]]:
+        """These images' temporary paths, and the futures writing them."""
+        if not shas:
+            return {}, []
         tag = uuid.uuid4().hex[:8]
-        for d in {self.image_path(sha).parent for sha in todo}:
+        for d in {self.image_path(sha).parent for sha in shas}:
             d.mkdir(parents=True, exist_ok=True)
-        temps = {sha: self.image_path(sha).with_name(f".{sha}.{tag}.tmp") for sha in todo}
+        temps = {sha: self.image_path(sha).with_name(f".{sha}.{tag}.tmp") for sha in shas}
         # a task per thread, not per file: a future costs about as much as a write's
         # share of the CPU, and the disk sees as many flushes at once either way
-        files = [(temps[sha], data) for sha, data in todo.items()]
+        files = [(temps[sha], wanted[sha][0]) for sha in shas]
         n = min(self._fsync_threads, len(files))
-        writes = [self._pool.submit(_write_files, files[k::n], not SYNC_WHOLE_FS)
-                  for k in range(n)]
-        writing = _ImageWrites(temps, writes)
-        try:
-            bulk_insert(conn, Img, [{"sha256": sha, "size": len(wanted[sha][0]),
-                                     "media_type": wanted[sha][1]} for sha in todo])
-        except BaseException:
-            self._abandon_images(writing)
-            raise
-        return writing
-
-    def _finish_images(self, writing: _ImageWrites) -> None:
-        """Wait for the image files, name them, make the names durable. Raises the first
-        write's error (nothing is then committed) once every write has ended."""
-        if not writing.temps:
-            return
-        errors = [f.exception() for f in writing.writes]
-        error = next((e for e in errors if e is not None), None)
-        if error is not None:
-            self._abandon_images(writing)
-            raise error
-        for sha, tmp in writing.temps.items():
-            tmp.replace(self.image_path(sha))
-        if SYNC_WHOLE_FS:
-            syncfs(self.images_dir)
-        else:
-            dirs = sorted({t.parent for t in writing.temps.values()})
-            n = min(self._fsync_threads, len(dirs))
-            list(self._pool.map(_fsync_dirs, [dirs[k::n] for k in range(n)]))
+        return temps, [self._pool.submit(_write_files, files[k::n], not SYNC_WHOLE_FS)
+                       for k in range(n)]
 
     @staticmethod
-    def _abandon_images(writing: _ImageWrites) -> None:
-        """The batch will not be committed: let the writes end, remove their files."""
-        for f in writing.writes:
+    def _stored_images(conn: Connection, shas: Iterable[str]) -> set[str]:
+        """Which of these images a stored row names already."""
+        return set(conn.execute(select(Img.c.sha256).where(Img.c.sha256.in_(list(shas))))
+                   .scalars())
+
+    def _images_to_store(self, conn: Connection, new: list[_Valid]) -> list[str]:
+        """The new packets' images that no stored row names (looked up again: another
+        batch may have stored some since this one was verified)."""
+        needed = list(dict.fromkeys(ref.sha256 for v in new for ref in v.packet.images))
+        have = self._stored_images(conn, needed) if needed else set()
+        return [sha for sha in needed if sha not in have]
+
+    def _name_images(self, images: _ImageWrites, todo: list[str]) -> list[Future]:
+        """Wait for the image files, writing any of ``todo`` not being written; name those
+        of ``todo`` and drop the others; start making the names durable (their folders'
+        fsyncs, in the pool, while the caller inserts the rows) and return those futures:
+        all must be done before the commit. Raises the first write's error once every
+        write has ended."""
+        missing = [sha for sha in todo if sha not in images.temps]
+        if missing:  # stored at verification, gone since: only another process does that
+            temps, writes = self._write(missing, images.wanted)
+            images.temps.update(temps)
+            images.writes.extend(writes)
+        errors = [f.exception() for f in images.writes]
+        error = next((e for e in errors if e is not None), None)
+        if error is not None:
+            raise error
+        for sha in todo:
+            images.temps.pop(sha).replace(self.image_path(sha))
+        for tmp in images.temps.values():
+            tmp.unlink(missing_ok=True)  # stored meanwhile, or a refused packet's
+        images.temps.clear()
+        if not todo:
+            return []
+        if SYNC_WHOLE_FS:
+            return [self._sync_pool.submit(syncfs, self.images_dir)]
+        dirs = sorted({self.image_path(sha).parent for sha in todo})
+        n = min(self._fsync_threads, len(dirs))
+        return [self._sync_pool.submit(_fsync_dirs, dirs[k::n]) for k in range(n)]
+
+    @staticmethod
+    def _abandon_images(images: _ImageWrites) -> None:
+        """Let the writes end and remove the temporary files left (none once
+        :meth:`_name_images` has named or dropped them)."""
+        for f in images.writes:
             f.exception()
-        for tmp in writing.temps.values():
+        for tmp in images.temps.values():
             tmp.unlink(missing_ok=True)
+        images.temps.clear()
 
 
 def _write_files(files: Sequence[tuple[Path, bytes | memoryview]], sync: bool) -> None:

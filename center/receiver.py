@@ -7,12 +7,13 @@ runs connects without a restart. The ZAP domain is the settings' ``zap_domain``;
 edges set the same.
 
 The loop gathers up to ``batch_max`` packet messages, or what came within
-``batch_wait_ms`` of the first, and verifies them; a second thread stores each verified
-batch (:meth:`~center.ingest.Ingestor.store` commits before it returns) while the next is
-received and verified; only then does the loop send the acks, one message per
-connection, device and status. Pings are answered at once. Nothing a client sends stops
-the loop: a bad message is refused and logged, a failing store is logged and not
-acknowledged (the edges resend), and a stop event ends it within a poll interval.
+``batch_wait_ms`` of the first, and verifies them (which starts writing their images); a
+second thread stores each verified batch (:meth:`~center.ingest.Ingestor.store` commits
+before it returns) while the next is received and verified; only then does the loop send
+the acks, one message per connection, device and status. Pings are answered at once.
+Nothing a client sends stops the loop: a bad message is refused and logged, a failing
+store is logged and not acknowledged (the edges resend), and a stop event ends it within a
+poll interval.
 """
 
 import contextlib
@@ -212,9 +213,11 @@ class Receiver:
                     while checked is not None and not stop.is_set():
                         try:
                             todo.put(checked, timeout=POLL_MS / 1000)
-                            break
+                            checked = None
                         except queue.Full:
                             self._send_results(sock, wake_rx, results)
+                    if checked is not None:  # stopping: never stored, never acknowledged
+                        self.ingestor.abandon(checked[1])
         finally:
             todo.put(None)
             worker.join(30)

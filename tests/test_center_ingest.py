@@ -99,6 +99,62 @@ def test_a_batch_is_stored_once_with_its_image_files(center, tmp_path):
         for k, ref in enumerate(s.packet.images)]
 
 
+def temps(ingestor: Ingestor) -> list[Path]:
+    return sorted(ingestor.images_dir.rglob("*.tmp"))
+
+
+def test_a_batch_verified_while_another_is_stored_writes_each_image_once(center, tmp_path):
+    """The receiver verifies the next batch (which starts writing its images) while the
+    one before is stored. A replay in the second batch of a packet of the first wrote its
+    images again before the first was committed: the store drops those copies and names
+    only what no committed row names yet."""
+    engine, ingestor = center
+    signed = packets(tmp_path, 9)
+    first = ingestor.verify(msgs(signed[:6]))
+    assert len(temps(ingestor)) == 6  # packets 3 and 6, written from verification on
+    second = ingestor.verify(msgs(signed[2:9]))  # 3 and 6 again, then 9
+    assert len(temps(ingestor)) == 15
+    assert [o.status for o in ingestor.store(first)] == ["ok"] * 6
+    out = ingestor.store(second)
+    assert [(o.sequence, o.duplicate) for o in out] == [
+        (n, n <= 6) for n in range(3, 10)]
+    assert temps(ingestor) == []
+    assert count(engine, StoredImage) == 9 and count(engine, PacketImage) == 9
+    for s in signed[2::3]:
+        for data in s.images:
+            assert ingestor.image_path(hashlib.sha256(data).hexdigest()).read_bytes() == data
+
+
+def test_a_verified_batch_abandoned_leaves_no_file(center, tmp_path):
+    engine, ingestor = center
+    checked = ingestor.verify(msgs(packets(tmp_path, 6)))
+    assert len(temps(ingestor)) == 6
+    ingestor.abandon(checked)
+    assert temps(ingestor) == [] and count(engine, StoredPacket) == 0
+    assert not [p for p in ingestor.images_dir.rglob("*") if p.is_file()]
+
+
+def test_an_image_row_gone_since_verification_is_written_at_the_store(center, tmp_path):
+    """Verification writes no image that a stored row names; should that row be gone by
+    the store (the center never deletes one; a database restored from a backup could
+    lose it), the store writes the image itself rather than name a file never written."""
+    engine, ingestor = center
+    enrol_device(engine, "dev-2", public_pem(KEY), zmq.curve_keypair()[0].decode())
+    ingestor.ingest(msgs(packets(tmp_path / "a", 3)))  # packet 3 of dev-1: 3 images
+    same = packets(tmp_path / "b", 3, device="dev-2")  # the same 3 images
+    checked = ingestor.verify(msgs(same))
+    assert temps(ingestor) == []
+    with engine.begin() as conn:
+        conn.execute(PacketImage.__table__.delete())
+        conn.execute(StoredImage.__table__.delete())
+    for data in same[2].images:
+        ingestor.image_path(hashlib.sha256(data).hexdigest()).unlink()
+    assert [o.status for o in ingestor.store(checked)] == ["ok"] * 3
+    assert count(engine, StoredImage) == 3 and temps(ingestor) == []
+    for data in same[2].images:
+        assert ingestor.image_path(hashlib.sha256(data).hexdigest()).read_bytes() == data
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 32 kB file system (tmpfs), mounted for the test; skipped where mounting is
@@ -235,6 +291,7 @@ def test_another_packet_under_a_stored_sequence_is_a_conflict(center, tmp_path):
     out = ingestor.ingest(msgs(other))
     assert [(o.status, o.reason) for o in out] == [("refused", "conflict")] * 2
     assert count(engine, StoredPacket) == 2 and count(engine, StoredImage) == 0
+    assert temps(ingestor) == []  # written from verification on, dropped at the store
 
 
 def test_enrolment_checks_its_keys(center, tmp_path):
