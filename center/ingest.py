@@ -248,9 +248,9 @@ class Ingestor:
             with self.engine.connect() as conn:
                 valid = self._verify_all(conn, batch, done)
                 return Checked(done, valid, self._start_writes(conn, valid))
-        except DBAPIError as exc:
+        except (DBAPIError, OSError) as exc:  # OSError: an image folder cannot be made
             raise StoreError(f"store {self.engine.url.render_as_string()}: "
-                             f"{exc.orig}") from None
+                             f"{getattr(exc, 'orig', exc)}") from None
 
     def abandon(self, checked: Checked) -> None:
         """A verified batch that will not be stored: end its writes, remove its files."""

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from center.db import make_engine, upgrade
 from center.ingest import (
+    Checked,
     Incoming,
     IngestError,
     Ingestor,
@@ -99,7 +100,11 @@ def test_a_batch_is_stored_once_with_its_image_files(center, tmp_path):
         for k, ref in enumerate(s.packet.images)]
 
 
-def temps(ingestor: Ingestor) -> list[Path]:
+def temps(ingestor: Ingestor, *written: Checked) -> list[Path]:
+    """The temporary image files, once the writes of these verified batches are done."""
+    for checked in written:
+        for f in checked.images.writes:
+            f.result(timeout=30)
     return sorted(ingestor.images_dir.rglob("*.tmp"))
 
 
@@ -111,9 +116,9 @@ def test_a_batch_verified_while_another_is_stored_writes_each_image_once(center,
     engine, ingestor = center
     signed = packets(tmp_path, 9)
     first = ingestor.verify(msgs(signed[:6]))
-    assert len(temps(ingestor)) == 6  # packets 3 and 6, written from verification on
+    assert len(temps(ingestor, first)) == 6  # packets 3 and 6, written from verification on
     second = ingestor.verify(msgs(signed[2:9]))  # 3 and 6 again, then 9
-    assert len(temps(ingestor)) == 15
+    assert len(temps(ingestor, second)) == 15
     assert [o.status for o in ingestor.store(first)] == ["ok"] * 6
     out = ingestor.store(second)
     assert [(o.sequence, o.duplicate) for o in out] == [
@@ -128,10 +133,22 @@ def test_a_batch_verified_while_another_is_stored_writes_each_image_once(center,
 def test_a_verified_batch_abandoned_leaves_no_file(center, tmp_path):
     engine, ingestor = center
     checked = ingestor.verify(msgs(packets(tmp_path, 6)))
-    assert len(temps(ingestor)) == 6
+    assert len(temps(ingestor, checked)) == 6
     ingestor.abandon(checked)
     assert temps(ingestor) == [] and count(engine, StoredPacket) == 0
     assert not [p for p in ingestor.images_dir.rglob("*") if p.is_file()]
+
+
+def test_an_image_folder_that_cannot_be_made_fails_the_batch_naming_it(center, tmp_path):
+    engine, ingestor = center
+    signed = packets(tmp_path, 3)
+    prefix = signed[2].packet.images[0].sha256[:2]
+    (ingestor.images_dir / prefix).write_bytes(b"not a folder")
+    with pytest.raises(StoreError, match=f"images/{prefix}"):
+        ingestor.verify(msgs(signed))
+    assert count(engine, StoredPacket) == 0 and temps(ingestor) == []
+    (ingestor.images_dir / prefix).unlink()
+    assert [o.status for o in ingestor.ingest(msgs(signed))] == ["ok"] * 3
 
 
 def test_an_image_row_gone_since_verification_is_written_at_the_store(center, tmp_path):
@@ -143,7 +160,7 @@ def test_an_image_row_gone_since_verification_is_written_at_the_store(center, tm
     ingestor.ingest(msgs(packets(tmp_path / "a", 3)))  # packet 3 of dev-1: 3 images
     same = packets(tmp_path / "b", 3, device="dev-2")  # the same 3 images
     checked = ingestor.verify(msgs(same))
-    assert temps(ingestor) == []
+    assert temps(ingestor, checked) == []
     with engine.begin() as conn:
         conn.execute(PacketImage.__table__.delete())
         conn.execute(StoredImage.__table__.delete())
