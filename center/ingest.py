@@ -18,9 +18,9 @@ the rows, and commits only once both are done; a batch that fails or is abandone
 no temporary file behind. So a name only ever points at complete, durable bytes
 (``ZHICHAO_IMAGE_SYNC=syncfs`` writes them all and flushes the file system once instead:
 fewer packets a second in a delivery on the machines measured, and it flushes other
-programs' writes too). An image already in the ``images`` table is not written again, and only a
-committed row says an image is stored: a file left by a crash before the commit is simply
-written again.
+programs' writes too). An image already in the ``images`` table is not written again,
+and only a committed row says an image is stored: a file left by a crash before the
+commit is simply written again.
 
 A duplicate (same device and sequence, same hash) is acknowledged and ignored; a packet
 whose sequence skips ahead records a gap; each packet's ``previous_hash`` is compared with
