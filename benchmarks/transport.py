@@ -65,6 +65,8 @@ from sim.evidence import draft, fake_jpeg
 from zhichao.benchmarking import report
 from zhichao.cmd_keys import make_keys
 
+IMAGES = 3
+"""Images of a suspected overload: front, side, rear."""
 CENTER = """
 import json, signal, sys, threading
 from center.receiver import Receiver
@@ -92,12 +94,12 @@ def free_endpoint() -> str:
 
 
 def fill(box: Outbox, vehicles: int, overloads: int, image_bytes: int) -> float:
-    """Put ``vehicles`` passes (the first ``overloads`` with 3 images) in blocks of 50,
+    """Put ``vehicles`` passes (the first ``overloads`` with IMAGES images) in blocks of 50,
     as the signal loop hands them over; returns the seconds it took."""
     t = time.perf_counter()
     items = []
     for n in range(vehicles):
-        images = tuple(fake_jpeg(image_bytes, n * 3 + j) for j in range(3)) \
+        images = tuple(fake_jpeg(image_bytes, n * IMAGES + j) for j in range(IMAGES)) \
             if n < overloads else ()
         items.append((draft("bench-1", n, suspected=bool(images), images=images,
                             lane=1 + n % 4), images))
@@ -296,7 +298,7 @@ def run(args: argparse.Namespace, console: Console) -> dict:
             out[f"outbox_put_per_s_{kind}_{store}"] = r["fill"]
             if r["disk"]:
                 out[f"disk_files_per_s_{store}"] = r["disk"]
-                out[f"ratio_images_to_disk_{store}"] = r["rate"] * 3 / r["disk"]
+                out[f"ratio_images_to_disk_{store}"] = r["rate"] * IMAGES / r["disk"]
     out["ratio_to_raw_zmq"] = out["ratio_to_raw_zmq_images_sqlite"]
     out.update(backlog(args, console))
     return out

@@ -572,9 +572,7 @@ class Ingestor:
             raise error
         for sha in todo:
             images.temps.pop(sha).replace(self.image_path(sha))
-        for tmp in images.temps.values():
-            tmp.unlink(missing_ok=True)  # stored meanwhile, or a refused packet's
-        images.temps.clear()
+        self._abandon_images(images)  # the rest: stored meanwhile, or a refused packet's
         if not todo:
             return []
         if SYNC_WHOLE_FS:
