@@ -23,6 +23,7 @@ the rate the driver chose.
 
 import contextlib
 import logging
+import math
 import os
 import select
 import termios
@@ -84,13 +85,21 @@ class PtyPort:
             return None
         return BAUD_OF_CODE.get(termios.tcgetattr(self.slave_fd)[5])
 
-    def write(self, data: bytes, timeout_s: float = WRITE_TIMEOUT_S) -> int:
+    def write(self, data: bytes, timeout_s: float | None = WRITE_TIMEOUT_S,
+              stop: threading.Event | None = None) -> int:
         """Write ``data``, waiting up to ``timeout_s`` for room; bytes that do not fit
-        in time are dropped (a UART sends whether anyone listens or not)."""
-        view, deadline = memoryview(data), time.monotonic() + timeout_s
-        while view and not self.closed:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([], [self.master_fd], [], left)[1]:
+        in time are dropped (a UART sends whether anyone listens or not). With
+        ``timeout_s`` None it waits as long as it takes, until ``stop`` is set or the
+        port is closed: a flow-controlled link, which loses nothing to a slow reader."""
+        view = memoryview(data)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while view and not self.closed and not (stop is not None and stop.is_set()):
+            left = 0.1 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                break
+            if not select.select([], [self.master_fd], [], left)[1]:
+                if deadline is None:
+                    continue
                 break
             try:
                 view = view[os.write(self.master_fd, view):]
@@ -317,7 +326,10 @@ class SerialTwin:
         rx_baud = pty.rx_baud()
         if self.baudrate is not None and rx_baud is not None:
             data = uart_resample(data, self.baudrate, rx_baud)
-        self.bytes_sent += pty.write(data)
+        # as fast as the pty takes bytes: the reader sets the pace, and nothing is dropped
+        # while it is busy (a slow machine would otherwise lose frames)
+        timeout_s = None if math.isinf(self.speed) else WRITE_TIMEOUT_S
+        self.bytes_sent += pty.write(data, timeout_s, self._stop)
         self.chunks_sent += 1
 
 
