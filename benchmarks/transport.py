@@ -13,7 +13,8 @@ timed in the same run; ``ratio_to_raw_zmq`` is the images-into-SQLite rate over 
 images case also times the disk alone, just before its delivery: 900 files of the image
 size written and fsync'd the way the center writes them (``disk_files_per_s_*``); the
 delivery's image files per second over that is ``ratio_images_to_disk_*``, how close the
-pipeline comes to what the machine's disk allows.
+pipeline comes to what the machine's disk allows. ``resent_*`` counts the packets the
+sender sent again because their ack was slower than its wait (work done twice).
 
 The backlog case is a 4-lane site's 24-hour outage: ``--vehicles-per-day`` passes, a share
 ``--overload-share`` of them suspected overloads with images, all waiting in the outbox
@@ -173,6 +174,7 @@ class Case:
         engine.dispose()
         self.endpoint = free_endpoint()
         self.box = Outbox(root / "outbox.db", load_signing_key(keys / "edge.sign"))
+        self.resent = 0
 
     def close(self) -> None:
         """Free the case's disk space (the outbox, the center database: a few large files)
@@ -210,6 +212,7 @@ class Case:
                 time.sleep(0.01)
             elapsed = time.perf_counter() - t
             sender.stop()
+            self.resent = sender.status.resent
             if self.box.counts()["acked"] < total:
                 raise SystemExit(f"only {self.box.counts()['acked']} of {total} delivered "
                                  f"in {timeout_s} s")
@@ -255,9 +258,10 @@ def run_case(args: argparse.Namespace, console: Console, kind: str, store: str,
         console.print(f"{kind} into {store}: {n} packets in {seconds:.2f} s = {rate:.0f}/s; "
                       f"raw ZeroMQ {raw:.0f}/s; outbox filled at {n / fill_s:.0f}/s; center "
                       f"busy verifying {busy.get('verify_s', 0):.2f} s, storing "
-                      f"{busy.get('store_s', 0):.2f} s"
+                      f"{busy.get('store_s', 0):.2f} s; {case.resent} resent"
                       + (f"; the disk alone takes {disk:.0f} image files/s" if disk else ""))
-        return {"rate": rate, "raw": raw, "fill": n / fill_s, "disk": disk}
+        return {"rate": rate, "raw": raw, "fill": n / fill_s, "disk": disk,
+                "resent": case.resent}
     finally:
         if case is not None:
             case.close()
@@ -296,6 +300,7 @@ def run(args: argparse.Namespace, console: Console) -> dict:
             out[f"raw_zmq_per_s_{kind}_{store}"] = r["raw"]
             out[f"ratio_to_raw_zmq_{kind}_{store}"] = r["rate"] / r["raw"]
             out[f"outbox_put_per_s_{kind}_{store}"] = r["fill"]
+            out[f"resent_{kind}_{store}"] = r["resent"]
             if r["disk"]:
                 out[f"disk_files_per_s_{store}"] = r["disk"]
                 out[f"ratio_images_to_disk_{store}"] = r["rate"] * IMAGES / r["disk"]

@@ -7,8 +7,12 @@ not a queue in memory) and go later, oldest first.
 A DEALER socket with CURVE (the center's public key, the device's own key pair) and the
 shared ZAP domain; ``ZMQ_IMMEDIATE`` so nothing queues towards a center that is not
 connected, and ZMTP heartbeats so a dead connection is noticed. At most ``window``
-packets (and ``window_mb``) are unacknowledged at a time; one not acknowledged within
-``ack_timeout_s`` is sent again, the wait doubling up to ``resend_max_s``. When nothing has
+packets (and ``window_mb``) are unacknowledged at a time; one not acknowledged in time is
+sent again, the wait doubling up to ``resend_max_s``. The wait follows the acks (as TCP's
+retransmission timeout does, RFC 6298): the smoothed time an ack took plus four times its
+variation, never below ``ack_timeout_s``. A center that is merely slow (a busy disk, a
+long batch, a slow link) is then not sent the same packets again, which would only add to
+its load. When nothing has
 been heard from the center for ``failover_s`` while something was waiting (a packet or a
 ping), the sender moves to the next endpoint and sends everything unacknowledged again (the
 center ignores duplicates). An ``ok`` ack marks packets acknowledged in the outbox; a
@@ -21,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import zmq
 import zmq.auth
@@ -57,6 +61,49 @@ class SenderOptions:
 
 
 @dataclass
+class AckTimer:
+    """How long a packet waits for its ack before it is sent again, learnt from the acks
+    with RFC 6298's estimator: the smoothed ack time plus four times its mean deviation,
+    kept between ``floor_s`` and ``ceiling_s``. A resend doubles the wait until an ack of
+    a packet sent only once gives a fresh sample (Karn's rule: the ack of a packet sent
+    twice does not tell which send it answers)."""
+
+    floor_s: float
+    ceiling_s: float
+    smoothed_s: float | None = None
+    deviation_s: float = 0.0
+    timeout_s: float = field(init=False)
+    backed_off_at: float = float("-inf")
+
+    GAIN: ClassVar[float] = 1 / 8
+    DEVIATION_GAIN: ClassVar[float] = 1 / 4
+    DEVIATIONS: ClassVar[int] = 4
+
+    def __post_init__(self) -> None:
+        self.timeout_s = self.floor_s
+
+    def sample(self, seconds: float) -> None:
+        """An ack came ``seconds`` after its packet's only send."""
+        if self.smoothed_s is None:
+            self.smoothed_s, self.deviation_s = seconds, seconds / 2
+        else:
+            self.deviation_s += self.DEVIATION_GAIN * (abs(self.smoothed_s - seconds)
+                                                       - self.deviation_s)
+            self.smoothed_s += self.GAIN * (seconds - self.smoothed_s)
+        self.timeout_s = min(max(self.smoothed_s + self.DEVIATIONS * self.deviation_s,
+                                 self.floor_s), self.ceiling_s)
+
+    def backoff(self, now: float) -> None:
+        """Packets went unacknowledged for the whole wait: wait twice as long. Once a
+        wait, however many packets ran out in it (a full window is resent in slices, and
+        a center that is away leaves them due loop after loop)."""
+        if now - self.backed_off_at < self.timeout_s:
+            return
+        self.backed_off_at = now
+        self.timeout_s = min(2 * self.timeout_s, self.ceiling_s)
+
+
+@dataclass
 class _InFlight:
     sent_at: float
     attempts: int
@@ -71,11 +118,14 @@ class SenderStatus:
     sent: int = 0
     resent: int = 0
     acked: int = 0
+    """Packets acknowledged, each counted once however many of its copies were answered."""
     refused: int = 0
     failovers: int = 0
     in_flight: int = 0
     last_heard_at: float | None = None
     """Unix time of the center's last message."""
+    ack_timeout_s: float = 0.0
+    """How long a packet now waits for its ack before it is sent again."""
     errors: list[str] = field(default_factory=list)
 
 
@@ -100,9 +150,15 @@ class Sender:
         self.keys = (server_public, client_public, client_secret)
         self.options = options or SenderOptions()
         self.status = SenderStatus()
+        self.timer = self._new_timer()
+        self.status.ack_timeout_s = self.timer.timeout_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ctx: zmq.Context | None = None
+
+    def _new_timer(self) -> AckTimer:
+        return AckTimer(self.options.ack_timeout_s,
+                        max(self.options.ack_timeout_s, self.options.resend_max_s))
 
     def start(self) -> None:
         """Start the sending thread."""
@@ -110,7 +166,7 @@ class Sender:
         self._thread = threading.Thread(target=self._run, name="evidence-sender", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float = 5.0) -> None:
+    def stop(self, timeout_s: float = 15.0) -> None:
         """Stop the thread; unacknowledged packets stay pending in the outbox."""
         self._stop.set()
         if self._thread is not None:
@@ -183,6 +239,7 @@ class Sender:
                     sock = self._socket(self.endpoints[index])
                     inflight.clear()
                     cursor = 0
+                    self.timer = self._new_timer()  # another center, another path
                     self.status.failovers += 1
                     last_heard, waiting_since = now, None
                 if sock.poll(o.poll_ms, zmq.POLLIN) and self._receive(sock, inflight):
@@ -190,6 +247,7 @@ class Sender:
                     waiting_since = None
                     self.status.last_heard_at = time.time()
                 self.status.in_flight = len(inflight)
+                self.status.ack_timeout_s = self.timer.timeout_s
                 if now - last_prune >= o.prune_every_s:
                     last_prune = now
                     log.info("outbox: pruned %d acknowledged packets", self.outbox.prune())
@@ -225,10 +283,9 @@ class Sender:
 
     def _resend(self, sock: zmq.Socket, inflight: dict[int, _InFlight], now: float) -> None:
         """Send again what waited too long for its ack, the wait doubling each time."""
-        o = self.options
+        wait, ceiling = self.timer.timeout_s, self.timer.ceiling_s
         due = [seq for seq, f in inflight.items()
-               if now - f.sent_at > min(o.ack_timeout_s * 2 ** (f.attempts - 1),
-                                        o.resend_max_s)]
+               if now - f.sent_at > min(wait * 2 ** (f.attempts - 1), ceiling)]
         if not due:
             return
         found = dict(self.outbox.get(due[:256]))
@@ -242,12 +299,15 @@ class Sender:
             f = inflight[seq]
             f.sent_at, f.attempts = now, f.attempts + 1
             self.status.resent += 1
+            self.timer.backoff(now)
 
     def _receive(self, sock: zmq.Socket, inflight: dict[int, _InFlight]) -> bool:
-        """Take every waiting message; acks are marked in one transaction each kind.
+        """Take every waiting message; acks are marked in one transaction each kind, and
+        each teaches the ack timer how long its oldest packet sent only once took.
         Returns whether anything came."""
         ok: list[int] = []
         came = False
+        now = time.monotonic()
         while True:
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
@@ -264,16 +324,23 @@ class Sender:
             except PacketError as exc:
                 log.warning("ignored a bad ack from the center: %s", exc)
                 continue
+            took, answered = [], 0
             for seq in ack.sequences:
-                inflight.pop(seq, None)
+                f = inflight.pop(seq, None)
+                if f is not None:  # not the answer to a resent copy of one answered already
+                    answered += 1
+                    if f.attempts == 1:
+                        took.append(now - f.sent_at)
+            if took:
+                self.timer.sample(max(took))
             if ack.status == "ok":
                 ok.extend(ack.sequences)
+                self.status.acked += answered
             else:
-                self.status.refused += len(ack.sequences)
+                self.status.refused += answered
                 self.outbox.mark_refused(ack.sequences, ack.reason)
         if ok:
             self.outbox.mark_acked(ok)
-            self.status.acked += len(ok)
         return came
 
 

@@ -54,7 +54,8 @@ class EvidenceSettings(BaseModel):
     zap_domain: str = Field("zhichao", min_length=1, description="the center's ZAP domain")
     window: int = Field(1000, ge=1, description="packets sent and not yet acknowledged")
     window_mb: float = Field(64.0, gt=0, description="... and their megabytes")
-    ack_timeout_s: float = Field(2.0, gt=0, description="resend after this; doubles")
+    ack_timeout_s: float = Field(2.0, gt=0, description="shortest wait for an ack before "
+                                 "a resend; the wait is learnt from the acks above it")
     resend_max_s: float = Field(30.0, gt=0, description="longest wait before a resend")
     heartbeat_s: float = Field(5.0, gt=0)
     failover_s: float = Field(10.0, gt=0, description="silence before the next endpoint")
