@@ -5,7 +5,8 @@ new-record counter (the layout is a :class:`~drivers.modbus_map.RegisterMap`). A
 of the driver's own reads the counter every ``poll_interval_s``; when it has moved, it
 reads the record block(s), decodes them, queues the readings and writes the acknowledge
 register if the map has one. Records the controller overwrote before a poll could read
-them are counted as missed; a record read twice (same sequence) is dropped.
+them (or while it read them) are counted as missed; a record read twice (same sequence)
+is dropped.
 
 Connection URLs:
 
@@ -192,6 +193,7 @@ class ModbusWimDevice:
         self._last_counter: int | None = None
         self._acked: int | None = None  # counter value last acknowledged
         self._last_sequence: int | None = None
+        self._missed_before = 0  # missed since the last record taken
         self._ever_connected = False
         self._answered = False  # the device answered on the current connection
 
@@ -214,6 +216,7 @@ class ModbusWimDevice:
             return
         self._stop.clear()
         self._last_counter = None
+        self._missed_before = 0
         self._ever_connected = False
         self._status = DeviceStatus(name=self.name, extra=self._zero_extra())
         self._thread = threading.Thread(target=self._run, name=f"modbus-wim-{self.name}",
@@ -303,16 +306,32 @@ class ModbusWimDevice:
             self._acknowledge(client, self._last_counter)
 
     def _take_new(self, client: SyncClient, current: int, step: int) -> None:
-        """Read the ``step`` records up to counter ``current`` that are still there."""
-        wanted = counters_to_read(current, step, slots=self.map.record.slots,
-                                  bits=self.map.counter_bits)
-        missed = step - len(wanted)
-        if missed:  # overwritten before this poll: gone for good
-            self._count("missed_records", missed)
-            self._last_counter = (wanted[0] - 1) % (1 << self.map.counter_bits)
-        for i, counter in enumerate(wanted):
-            self._take(self._read_block(client, counter), counter, missed if i == 0 else 0)
-            self._last_counter = counter  # a failure later resumes after this one
+        """Read the ``step`` records up to counter ``current`` that are still there.
+
+        The counter is read again after the blocks: the controller may have gone on
+        while the poll read (the driver stalled, the line is slow), and a block whose
+        slot a newer record has taken since is counted as missed, never taken under the
+        wrong counter (it would come again, a vehicle twice, when its own counter is
+        read). Nothing is taken if a read fails: the next poll reads them all again."""
+        bits, slots = self.map.counter_bits, self.map.record.slots
+        wanted = counters_to_read(current, step, slots=slots, bits=bits)
+        if step > len(wanted):  # overwritten before this poll: gone for good
+            self._miss(step - len(wanted))
+            self._last_counter = (wanted[0] - 1) % (1 << bits)
+        blocks = [self._read_block(client, counter) for counter in wanted]
+        after = self._read_counter(client)
+        for counter, registers in zip(wanted, blocks, strict=True):
+            ahead, restarted = counter_advance(counter, after, bits=bits)
+            if restarted or ahead >= slots:  # its slot holds a newer record by now
+                self._miss(1)
+            else:
+                self._take(registers, counter)
+            self._last_counter = counter
+
+    def _miss(self, n: int) -> None:
+        """``n`` records gone: counted, and told with the next record taken."""
+        self._count("missed_records", n)
+        self._missed_before += n
 
     def _mark_connected(self, counter: int) -> None:
         """The controller answered: connected (a reconnection if it had been before)."""
@@ -325,7 +344,7 @@ class ModbusWimDevice:
         with self._status_lock:
             self._status.extra["counter"] = counter
 
-    def _take(self, registers: list[int], counter: int, missed_before: int) -> None:
+    def _take(self, registers: list[int], counter: int) -> None:
         """Decode one block and queue it; a bad block is counted, a repeat dropped."""
         try:
             record = decode_record(self.map, registers)
@@ -338,8 +357,10 @@ class ModbusWimDevice:
             self._count("duplicates")
             return
         self._last_sequence = record.sequence
-        reading = {"device": self.name, "counter": counter, "missed_before": missed_before,
-                   "host_t_s": time.time(), **record.as_reading()}
+        reading = {"device": self.name, "counter": counter,
+                   "missed_before": self._missed_before, "host_t_s": time.time(),
+                   **record.as_reading()}
+        self._missed_before = 0
         with self._status_lock:
             self._status.frames += 1
             self._status.last_frame_at = time.monotonic()
