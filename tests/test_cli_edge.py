@@ -18,6 +18,7 @@ from center.settings import CenterSettings, ReceiverSettings
 from drivers.modbus_map import load_register_map
 from drivers.strips import StripArray
 from edge.settings import load_edge_settings
+from sim import serial_twins
 from sim.camera_twin import render_lane_video
 from sim.modbus_twin import ModbusTwin
 from sim.serial_twins import DigitiserTwin, WimControllerTwin, XK3190Twin
@@ -148,7 +149,10 @@ def test_sim_starts_every_device_and_writes_settings_that_load(tmp_path):
         "digitiser", "wim_records", "xk3190", "toledo"}
 
 
-def test_edge_run_weighs_from_a_digitiser_and_a_controller(tmp_path, capsys):
+def test_edge_run_weighs_from_a_digitiser_and_a_controller(tmp_path, capsys, monkeypatch):
+    # the twins wait up to 2 s for a reader that stalls (a slow machine) before they drop
+    # bytes as a line does; what is lost even so comes out flagged data_gap
+    monkeypatch.setattr(serial_twins, "WRITE_TIMEOUT_S", 2.0)
     site = StripArray(lanes=2)
     traffic = generate_traffic(site, 40.0, seed=4)
     digitiser = DigitiserTwin(site, traffic, speed=4.0, render_seed=4)
@@ -165,7 +169,7 @@ def test_edge_run_weighs_from_a_digitiser_and_a_controller(tmp_path, capsys):
         digitiser.stop()
         lines.stop()
     vehicles = json_lines(capsys.readouterr().out)
-    weighed = [v for v in vehicles if v["source"] == "signal"]
+    weighed = [v for v in vehicles if v["source"] == "signal" and "data_gap" not in v["flags"]]
     reported = {round(v["speed_mps"], 1): v for v in vehicles if v["source"] == "controller"}
     assert len(weighed) >= 5 and len(reported) >= 5
     assert {v["action"] for v in vehicles} <= {"none", "warning", "fine", "unknown"}

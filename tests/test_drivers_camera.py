@@ -255,9 +255,15 @@ def test_settings_errors_name_the_camera_option_and_value():
 def test_file_frames_arrive_in_order_at_the_file_pace(video, cameras):
     cam = start(cameras, "lane1", str(video), open_timeout_s=2.0, read_timeout_s=2.0)
     cam.wait_ready(5.0)
-    time.sleep(1.0)
-    got = cam.readings(timeout_s=1.0)
-    assert 0.5 * FPS <= len(got) <= 1.5 * (FPS * 1.3) + 5  # ~1.0-1.3 s of frames
+    t0, got = time.monotonic(), []
+    # a second's worth of frames; a slow or stalling machine may take longer to decode
+    # them, but never less time than the file's own pace allows
+    while len(got) < FPS and time.monotonic() - t0 < 10.0:
+        got += cam.readings(timeout_s=0.5)
+    elapsed_s = time.monotonic() - t0
+    assert FPS <= len(got) <= 1.5 * FPS * elapsed_s + 5, (len(got), elapsed_s)
+    span_s = got[-1]["t_host_s"] - got[0]["t_host_s"]
+    assert span_s >= 0.7 * (len(got) - 1) / FPS  # paced, not as fast as decoding goes
     assert [r["index"] for r in got] == list(range(got[0]["index"], got[0]["index"] + len(got)))
     assert all(a["t_s"] < b["t_s"] for a, b in itertools.pairwise(got))
     assert all(a["t_device_s"] < b["t_device_s"] for a, b in itertools.pairwise(got))
@@ -266,7 +272,7 @@ def test_file_frames_arrive_in_order_at_the_file_pace(video, cameras):
     status = cam.get_status()
     assert status.connected and status.frames >= len(got) and status.bad_frames == 0
     assert status.reconnects == 0 and status.last_error is None
-    assert 0.5 * FPS <= status.extra["fps"] <= 1.5 * FPS
+    assert 0 < status.extra["fps"] <= 1.5 * FPS
     assert status.extra["ring_span_s"] > 0.5 and status.extra["url"] == str(video)
 
 
@@ -292,8 +298,17 @@ def test_frame_at_says_too_old_and_waits_for_not_yet(video, cameras):
         cam.frame_at(oldest - 10.0)
     with pytest.raises(DeviceError, match="not yet"):
         cam.frame_at(time.monotonic() + 30.0)
-    soon = time.monotonic() + 0.3
-    image, dt_s = cam.frame_at(soon, wait_s=2.0)
+    # a moment 0.3 s ahead is waited for; should the machine stall just then, the frames
+    # of that moment come late and the camera rightly calls it a gap: ask again
+    for _ in range(3):
+        soon = time.monotonic() + 0.3
+        try:
+            image, dt_s = cam.frame_at(soon, wait_s=2.0)
+            break
+        except DeviceError as exc:
+            assert "gap in the stream" in str(exc)
+    else:
+        pytest.fail("three moments in a row fell into gaps of the stream")
     assert image.shape == (SMALL.height_px, SMALL.width_px, 3)
     assert abs(dt_s) <= 1.0 / FPS
 

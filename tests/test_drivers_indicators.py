@@ -172,13 +172,18 @@ def twin_and_driver(twin: ScaleTwin, framer_factory, **link) -> Iterator[SerialD
 
 
 def settle_run(twin: ScaleTwin, device: SerialDevice) -> list[dict]:
-    """Readings from just before a commanded weight until well after it settled."""
+    """Readings from just before a commanded weight until well after it settled: as
+    many as the twin sends in 1.5 s of its own time after the settling, counted rather
+    than timed, so that a machine that stalls for a moment does not cut them short."""
     assert device.readings(timeout_s=3.0, count=6)             # idle at zero, flowing
     twin.command(TARGET_KG)
-    wall_s = (twin.settle_s + 1.5) / twin.speed
-    deadline, out = time.monotonic() + wall_s, []
+    wanted = round((twin.settle_s + 1.5) * twin.rate_hz)
+    deadline, out = time.monotonic() + 10 * (twin.settle_s + 1.5) / twin.speed, []
     while time.monotonic() < deadline:
         out += device.readings(timeout_s=0.2)
+        moving_from = next((i for i, r in enumerate(out) if r["weight_kg"] != 0), None)
+        if moving_from is not None and len(out) - moving_from >= wanted:
+            break
     return out
 
 

@@ -142,12 +142,28 @@ def test_kill_9_while_writing_leaves_a_whole_chain(tmp_path):
         proc = subprocess.Popen([sys.executable, str(EDGE_PROC), json.dumps(cfg)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stdout.readline().startswith("started"), proc.stderr.read()
+        # it has written since the last kill (however slow the machine), then it is
+        # killed at a random point of what follows
+        deadline = time.monotonic() + 30.0
+        while packets_in(path) <= committed and time.monotonic() < deadline:
+            time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 0.3))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         seqs = check_chain(path)
         assert len(seqs) > committed, trial
         committed = len(seqs)
+
+
+def packets_in(path: Path) -> int:
+    """Packets an outbox file holds now, read beside the process writing it (WAL)."""
+    db = sqlite3.connect(path, timeout=5.0)
+    try:
+        return db.execute("SELECT count(*) FROM packets").fetchone()[0]
+    except sqlite3.OperationalError:  # not made yet
+        return 0
+    finally:
+        db.close()
 
 
 def test_a_missing_folder_is_made_and_an_unwritable_file_named(tmp_path):
