@@ -143,8 +143,9 @@ class Receiver:
         except ConfigError as exc:
             self.error = exc
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """End the thread started by :meth:`start`."""
+    def stop(self, timeout_s: float = 45.0) -> None:
+        """End the thread started by :meth:`start`: it finishes the batch being stored
+        (up to 30 s) and closes its sockets before this returns."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
