@@ -40,8 +40,8 @@ from center.ingest import (
     enrolled_curve_keys,
 )
 from center.ingest_models import Refusal
-from center.settings import CenterSettings
-from evidence.wire import PACKET, PING, Ack, ack_frames, kind
+from center.settings import CenterSettings, ReceiverSettings
+from evidence.wire import PACKET, PING, Ack, ack_frames, kind, tcp_keepalive
 from zhichao.errors import ConfigError
 
 log = logging.getLogger("zhichao.center.receiver")
@@ -51,6 +51,21 @@ RELOAD_MIN_S = 1.0
 """An unknown key reloads the allow-list at most this often (unknown clients retry)."""
 REFUSAL_LOG_S = 60.0
 """A refused CURVE key is written to ``refusals`` at most this often."""
+
+
+def router_socket(ctx: zmq.Context, r: ReceiverSettings, public_key: bytes,
+                  secret_key: bytes) -> zmq.Socket:
+    """The receiver's ROUTER, not bound yet: CURVE server in the ZAP domain, TCP keepalive
+    (ZMTP heartbeats are off: :func:`evidence.wire.tcp_keepalive` says why), and a receive
+    queue of a few batches per connection."""
+    sock = ctx.socket(zmq.ROUTER)
+    sock.curve_server = True
+    sock.curve_publickey, sock.curve_secretkey = public_key, secret_key
+    sock.zap_domain = r.zap_domain.encode("utf-8")
+    tcp_keepalive(sock, r.heartbeat_s)
+    sock.setsockopt(zmq.RCVHWM, max(1000, 4 * r.batch_max))
+    sock.linger = 1000
+    return sock
 
 
 class AllowList:
@@ -157,16 +172,8 @@ class Receiver:
         auth = ThreadAuthenticator(ctx, log=logging.getLogger("zhichao.center.zap"))
         auth.start()
         auth.configure_curve_callback(r.zap_domain, credentials_provider=self.allow)
-        sock = ctx.socket(zmq.ROUTER)
+        sock = router_socket(ctx, r, self.public_key, self.secret_key)
         try:
-            sock.curve_server = True
-            sock.curve_publickey, sock.curve_secretkey = self.public_key, self.secret_key
-            sock.zap_domain = r.zap_domain.encode("utf-8")
-            sock.setsockopt(zmq.HEARTBEAT_IVL, int(r.heartbeat_s * 1000))
-            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(r.heartbeat_s * 3000))
-            sock.setsockopt(zmq.HEARTBEAT_TTL, int(r.heartbeat_s * 3000))
-            sock.setsockopt(zmq.RCVHWM, max(1000, 4 * r.batch_max))
-            sock.linger = 1000
             for endpoint in r.listen:
                 try:
                     sock.bind(endpoint)

@@ -29,7 +29,8 @@ class ReceiverSettings(BaseModel):
                             description="ZAP domain; the edges must set the same")
     batch_max: int = Field(500, ge=1, description="packets committed in one transaction")
     batch_wait_ms: int = Field(20, ge=0, description="how long a batch waits to fill")
-    heartbeat_s: float = Field(5.0, gt=0)
+    heartbeat_s: float = Field(5.0, gt=0, description="TCP keepalive: silence before "
+                              "probing a connection; three unanswered probes drop it")
 
 
 MOVED_TO_RULES = {"notice_lead_days": "notice_lead", "repeat_window_days": "repeat_window",

@@ -6,7 +6,7 @@ not a queue in memory) and go later, oldest first.
 
 A DEALER socket with CURVE (the center's public key, the device's own key pair) and the
 shared ZAP domain; ``ZMQ_IMMEDIATE`` so nothing queues towards a center that is not
-connected, and ZMTP heartbeats so a dead connection is noticed. At most ``window``
+connected; a ping when idle, and TCP keepalive so a dead connection is noticed. At most ``window``
 packets (and ``window_mb``) are unacknowledged at a time; one not acknowledged in time is
 sent again, the wait doubling up to ``resend_max_s``. The wait follows the acks (as TCP's
 retransmission timeout does, RFC 6298): the smoothed time an ack took plus four times its
@@ -33,7 +33,7 @@ import zmq.auth
 from edge.outbox import Outbox
 from evidence.packet import PacketError
 from evidence.signing import KeyFileError, load_signing_key
-from evidence.wire import ACK, PING, packet_frames, parse_ack
+from evidence.wire import ACK, PING, packet_frames, parse_ack, tcp_keepalive
 from zhichao.errors import ConfigError
 
 if TYPE_CHECKING:  # the settings pull in every driver; the sender needs none of them
@@ -58,6 +58,24 @@ class SenderOptions:
     failover_s: float = 10.0
     prune_every_s: float = 3600.0
     poll_ms: int = 20
+
+
+def dealer_socket(ctx: zmq.Context, keys: tuple[bytes, bytes, bytes],
+                  o: SenderOptions) -> zmq.Socket:
+    """The sender's DEALER, not connected yet: CURVE client with ``keys`` (the center's
+    public key, the device's public and secret keys) in the ZAP domain, TCP keepalive
+    (ZMTP heartbeats are off: :func:`evidence.wire.tcp_keepalive` says why), nothing
+    queued while no center is connected, quick reconnects."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = keys
+    sock.zap_domain = o.zap_domain.encode("utf-8")
+    sock.immediate = True
+    sock.linger = 0
+    tcp_keepalive(sock, o.heartbeat_s)
+    sock.setsockopt(zmq.RECONNECT_IVL, 100)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+    sock.setsockopt(zmq.SNDHWM, max(100, o.window))
+    return sock
 
 
 @dataclass
@@ -175,20 +193,9 @@ class Sender:
     # The loop --------------------------------------------------------------------------
 
     def _socket(self, endpoint: str) -> zmq.Socket:
-        """A DEALER connected to ``endpoint`` with CURVE, ZAP domain and heartbeats."""
-        o = self.options
+        """A DEALER connected to ``endpoint``."""
         assert self._ctx is not None
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self.keys
-        sock.zap_domain = o.zap_domain.encode("utf-8")
-        sock.immediate = True
-        sock.linger = 0
-        sock.setsockopt(zmq.HEARTBEAT_IVL, int(o.heartbeat_s * 1000))
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(o.heartbeat_s * 3000))
-        sock.setsockopt(zmq.HEARTBEAT_TTL, int(o.heartbeat_s * 3000))
-        sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-        sock.setsockopt(zmq.SNDHWM, max(100, self.options.window))
+        sock = dealer_socket(self._ctx, self.keys, self.options)
         sock.connect(endpoint)
         self.status.endpoint = endpoint
         return sock

@@ -57,7 +57,8 @@ class EvidenceSettings(BaseModel):
     ack_timeout_s: float = Field(2.0, gt=0, description="shortest wait for an ack before "
                                  "a resend; the wait is learnt from the acks above it")
     resend_max_s: float = Field(30.0, gt=0, description="longest wait before a resend")
-    heartbeat_s: float = Field(5.0, gt=0)
+    heartbeat_s: float = Field(5.0, gt=0, description="a ping when idle this long; TCP "
+                               "keepalive probes likewise")
     failover_s: float = Field(10.0, gt=0, description="silence before the next endpoint")
 
     def resolved(self, base_dir: Path) -> "EvidenceSettings":

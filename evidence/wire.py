@@ -11,6 +11,9 @@ refuse what it does not know (docs/evidence.md has the table):
 - ping/pong: ``[b"ZCH1"]`` either way; the center answers a ping with the same frame, so an
   idle edge knows its center is alive.
 
+These pings are the heartbeats. ZMTP's own (``ZMQ_HEARTBEAT_IVL``) are off at both ends,
+and TCP keepalive finds dead connections instead (:func:`tcp_keepalive`).
+
 Parse errors are :class:`~evidence.packet.PacketError` naming the frame.
 """
 
@@ -18,6 +21,8 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+import zmq
 
 from evidence.packet import PacketError
 from evidence.signing import SignedPacket
@@ -85,3 +90,24 @@ def parse_ack(frames: Sequence[bytes]) -> Ack:
 def kind(frames: Sequence[bytes]) -> bytes:
     """The first frame: which kind of message this is."""
     return bytes(frames[0][:4]) if frames else b""
+
+
+KEEPALIVE_PROBES = 3
+"""Unanswered TCP keepalive probes before the kernel drops a connection."""
+
+
+def tcp_keepalive(sock: zmq.Socket, idle_s: float) -> None:
+    """Let the kernel find a dead peer: after ``idle_s`` of silence it probes every
+    ``idle_s`` and drops the connection after :data:`KEEPALIVE_PROBES` unanswered probes.
+
+    This stands in for ZMTP heartbeats, which neither end sets: libzmq 4.3.5 (the latest
+    release) aborts the whole process with ``Assertion failed: !_io_error
+    (src/stream_engine_base.cpp:310)`` when a heartbeat timer fires on a connection whose
+    input stopped because its receive queue was full (libzmq issue #4364). A center that
+    stores more slowly than its edges send is in exactly that state.
+    tests/test_transport_sockets.py keeps both ends in it."""
+    seconds = max(1, round(idle_s))
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, seconds)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, seconds)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, KEEPALIVE_PROBES)
