@@ -6,17 +6,17 @@ not a queue in memory) and go later, oldest first.
 
 A DEALER socket with CURVE (the center's public key, the device's own key pair) and the
 shared ZAP domain; ``ZMQ_IMMEDIATE`` so nothing queues towards a center that is not
-connected; a ping when idle, and TCP keepalive so a dead connection is noticed. At most ``window``
-packets (and ``window_mb``) are unacknowledged at a time; one not acknowledged in time is
-sent again, the wait doubling up to ``resend_max_s``. The wait follows the acks (as TCP's
-retransmission timeout does, RFC 6298): the smoothed time an ack took plus four times its
-variation, never below ``ack_timeout_s``. A center that is merely slow (a busy disk, a
-long batch, a slow link) is then not sent the same packets again, which would only add to
-its load. When nothing has
-been heard from the center for ``failover_s`` while something was waiting (a packet or a
-ping), the sender moves to the next endpoint and sends everything unacknowledged again (the
-center ignores duplicates). An ``ok`` ack marks packets acknowledged in the outbox; a
-``refused`` one marks them refused with the center's reason, logged as an error.
+connected; a ping when idle, and TCP keepalive so a dead connection is noticed. At most
+``window`` packets (and ``window_mb``) are unacknowledged at a time; one not acknowledged
+in time is sent again, the wait doubling up to ``resend_max_s``. The wait follows the acks
+(as TCP's retransmission timeout does, RFC 6298): the smoothed time an ack took plus four
+times its variation, never below ``ack_timeout_s``. A center that is merely slow (a busy
+disk, a long batch, a slow link) is then not sent the same packets again, which would
+only add to its load. When nothing has been heard from the center for ``failover_s``
+while something was waiting (a packet or a ping), the sender moves to the next endpoint
+and sends everything unacknowledged again (the center ignores duplicates). An ``ok`` ack
+marks packets acknowledged in the outbox; a ``refused`` one marks them refused with the
+center's reason, logged as an error.
 """
 
 import logging
