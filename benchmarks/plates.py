@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.timing
 
 import argparse
 import csv
@@ -37,11 +38,11 @@ from dataclasses import dataclass
 import numpy as np
 from rich.console import Console
 
-from edge.plates.decode import SEPARATORS
-from edge.plates.engines import ENGINES, Engine, load_engine, recognition_batch
-from edge.plates.reader import PlateReader, load_image
+from benchmarks.timing import report
 from overload.plates import load_plate_grammar
-from zhichao.benchmarking import report
+from plates.decode import SEPARATORS
+from plates.engines import ENGINES, Engine, load_engine, recognition_batch
+from plates.reader import PlateReader, load_image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 IN_REPO = Path(__file__).resolve().parents[1] / "tests" / "data" / "plates"

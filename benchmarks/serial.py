@@ -22,17 +22,18 @@ from pathlib import Path
 # Run as a file, this folder comes first on sys.path, and this file would stand in for
 # pyserial's `serial` module: take the folder off before importing anything.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.timing
 
 import argparse
 
 import numpy as np
 from rich.console import Console
 
+from benchmarks.timing import best_times, report
 from drivers import digitiser
 from drivers.crc import crc16_ccitt, crc16_ccitt_fast
 from drivers.framing import Framer
 from sim.serial_twins import Corrupter, Corruption
-from zhichao.benchmarking import best_times, report
 
 SITE_SAMPLES_PER_S = 4 * 4 * 10_000
 """A 4-lane site: 4 channels a lane (2 rows × 2 halves) at 10 kHz."""

@@ -18,19 +18,20 @@ from pathlib import Path
 # Run as a file, this folder comes first on sys.path, and this file would stand in for
 # the standard library's `signal` module: take the folder off before importing anything.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.timing
 
 import argparse
 
 import numpy as np
 from rich.console import Console
 
+from benchmarks.timing import best_times, report
 from drivers.strips import StripArray
 from edge.settings import EdgeSettings
 from edge.weighing import load_rules_for, signal_loop
 from sim.render import Renderer, SensorNoise
 from sim.score import score
 from sim.traffic import TrafficSettings, generate_traffic
-from zhichao.benchmarking import best_times, report
 
 
 def weigh(settings: EdgeSettings, rules: object, blocks: list[np.ndarray]) -> list:

@@ -38,6 +38,7 @@ from pathlib import Path
 # Run as a file, this folder comes first on sys.path, and benchmarks/signal.py would stand
 # in for the standard library's `signal`: take the folder off before importing anything.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.timing
 
 import argparse
 import json
@@ -55,16 +56,16 @@ import zmq
 import zmq.auth
 from rich.console import Console
 
+from benchmarks.timing import report
 from center.db import make_engine, upgrade
 from center.durable import write_file
 from center.ingest import enrol_from_files
 from edge.outbox import Outbox
 from edge.sender import Sender, SenderOptions
+from evidence.keys import make_keys
 from evidence.signing import load_signing_key
 from evidence.wire import packet_frames
 from sim.evidence import draft, fake_jpeg
-from zhichao.benchmarking import report
-from zhichao.cmd_keys import make_keys
 
 IMAGES = 3
 """Images of a suspected overload: front, side, rear."""
@@ -72,7 +73,7 @@ CENTER = """
 import json, signal, sys, threading
 from center.receiver import Receiver
 from center.settings import CenterSettings
-from zhichao.cmd_center import settle_heap
+from center.service import settle_heap
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
 rx = Receiver(CenterSettings.model_validate(json.loads(sys.argv[1])))

@@ -30,10 +30,10 @@ from center.ingest_models import (
     StoredPacket,
 )
 from edge.outbox import Outbox
+from evidence.keys import make_keys
 from evidence.signing import SignedPacket, new_signing_key, public_pem, sign
 from evidence.wire import packet_frames
 from sim.evidence import draft, fake_jpeg
-from zhichao.cmd_keys import make_keys
 
 KEY = new_signing_key()
 CURVE = zmq.curve_keypair()[0].decode()

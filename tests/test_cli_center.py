@@ -224,7 +224,7 @@ def test_center_run_takes_its_start_up_heap_out_of_the_collectors_sight():
     (not pytest's) shows how much that is and that the young generation starts empty."""
     code = ("import gc, sys\n"
             "import center.receiver, center.cases\n"
-            "from zhichao.cmd_center import settle_heap\n"
+            "from center.service import settle_heap\n"
             "before = gc.get_freeze_count()\n"
             "settle_heap()\n"
             "print(before, gc.get_freeze_count(), gc.get_count()[0])\n")

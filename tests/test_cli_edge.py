@@ -18,13 +18,13 @@ from center.settings import CenterSettings, ReceiverSettings
 from drivers.modbus_map import load_register_map
 from drivers.strips import StripArray
 from edge.settings import load_edge_settings
+from evidence.keys import make_keys
 from sim import serial_twins
 from sim.camera_twin import render_lane_video
 from sim.modbus_twin import ModbusTwin
 from sim.serial_twins import DigitiserTwin, WimControllerTwin, XK3190Twin
 from sim.traffic import generate_traffic
 from zhichao.cli import main
-from zhichao.cmd_keys import make_keys
 from zhichao.resources import config_dir
 
 MAP = config_dir() / "devices" / "wim_modbus.example.yaml"

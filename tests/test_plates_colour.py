@@ -1,4 +1,4 @@
-"""Plate colour from pixels (edge.plates.colour): plates drawn to GA 36's colours by the
+"""Plate colour from pixels (plates.colour): plates drawn to GA 36's colours by the
 simulated camera, white and black plates, and the real plates of the test images."""
 
 import csv
@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.plates.colour import nearest_paint, plate_colour
-from edge.plates.locate import box_from_rect, rectify
-from edge.plates.reader import load_image
+from plates.colour import nearest_paint, plate_colour
+from plates.locate import box_from_rect, rectify
+from plates.reader import load_image
 from sim.plates import draw_plate, random_plate_text
 
 DATA = Path(__file__).parent / "data" / "plates"

@@ -1,4 +1,4 @@
-"""Constrained CTC decoding (edge.plates.decode) on score matrices built here: the frames a
+"""Constrained CTC decoding (plates.decode) on score matrices built here: the frames a
 recogniser would give for a text, with the confusions the generic one makes."""
 
 import itertools
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.plates.decode import Charset, Pattern, decode, greedy
 from overload.plates import load_plate_grammar
+from plates.decode import Charset, Pattern, decode, greedy
 from sim.plates import random_plate_text
 
 GRAMMAR = load_plate_grammar()

@@ -10,14 +10,14 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.plates.engines import detection_input, package_dir, recognition_batch
-from edge.plates.graph import (
+from plates.engines import detection_input, package_dir, recognition_batch
+from plates.graph import (
     fold_affine_after_conv,
     fold_affine_before_conv,
     fuse_hardswish,
     simplified,
 )
-from edge.plates.reader import load_image
+from plates.reader import load_image
 
 PLATES = Path(__file__).parent / "data" / "plates"
 MODELS = package_dir("rapidocr_onnxruntime") / "models"

@@ -1,10 +1,10 @@
-"""Plate outlines (edge.plates.locate): a plate seen at an angle is a parallelogram or a
+"""Plate outlines (plates.locate): a plate seen at an angle is a parallelogram or a
 trapezoid; its four corners are found in reading order and straighten it."""
 
 import cv2
 import numpy as np
 
-from edge.plates.locate import find_candidates, outline_quad, quad_aspect, straighten
+from plates.locate import find_candidates, outline_quad, quad_aspect, straighten
 from sim.plates import draw_plate
 
 

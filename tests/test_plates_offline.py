@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.plates import ENGINES
+from plates import ENGINES
 
 DATA = Path(__file__).parent / "data" / "plates"
 IMAGES = [DATA / "crops" / "川X90621.jpg", DATA / "scenes" / "京H99999.jpg"]

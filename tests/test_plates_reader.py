@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.plates import (
+from plates import (
     ENGINES,
     PlateReader,
     PlateReading,
@@ -18,7 +18,7 @@ from edge.plates import (
     load_image,
     vote,
 )
-from edge.plates.locate import Box
+from plates.locate import Box
 from sim.plates import draw_plate
 
 DATA = Path(__file__).parent / "data" / "plates"

@@ -9,19 +9,19 @@ import pytest
 
 import drivers
 import edge
-import edge.plates
 import edge.signal
+import plates
 import sim
 
 MODULES = sorted(
     m.name
     for pkg, prefix in ((drivers, "drivers."), (edge, "edge."), (edge.signal, "edge.signal."),
-                        (edge.plates, "edge.plates."), (sim, "sim."))
+                        (plates, "plates."), (sim, "sim."))
     for m in pkgutil.iter_modules(pkg.__path__, prefix)
     if not m.ispkg
 )
 WITH_EXAMPLES = {"drivers.strips", "sim.traffic", "edge.signal.pulses", "edge.signal.loop",
-                 "edge.signal.tyres", "edge.plates.colour"}
+                 "edge.signal.tyres", "plates.colour"}
 
 
 def test_the_modules_with_examples_are_found():

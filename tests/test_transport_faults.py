@@ -29,10 +29,10 @@ from center.receiver import Receiver
 from center.settings import CenterSettings, ReceiverSettings
 from edge.outbox import Outbox
 from edge.sender import Sender, SenderOptions
+from evidence.keys import make_keys
 from evidence.signing import load_signing_key, public_pem
 from evidence.wire import PACKET, Ack, packet_frames, parse_ack
 from sim.evidence import draft, fake_jpeg
-from zhichao.cmd_keys import make_keys
 from zhichao.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent

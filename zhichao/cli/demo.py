@@ -3,7 +3,7 @@
 Simulated traffic → strip-sensor samples → digitiser frames over a pseudo-terminal → the
 serial driver → the signal loop → vehicles → grades against the benchmark in force, with
 a progress bar, a table of every vehicle and a summary that also scores the measurements
-against the simulation's truth. Then (:mod:`zhichao.demo_center`) every vehicle becomes a
+against the simulation's truth. Then (:mod:`zhichao.cli.demo_center`) every vehicle becomes a
 signed packet in its roadside unit's outbox, travels over ZeroMQ with CURVE to a center on
 SQLite, and the center checks each capture against its device's record and opens cases;
 one unit's location was never published, so its captures are shown as not evidence.
@@ -32,7 +32,7 @@ from sim.render import Renderer
 from sim.score import score
 from sim.serial_twins import DigitiserTwin
 from sim.traffic import generate_traffic
-from zhichao import demo_center
+from zhichao.cli import demo_center
 
 DIGITISER_FRAME_S = 0.1
 """Signal per frame the simulated digitiser sends (a few kB, as real ones do)."""

@@ -36,12 +36,12 @@ from edge.outbox import Outbox
 from edge.packets import draft_packet
 from edge.sender import Sender, SenderOptions, curve_keys
 from edge.signal.vehicles import Vehicle
+from evidence.keys import make_keys
 from evidence.packet import CalibrationRecord, PlateRecord, ProcessingTrail
 from evidence.signing import load_signing_key
 from overload import RuleBook
 from sim.plates import draw_plate, random_plate_text
 from zhichao import __version__
-from zhichao.cmd_keys import make_keys
 
 DEVICES = {"demo-east": (1, 2), "demo-west": (3, 4)}
 """Roadside units of the demo site and the lanes (1-based) each watches."""

@@ -18,7 +18,7 @@ import cv2
 from rich.console import Console
 from rich.table import Table
 
-from edge.plates import (
+from plates import (
     ENGINES,
     PlateImageError,
     PlateReader,

@@ -1,19 +1,19 @@
 """The plate reader of the roadside unit: frames in, plate text, colour, confidence, box
 and crop out, or "unreadable".
 
-- :mod:`edge.plates.engines`: the PP-OCRv4 detector and recogniser on ONNX Runtime
+- :mod:`plates.engines`: the PP-OCRv4 detector and recogniser on ONNX Runtime
   (default) or PaddlePaddle, model files from installed packages only;
-- :mod:`edge.plates.locate`: candidate regions from plate paint and text lines;
-- :mod:`edge.plates.colour`: plate colour from pixels;
-- :mod:`edge.plates.decode`: recogniser scores → the best reading GA 36 allows;
-- :mod:`edge.plates.reader`: all of it per frame, per vehicle (vote), front against rear.
+- :mod:`plates.locate`: candidate regions from plate paint and text lines;
+- :mod:`plates.colour`: plate colour from pixels;
+- :mod:`plates.decode`: recogniser scores → the best reading GA 36 allows;
+- :mod:`plates.reader`: all of it per frame, per vehicle (vote), front against rear.
 
 The grammar itself is law, so it lives with the law: :mod:`overload.plates` and
 ``config/rules/plates.yaml``.
 """
 
-from edge.plates.engines import ENGINES, EngineName, PlateEngineError, load_engine
-from edge.plates.reader import (
+from plates.engines import ENGINES, EngineName, PlateEngineError, load_engine
+from plates.reader import (
     FrontRear,
     PlateImageError,
     PlateReader,

@@ -9,32 +9,27 @@ migration first.
 """
 
 import argparse
-import gc
 import json
 import logging
-import signal
 import sys
-import threading
-import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from center import service
 from center.cases import (
     case_detail,
     case_to_dict,
     law_rules,
     list_cases,
-    process_forever,
     review_case,
 )
-from center.db import make_engine, upgrade
 from center.export import closed_rows, to_csv, to_json
 from center.registry import import_registry, list_devices
+from center.service import open_db
 from center.settings import CenterSettings, load_center_settings
 from overload.applied import fmt_num
 from zhichao.errors import ConfigError
@@ -118,73 +113,15 @@ def settings_of(args: argparse.Namespace) -> CenterSettings:
     return load_center_settings(args.config) if args.config else CenterSettings()
 
 
-def open_db(settings: CenterSettings) -> Engine:
-    """An engine on the center's database, brought to the latest migration."""
-    engine = make_engine(settings.database)
-    try:
-        upgrade(engine)
-    except Exception as exc:
-        raise ConfigError(f"database {settings.database}: cannot open or migrate: "
-                          f"{str(exc).splitlines()[0]}") from None
-    return engine
-
-
 def _console() -> Console:
     return Console(highlight=False, soft_wrap=True)
-
-
-def settle_heap() -> None:
-    """Take what start-up made (modules, tables, schemas: about a hundred thousand objects)
-    out of the cyclic garbage collector's sight. Left in, every full collection walks all
-    of them again, and a receiver makes enough objects per batch to start one every few
-    batches: freezing them took a record's CPU at the center from 287 to about 205 µs.
-    Call it once the process is set up, before it starts its work; ``gc.unfreeze()``
-    undoes it."""
-    gc.collect()
-    gc.freeze()
 
 
 def run_center(args: argparse.Namespace) -> int:
     """Receiver and case processing until interrupted or ``--seconds`` passed."""
     settings = settings_of(args)
-    rules = law_rules(settings.law)
-    rules.benchmark(settings.law.benchmark)
-    rules.tolerance_policy(settings.law.tolerance)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    engine = open_db(settings)
-    stop = threading.Event()
-    threads = [threading.Thread(target=process_forever, args=(engine, settings, stop),
-                                name="cases", daemon=True)]
-    errors: list[BaseException] = []
-    if not args.process_only:
-        from center.receiver import run_receiver  # noqa: PLC0415 (zmq only when receiving)
-
-        def receive() -> None:
-            try:
-                run_receiver(settings, stop)
-            except BaseException as exc:  # reported below, after the others stop
-                errors.append(exc)
-                stop.set()
-
-        threads.append(threading.Thread(target=receive, name="receiver", daemon=True))
-    settle_heap()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    for t in threads:
-        t.start()
-    deadline = None if args.seconds is None else time.monotonic() + args.seconds
-    try:
-        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            stop.wait(0.2)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
-        engine.dispose()
-        gc.unfreeze()  # run in-process (tests, an embedding program): leave the heap as found
-    if errors:
-        raise errors[0]
+    service.run_center(settings, seconds=args.seconds, receive=not args.process_only)
     return 0
 
 

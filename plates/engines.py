@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 import onnx
 
-from edge.plates.decode import Charset
-from edge.plates.graph import simplified
+from plates.decode import Charset
+from plates.graph import simplified
 from zhichao.errors import ZhichaoError
 
 EngineName = Literal["onnx", "paddle"]
@@ -112,7 +112,7 @@ def _model_file(path: Path) -> Path:
 
 def _onnx_model(path: Path, simplify: bool) -> str | bytes:
     """A model for ONNX Runtime: the file, or its graph simplified in memory
-    (:mod:`edge.plates.graph`: the same function, about a third faster)."""
+    (:mod:`plates.graph`: the same function, about a third faster)."""
     _model_file(path)
     if not simplify:
         return str(path)
@@ -122,7 +122,7 @@ def _onnx_model(path: Path, simplify: bool) -> str | bytes:
 class OnnxEngine:
     """PP-OCRv4 on ONNX Runtime, models from the rapidocr-onnxruntime package.
 
-    ``simplify`` (default) runs the graphs as :mod:`edge.plates.graph` simplifies them;
+    ``simplify`` (default) runs the graphs as :mod:`plates.graph` simplifies them;
     off, as shipped (for comparison).
     """
 

@@ -8,14 +8,11 @@ halves, mode 0600, the ZeroMQ certificate format). A center needs the CURVE pair
 """
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
-import zmq.auth
 from rich.console import Console
 
-from evidence.signing import KeyFileError, new_signing_key, write_signing_key
+from evidence.keys import make_keys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,29 +28,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     new.add_argument("--curve-only", action="store_true",
                      help="the CURVE pair only (a center's key)")
     new.set_defaults(run=run)
-
-
-def make_keys(out: Path, name: str, *, curve_only: bool = False) -> list[Path]:
-    """Write the key files; returns their paths. KeyFileError if a name is taken."""
-    if not name or "/" in name or name.startswith("."):
-        raise KeyFileError(f"option --name {name!r}: a plain file name stem is needed")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    curve = [out / f"{name}.key", out / f"{name}.key_secret"]
-    sign = [] if curve_only else [out / f"{name}.sign", out / f"{name}.sign.pub"]
-    for path in curve + sign:
-        if path.exists():
-            raise KeyFileError(f"{path}: exists already; a key is never overwritten")
-    # zmq writes with the default mode: make the pair in a private folder, then move it.
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
-        os.chmod(tmp, 0o700)
-        public, secret = zmq.auth.create_certificates(tmp, name)
-        os.chmod(secret, 0o600)
-        os.replace(public, curve[0])
-        os.replace(secret, curve[1])
-    if sign:
-        write_signing_key(new_signing_key(), sign[0], sign[1])
-    return curve + sign
 
 
 def run(args: argparse.Namespace) -> int:

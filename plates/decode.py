@@ -10,7 +10,7 @@ character its frames support most. The best-scoring template wins, and its per-p
 probabilities give the confidence. Nothing is patched: a text no template fits cannot come
 out, and a poor fit shows as low confidence.
 
-Pure numpy; the recogniser is elsewhere (:mod:`edge.plates.engines`).
+Pure numpy; the recogniser is elsewhere (:mod:`plates.engines`).
 """
 
 from collections.abc import Sequence

@@ -3,14 +3,14 @@
 For one frame (:meth:`PlateReader.read`):
 
 1. an image that is itself a small plate-shaped crop is read whole first;
-2. plate-paint regions (:func:`~edge.plates.locate.find_candidates`), each cut out upright
+2. plate-paint regions (:func:`~plates.locate.find_candidates`), each cut out upright
    and searched by the text detector: one line is a single-row plate, a short line over
    a long one a double-row plate (province and authority above, serial below);
 3. the text detector's lines over the rest of the region of interest (bleached, white
    and black plates have no paint to find), a short line over a longer one again a
    double-row plate;
 4. every candidate recognised, its colour measured from its pixels, its scores decoded
-   under the GA 36 templates that colour allows (:func:`~edge.plates.decode.decode`),
+   under the GA 36 templates that colour allows (:func:`~plates.decode.decode`),
    the two rows of a double-row plate joined into one reading;
 5. readings below the confidence floor dropped, overlapping readings of one plate merged.
 
@@ -26,10 +26,11 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from edge.plates.colour import BANDS, is_greyscale, nearest_paint, plate_colour, shares
-from edge.plates.decode import Decoded, Pattern, decode, greedy
-from edge.plates.engines import Engine, detection_input, recognition_batch
-from edge.plates.locate import (
+from overload.plates import PlateColour, PlateGrammar, PlateTemplate, load_plate_grammar
+from plates.colour import BANDS, is_greyscale, nearest_paint, plate_colour, shares
+from plates.decode import Decoded, Pattern, decode, greedy
+from plates.engines import Engine, detection_input, recognition_batch
+from plates.locate import (
     Box,
     box_from_rect,
     find_candidates,
@@ -39,7 +40,6 @@ from edge.plates.locate import (
     text_boxes,
     unrectify,
 )
-from overload.plates import PlateColour, PlateGrammar, PlateTemplate, load_plate_grammar
 from zhichao.errors import ZhichaoError
 
 DOUBLE_ROW_ASPECT = 2.5

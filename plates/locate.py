@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.plates.colour import BANDS, paint_mask
+from plates.colour import BANDS, paint_mask
 
 WORK_SIDE = 960
 """Colour masks are computed on the frame scaled to this longer side."""

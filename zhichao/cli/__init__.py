@@ -1,6 +1,6 @@
 """The ``zhichao`` command: one entry point, a subcommand per task.
 
-Each subcommand lives in its own module ``zhichao/cmd_<name>.py`` exposing
+Each subcommand lives in its own module ``zhichao/cli/<name>.py`` exposing
 ``add_parser(subparsers)`` and ``run(args) -> int``; this module only wires them together
 and turns every :class:`~zhichao.errors.ZhichaoError` into a one-line message and exit
 status 2, never a traceback.
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"zhichao {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"zhichao.cmd_{name}").add_parser(sub)
+        importlib.import_module(f"zhichao.cli.{name}").add_parser(sub)
     return parser
 
 
