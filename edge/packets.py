@@ -7,6 +7,7 @@ and carries its images; any other is a light traffic record without images.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -16,12 +17,27 @@ from evidence.packet import (
     CalibrationRecord,
     ClockStatus,
     ImageRole,
+    MissingImage,
     Packet,
     PlateRecord,
     ProcessingTrail,
     VehicleRecord,
     image_ref,
 )
+
+
+@dataclass(frozen=True)
+class CapturedImage:
+    """One picture of a pass: its role, JPEG bytes, the camera that took it and when."""
+
+    role: ImageRole
+    data: bytes
+    camera: str | None = None
+    captured_at: datetime | None = None
+
+
+def _captured(image: "CapturedImage | tuple[ImageRole, bytes]") -> CapturedImage:
+    return image if isinstance(image, CapturedImage) else CapturedImage(*image)
 
 
 def axle_groups(spacings_m: Sequence[float], group_threshold_m: float) -> list[int]:
@@ -47,18 +63,21 @@ def draft_packet(device_id: str, *, site: str, direction: str, lane: int,
                  axle_loads_kg: Sequence[float], spacings_m: Sequence[float],
                  tyres: Sequence[str], axle_code: str | None, flags: Sequence[str],
                  group_threshold_m: float, suspected: bool, plate: PlateRecord | None,
-                 images: Sequence[tuple[ImageRole, bytes]], calibration: CalibrationRecord,
-                 trail: ProcessingTrail, raw_record: bytes = b"") -> tuple[Packet, list[bytes]]:
+                 images: Sequence[CapturedImage | tuple[ImageRole, bytes]],
+                 calibration: CalibrationRecord, trail: ProcessingTrail,
+                 raw_record: bytes = b"", clock_uncertainty_ms: float | None = None,
+                 missing_images: Sequence[MissingImage] = ()) -> tuple[Packet, list[bytes]]:
     """The draft packet of one vehicle pass and the image bytes it references, in order.
 
     ``lane`` is 1-based. Images are dropped from a light record (not ``suspected``): the
     outbox refuses images there, and traffic statistics need none.
     """
-    kept = list(images) if suspected else []
+    kept = [_captured(i) for i in images] if suspected else []
     loads = np.asarray(axle_loads_kg, dtype=float)
     packet = Packet(
         device_id=device_id, site=site, lane=lane, direction=direction,
-        captured_at=captured_at, clock_status=clock_status, sequence=1,
+        captured_at=captured_at, clock_status=clock_status,
+        clock_uncertainty_ms=clock_uncertainty_ms, sequence=1,
         previous_hash=GENESIS_HASH, suspected_overload=suspected,
         vehicle=VehicleRecord(
             axle_loads_kg=[round(float(x), 1) for x in loads],
@@ -68,5 +87,7 @@ def draft_packet(device_id: str, *, site: str, direction: str, lane: int,
             axle_code=axle_code, tyres=list(tyres), flags=sorted(flags),
             raw_record=raw_record),
         plate=plate, calibration=calibration, trail=trail,
-        images=[image_ref(role, data) for role, data in kept])
-    return packet, [data for _, data in kept]
+        images=[image_ref(i.role, i.data, camera=i.camera, captured_at=i.captured_at)
+                for i in kept],
+        missing_images=list(missing_images) if suspected else [])
+    return packet, [i.data for i in kept]

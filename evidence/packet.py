@@ -29,13 +29,16 @@ from pydantic import (
 from zhichao.errors import ZhichaoError
 
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 0
+SCHEMA_MINOR = 1
 SCHEMA = f"zhichao.evidence/{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
-"""The schema this code writes; it reads every minor version of the same major."""
+"""The schema this code writes; it reads every minor version of the same major. 1.1 added
+the clock's uncertainty, each image's camera and capture time, the cameras that gave no
+frame, and the plate's province confidence, front/rear agreement and unread state."""
 GENESIS_HASH = "0" * 64
 """``previous_hash`` of a device's first packet."""
 
-ImageRole = Literal["front", "side", "rear", "plate"]
+ImageRole = Literal["front", "side", "rear", "plate", "overview"]
+FrontRear = Literal["agree", "conflict", "front only", "rear only"]
 ClockStatus = Literal["synced", "holdover", "free_running", "unknown"]
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -68,6 +71,19 @@ class ImageRef(_Frozen):
     sha256: Sha256Hex
     size: int = Field(ge=1)
     media_type: Literal["image/jpeg", "image/png"] = "image/jpeg"
+    camera: str | None = Field(None, max_length=64)
+    """The camera device that took it (its name in the unit's settings)."""
+    captured_at: UtcTime | None = None
+    """The frame's own capture time, on the unit's clock."""
+
+
+class MissingImage(_Frozen):
+    """A camera that should have given a frame of the pass and did not, and why: a
+    missing picture is recorded, never passed over in silence."""
+
+    camera: str = Field(max_length=64)
+    role: ImageRole
+    reason: str = Field(max_length=200)
 
 
 class VehicleRecord(_Frozen):
@@ -97,13 +113,21 @@ class VehicleRecord(_Frozen):
 
 
 class PlateRecord(_Frozen):
-    """The plate as read at the roadside (the center may read it again)."""
+    """The plate as read at the roadside (the center may read it again). ``unread``: the
+    unit had no reading in time (its reader was busy); the text is then empty and the
+    center reads the packet's images itself."""
 
-    text: str
-    colour: str
+    text: str = Field(max_length=16)
+    colour: str = Field(max_length=16)
     confidence: float = Field(ge=0, le=1)
     box: list[float] = Field(min_length=5, max_length=5)
     """Centre x, y, long side, short side (px) and angle (degrees) in the plate image."""
+    province_confidence: float | None = Field(None, ge=0, le=1)
+    front_rear: FrontRear | None = None
+    """Front and rear plates compared; None where only one camera was read."""
+    image: ImageRole | None = None
+    """Which of the packet's images the plate was read from."""
+    unread: bool = False
 
 
 class CalibrationRecord(_Frozen):
@@ -133,6 +157,9 @@ class Packet(_Frozen):
     direction: str
     captured_at: UtcTime
     clock_status: ClockStatus
+    clock_uncertainty_ms: float | None = Field(None, ge=0)
+    """How far ``captured_at`` may be from the true time (from the clock's error bound
+    and the digitiser's fit); None from a unit that does not know."""
     sequence: int = Field(ge=1)
     previous_hash: Sha256Hex
     suspected_overload: bool
@@ -141,6 +168,7 @@ class Packet(_Frozen):
     calibration: CalibrationRecord
     trail: ProcessingTrail
     images: list[ImageRef] = []
+    missing_images: list[MissingImage] = []
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -207,7 +235,9 @@ def _schema_major(schema: object) -> int | None:
         raise PacketError(f"packet schema {schema!r} is not {prefix}MAJOR.MINOR") from exc
 
 
-def image_ref(role: ImageRole, data: bytes, media_type: str = "image/jpeg") -> ImageRef:
+def image_ref(role: ImageRole, data: bytes, media_type: str = "image/jpeg", *,
+              camera: str | None = None, captured_at: datetime | None = None) -> ImageRef:
     """The reference a packet carries for one image's bytes."""
     return ImageRef(role=role, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-                    media_type=media_type)  # type: ignore[arg-type]
+                    media_type=media_type, camera=camera,  # type: ignore[arg-type]
+                    captured_at=captured_at)
