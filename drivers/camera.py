@@ -33,9 +33,11 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 import numpy as np
 
+from drivers.backoff import Backoff
 from drivers.base import DeviceStatus
 from drivers.errors import DeviceError
 from drivers.frame_ring import Frame, FrameRing, Match, StreamClock
+from drivers.readings import ReadingsQueue
 from zhichao.errors import ConfigError
 
 BACKOFF_MIN_S = 0.1
@@ -220,12 +222,12 @@ class Camera:
         self._stop = threading.Event()
         self._lock = threading.Condition(threading.Lock())
         self._write_lock = threading.Lock()  # one writer at a time, even a stale reader
-        self._readings: deque[dict[str, Any]] = deque(maxlen=int(max_readings))
+        self._readings: ReadingsQueue[dict[str, Any]] = ReadingsQueue(int(max_readings),
+                                                                       stop=self._stop)
         self._recent_t_s: deque[float] = deque()
         self._status = DeviceStatus(name)
         self._state = "stopped"
         self._failures = 0
-        self._dropped = 0
         self._supervisor: threading.Thread | None = None
         self._reader: _Reader | None = None
         self._stuck: list[_Reader] = []
@@ -251,6 +253,7 @@ class Camera:
         self._stop.set()
         with self._lock:
             self._lock.notify_all()
+        self._readings.wake()
         if self._supervisor is not None:
             self._supervisor.join(STOP_JOIN_S)  # it only ever waits on events: quick
         reader = self._reader
@@ -265,24 +268,19 @@ class Camera:
         Keys: ``camera``, ``index``, ``t_s`` (host time the frame shows), ``t_host_s``
         (arrival), ``t_device_s`` (source clock or ``None``), ``shape``.
         """
-        with self._lock:
-            if timeout_s > 0:
-                self._lock.wait_for(lambda: self._readings or self._stop.is_set(), timeout_s)
-            out = list(self._readings)
-            self._readings.clear()
-        return out
+        return self._readings.get(timeout_s)
 
     def get_status(self) -> DeviceStatus:
         """Counts and health now: connection, frames, failed reads, measured fps, ring."""
         with self._lock:
             status = DeviceStatus(**{**self._status.as_dict(), "extra": {}})
             fps = self._fps_locked()
-            state, dropped = self._state, self._dropped
+            state = self._state
         status.extra = {
             "url": self.source.shown, "state": state, "fps": fps,
             "ring_frames": len(self.ring), "ring_bytes": self.ring.nbytes,
             "ring_span_s": self.ring.span_s, "offset_s": self.offset_s,
-            "readings_dropped": dropped,
+            "readings_dropped": self._readings.dropped,
             "stuck_readers": sum(r.alive() for r in self._stuck),
         }
         return status
@@ -329,7 +327,7 @@ class Camera:
 
     def _supervise(self) -> None:
         """Run readers one after the other, with a doubling delay between lost ones."""
-        delay_s, number = BACKOFF_MIN_S, 0
+        backoff, number = Backoff(BACKOFF_MIN_S, BACKOFF_MAX_S), 0
         while not self._stop.is_set():
             self._stuck = [r for r in self._stuck if r.alive()]
             if len(self._stuck) >= MAX_STUCK_READERS:
@@ -341,10 +339,9 @@ class Camera:
                 if reader.fatal or self._stop.is_set():
                     break
                 if reader.opened:
-                    delay_s = BACKOFF_MIN_S  # it worked for a while: retry quickly
+                    backoff.reset()  # it worked for a while: retry quickly
                 self._fail(reader.error or "stream lost")
-            self._stop.wait(delay_s)
-            delay_s = min(2 * delay_s, BACKOFF_MAX_S)
+            self._stop.wait(backoff.next())
 
     def _run_reader(self, number: int) -> _Reader:
         """Start a reader and watch it until it ends, overruns a timeout, or we stop."""
@@ -510,13 +507,11 @@ class Camera:
         with self._lock:
             self._status.frames += 1
             self._status.last_frame_at = t_host_s
-            if len(self._readings) == self._readings.maxlen:
-                self._dropped += 1
-            self._readings.append(reading)
             self._recent_t_s.append(t_s)
             while self._recent_t_s[0] < t_s - FPS_WINDOW_S:
                 self._recent_t_s.popleft()
             self._lock.notify_all()
+        self._readings.put(reading)
 
     def _count_bad_frame(self) -> None:
         with self._lock:

@@ -26,7 +26,6 @@ Reconnection waits 0.1 s, doubling to 5 s; every wait for the device is bounded 
 
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from drivers.backoff import Backoff
 from drivers.base import DeviceStatus
 from drivers.errors import DeviceError, ProtocolError
 from drivers.modbus_map import (
@@ -48,6 +48,7 @@ from drivers.modbus_map import (
     encode_value,
     load_register_map,
 )
+from drivers.readings import ReadingsQueue
 from zhichao.errors import ConfigError
 
 RECONNECT_MIN_S = 0.1
@@ -184,8 +185,7 @@ class ModbusWimDevice:
         self.map = register_map
         self.poll_interval_s = poll_interval_s
         self.timeout_s = timeout_s
-        self._readings: deque[dict[str, Any]] = deque(maxlen=max_readings)
-        self._cond = threading.Condition()
+        self._readings: ReadingsQueue[dict[str, Any]] = ReadingsQueue(max_readings)
         self._status_lock = threading.Lock()
         self._status = DeviceStatus(name=name)
         self._stop = threading.Event()
@@ -234,12 +234,7 @@ class ModbusWimDevice:
     def readings(self, timeout_s: float = 0.0) -> list[dict[str, Any]]:
         """Records decoded since the last call, oldest first (waiting up to
         ``timeout_s`` for one)."""
-        with self._cond:
-            if not self._readings and timeout_s > 0:
-                self._cond.wait_for(lambda: bool(self._readings), timeout_s)
-            out = list(self._readings)
-            self._readings.clear()
-        return out
+        return self._readings.get(timeout_s)
 
     def get_status(self) -> DeviceStatus:
         """Counts and health now (a copy)."""
@@ -266,7 +261,7 @@ class ModbusWimDevice:
 
     def _run(self) -> None:
         """Connect, poll until the link fails, wait (doubling), connect again."""
-        delay_s = RECONNECT_MIN_S
+        backoff = Backoff(RECONNECT_MIN_S, RECONNECT_MAX_S)
         while not self._stop.is_set():
             self._answered = False
             try:
@@ -277,8 +272,9 @@ class ModbusWimDevice:
                     client.close()
             except DeviceError as exc:
                 self._update(connected=False, last_error=f"{self.name}: {exc}")
-            delay_s = RECONNECT_MIN_S if self._answered else min(2 * delay_s, RECONNECT_MAX_S)
-            if self._stop.wait(delay_s):
+            if self._answered:
+                backoff.reset()
+            if self._stop.wait(backoff.next()):
                 break
 
     def _session(self, client: SyncClient) -> None:
@@ -364,11 +360,9 @@ class ModbusWimDevice:
         with self._status_lock:
             self._status.frames += 1
             self._status.last_frame_at = time.monotonic()
-        with self._cond:
-            if len(self._readings) == self._readings.maxlen:
-                self._count("dropped_readings")
-            self._readings.append(reading)
-            self._cond.notify_all()
+        dropped = self._readings.put(reading)
+        if dropped:
+            self._count("dropped_readings", dropped)
 
     # ------------------------------------------------------------------ registers
 

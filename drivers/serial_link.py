@@ -13,7 +13,6 @@ can act on.
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -21,9 +20,11 @@ import serial
 from pydantic import BaseModel, ConfigDict, Field
 
 from drivers import digitiser, toledo, wim_records, xk3190
+from drivers.backoff import Backoff
 from drivers.base import DeviceStatus
 from drivers.errors import DeviceError
 from drivers.framing import Framer
+from drivers.readings import ReadingsQueue
 from zhichao.errors import ConfigError
 from zhichao.settings import validate
 
@@ -109,15 +110,13 @@ class SerialDevice:
         self.read_timeout_s = read_timeout_s
         self.retry_min_s, self.retry_max_s = retry_min_s, retry_max_s
         self.framer = framer_factory()
-        self._queue: deque[Any] = deque(maxlen=queue_size)
-        self._cond = threading.Condition()
         self._stop = threading.Event()
+        self._queue: ReadingsQueue[Any] = ReadingsQueue(queue_size, stop=self._stop)
         self._thread: threading.Thread | None = None
         self._serial: serial.SerialBase | None = None
         self._connected = False
         self._reconnects = 0
         self._open_failures = 0
-        self._dropped = 0
         self._last_error: str | None = None
         self._last_frame_at: float | None = None
         self._started_at: float | None = None
@@ -156,8 +155,7 @@ class SerialDevice:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        with self._cond:
-            self._cond.notify_all()
+        self._queue.wake()
 
     def readings(self, timeout_s: float = 0.0, count: int = 1) -> list[dict[str, Any]]:
         """Decoded readings as plain dicts (see :meth:`frames`)."""
@@ -166,16 +164,7 @@ class SerialDevice:
     def frames(self, timeout_s: float = 0.0, count: int = 1) -> list[Any]:
         """Decoded frames queued since the last call, waiting up to ``timeout_s`` for
         at least ``count`` of them (fewer when the time runs out)."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while len(self._queue) < count and not self._stop.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            out = list(self._queue)
-            self._queue.clear()
-        return out
+        return self._queue.get(timeout_s, count)
 
     def get_status(self) -> DeviceStatus:
         """Counts and health now."""
@@ -188,7 +177,7 @@ class SerialDevice:
             last_frame_at=self._last_frame_at,
             extra={"port": self.port, "link": link_text(**self.line),
                    "protocol": f.codec.name, "bytes_in": f.bytes_in,
-                   "checksum_errors": f.checksum_errors, "dropped_readings": self._dropped,
+                   "checksum_errors": f.checksum_errors, "dropped_readings": self._queue.dropped,
                    "queued": len(self._queue), "open_failures": self._open_failures,
                    "running_s": running_s})
 
@@ -223,7 +212,7 @@ class SerialDevice:
         doubles, up to ``retry_max_s``, while the port cannot be opened or fails before
         a single byte (so a port that opens but cannot be read is not hammered).
         """
-        delay_s, ever_connected = self.retry_min_s, False
+        backoff, ever_connected = Backoff(self.retry_min_s, self.retry_max_s), False
         while not self._stop.is_set():
             port = self._open()
             healthy = False
@@ -231,12 +220,8 @@ class SerialDevice:
                 self._reconnects += ever_connected
                 ever_connected = True
                 healthy = self._pump(port)
-            if healthy:
-                delay_s = self.retry_min_s
-            if self._stop.wait(delay_s):
+            if self._stop.wait(backoff.reset() if healthy else backoff.next()):
                 break
-            if not healthy:
-                delay_s = min(2 * delay_s, self.retry_max_s)
 
     def _open(self) -> serial.SerialBase | None:
         """The opened port, or None (the reason kept as ``last_error``)."""
@@ -273,12 +258,8 @@ class SerialDevice:
             self._last_error = self.framer.last_error
         if not items:
             return
-        with self._cond:
-            overflow = len(self._queue) + len(items) - (self._queue.maxlen or 0)
-            self._dropped += max(overflow, 0)
-            self._queue.extend(items)
-            self._last_frame_at = time.monotonic()
-            self._cond.notify_all()
+        self._last_frame_at = time.monotonic()
+        self._queue.put_many(items)
 
 
 def diagnose(status: DeviceStatus, seconds: float, now_s: float | None = None) -> list[str]:
