@@ -13,6 +13,10 @@ beyond that the oldest held packet is dropped, counted in ``lost`` and logged as
 nothing is lost silently. The sender thread reads :meth:`pending`, and after the center's
 acknowledgement calls :meth:`mark_acked`; acknowledged packets are kept ``keep_days`` and
 then removed by :meth:`prune`. Light records (not a suspected overload) carry no images.
+
+The file's schema has a version (``PRAGMA user_version``), brought up to date by ordered
+steps when the outbox opens, so a unit in the field keeps its undelivered packets across
+a software upgrade; a file newer than the software is refused, never written.
 """
 
 import logging
@@ -32,34 +36,44 @@ from zhichao.errors import ZhichaoError
 
 log = logging.getLogger("zhichao.edge.outbox")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS chain (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    sequence INTEGER NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS packets (
-    sequence INTEGER PRIMARY KEY,
-    hash TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    suspected INTEGER NOT NULL,
-    meta BLOB NOT NULL,
-    signature BLOB NOT NULL,
-    n_images INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'acked', 'refused')),
-    done_at REAL,
-    reason TEXT
-);
-CREATE INDEX IF NOT EXISTS packets_pending ON packets (sequence) WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS packets_done ON packets (done_at) WHERE state = 'acked';
-CREATE INDEX IF NOT EXISTS packets_refused ON packets (sequence) WHERE state = 'refused';
-CREATE TABLE IF NOT EXISTS images (
-    sequence INTEGER NOT NULL,
-    position INTEGER NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (sequence, position)
-);
-"""
+SCHEMA_V1: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS chain (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        sequence INTEGER NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS packets (
+        sequence INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        suspected INTEGER NOT NULL,
+        meta BLOB NOT NULL,
+        signature BLOB NOT NULL,
+        n_images INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'acked', 'refused')),
+        done_at REAL,
+        reason TEXT
+    )""",
+    """CREATE INDEX IF NOT EXISTS packets_pending ON packets (sequence)
+        WHERE state = 'pending'""",
+    """CREATE INDEX IF NOT EXISTS packets_done ON packets (done_at)
+        WHERE state = 'acked'""",
+    """CREATE INDEX IF NOT EXISTS packets_refused ON packets (sequence)
+        WHERE state = 'refused'""",
+    """CREATE TABLE IF NOT EXISTS images (
+        sequence INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (sequence, position)
+    )""",
+)
+"""Version 1: the outbox as first shipped (files of before versions, "version 0", hold
+these tables without a ``user_version``; the statements make them where missing)."""
+UPGRADES: tuple[tuple[str, ...], ...] = (SCHEMA_V1,)
+"""Ordered upgrade steps: step ``n`` (``UPGRADES[n - 1]``) takes a file from schema
+version ``n - 1`` to ``n`` in one transaction. Append a step to change the schema; never
+edit one that shipped, units in the field have run it."""
+SCHEMA_VERSION = len(UPGRADES)
 NO_PAGE_LIMIT = 4_294_967_294
 PAGE_SIZE = 16_384
 """Larger pages than SQLite's 4 KiB: a 150 KB image spans 10 overflow pages instead of
@@ -68,6 +82,37 @@ PAGE_SIZE = 16_384
 
 class OutboxError(ZhichaoError):
     """The outbox could not store a packet (disk full, file unwritable) or is misused."""
+
+
+def upgrade(db: sqlite3.Connection, path: Path,
+            steps: Sequence[Sequence[str]] = UPGRADES) -> int:
+    """Bring the file open on ``db`` to the newest schema of ``steps``; returns the version
+    it had. Each step runs in a transaction of its own with its new ``user_version``, so
+    a unit killed mid-upgrade keeps a file of the step before and upgrades it again at the
+    next start. A file newer than ``steps`` (written by a later release, the software then
+    rolled back) is an :class:`OutboxError`: the code must not write a schema it does not
+    know."""
+    found = db.execute("PRAGMA user_version").fetchone()[0]
+    if found > len(steps):
+        raise OutboxError(f"outbox {path}: schema version {found} is newer than this "
+                          f"software knows (version {len(steps)}); install the release "
+                          f"that wrote it, or move the file aside")
+    for version in range(found + 1, len(steps) + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            now = db.execute("PRAGMA user_version").fetchone()[0]
+            if now < version:  # another process may have upgraded it meanwhile
+                for statement in steps[version - 1]:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {version:d}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        if now < version:
+            log.info("outbox %s: schema upgraded to version %d", path, version)
+    return found
 
 
 class Outbox:
@@ -89,7 +134,7 @@ class Outbox:
         self._connections: list[sqlite3.Connection] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db().executescript(SCHEMA)
+            upgrade(self._db(), self.path)
         except (OSError, sqlite3.Error) as exc:
             raise OutboxError(f"outbox {self.path}: cannot open: {exc}") from None
 

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.outbox import Outbox, OutboxError
+from edge.outbox import SCHEMA_VERSION, Outbox, OutboxError, upgrade
 from evidence.packet import GENESIS_HASH
 from evidence.signing import new_signing_key, verify, write_signing_key
 from sim.evidence import draft, fake_jpeg
@@ -171,3 +172,107 @@ def test_a_missing_folder_is_made_and_an_unwritable_file_named(tmp_path):
     (tmp_path / "dir.db").mkdir()
     with pytest.raises(OutboxError, match=r"dir\.db: cannot open"):
         Outbox(tmp_path / "dir.db", KEY)
+
+
+# The schema as it shipped before it had a version (version 0): frozen here, so the test
+# keeps building a file of the field even when the code's schema moves on.
+SCHEMA_V0 = """
+CREATE TABLE chain (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    sequence INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE packets (
+    sequence INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    suspected INTEGER NOT NULL,
+    meta BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    n_images INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'acked', 'refused')),
+    done_at REAL,
+    reason TEXT
+);
+CREATE INDEX packets_pending ON packets (sequence) WHERE state = 'pending';
+CREATE INDEX packets_done ON packets (done_at) WHERE state = 'acked';
+CREATE INDEX packets_refused ON packets (sequence) WHERE state = 'refused';
+CREATE TABLE images (
+    sequence INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (sequence, position)
+);
+"""
+
+
+def version_0_file(path: Path, tmp_path: Path, n: int) -> None:
+    """An outbox of version 0 holding ``n`` signed, chained packets (every third with
+    images), the first two acknowledged: the old tables, rows signed by the real code."""
+    scratch = Outbox(tmp_path / "scratch.db", KEY)
+    scratch.put_many([(draft(n=k, suspected=k % 3 == 0, images=images(k) if k % 3 == 0
+                             else ()), images(k) if k % 3 == 0 else ())
+                      for k in range(1, n + 1)])
+    scratch.mark_acked([1, 2])
+    scratch.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(SCHEMA_V0)
+    db.execute("ATTACH ? AS scratch", (str(tmp_path / "scratch.db"),))
+    for table in ("chain", "packets", "images"):
+        db.execute(f"INSERT INTO {table} SELECT * FROM scratch.{table}")
+    db.execute("DETACH scratch")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 0
+    db.close()
+
+
+def test_a_version_0_file_is_upgraded_and_keeps_every_packet_in_order(tmp_path):
+    path = tmp_path / "field.db"
+    version_0_file(path, tmp_path, 12)
+    box = Outbox(path, KEY)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    pending = box.pending(100)
+    assert [s for s, _ in pending] == list(range(3, 13))  # in order, the acked ones not
+    for seq, signed in pending:
+        packet = verify(signed, KEY.public_key())
+        assert packet.sequence == seq
+        assert signed.images == (images(seq) if seq % 3 == 0 else ())
+    assert box.put(draft(n=13)) == 13  # the chain goes on from the old file's last hash
+    assert box.mark_acked(list(range(3, 14))) == 11 and box.pending(100) == []
+    assert box.counts()["acked"] == 13
+    box.close()
+    with sqlite3.connect(path) as db:  # every packet pending again, to verify them all
+        db.execute("UPDATE packets SET state = 'pending'")
+    assert check_chain(path) == list(range(1, 14))
+
+
+def test_a_new_file_starts_at_the_newest_version(tmp_path):
+    Outbox(tmp_path / "o.db", KEY).close()
+    db = sqlite3.connect(tmp_path / "o.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_file_newer_than_the_software_is_refused_by_name(tmp_path):
+    path = tmp_path / "o.db"
+    Outbox(path, KEY).put(draft(n=1))
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 4}")
+    db.close()
+    with pytest.raises(OutboxError, match=re.escape(
+            f"outbox {path}: schema version {SCHEMA_VERSION + 4} is newer than this "
+            f"software knows (version {SCHEMA_VERSION})")):
+        Outbox(path, KEY)
+
+
+def test_upgrade_steps_run_in_order_each_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "steps.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    steps = [("CREATE TABLE a (x INTEGER)",),
+             ("ALTER TABLE a ADD COLUMN y INTEGER", "INSERT INTO a VALUES (1, 2)"),
+             ("CREATE TABLE c (z INTEGER)", "INSERT INTO missing VALUES (1)")]
+    with pytest.raises(sqlite3.OperationalError, match="missing"):
+        upgrade(db, path, steps)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2  # steps 1 and 2 done
+    assert db.execute("SELECT x, y FROM a").fetchall() == [(1, 2)]
+    assert db.execute("SELECT name FROM sqlite_master WHERE name = 'c'").fetchone() is None
+    assert upgrade(db, path, steps[:2]) == 2  # nothing left to do
