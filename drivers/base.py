@@ -44,3 +44,9 @@ class Device(Protocol):
 
     def get_status(self) -> DeviceStatus:
         """Counts and health now."""
+
+    def diagnose(self, status: DeviceStatus, seconds: float) -> list[str]:
+        """Plain-words hints for a technician from ``status`` after ``seconds`` of
+        reading: what looks wrong and what to check, or one ``ok`` line. Each driver
+        knows its own failures (a serial line's baud rate, a register map, a camera's
+        stream), so the hints live with it."""

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drivers.backoff import Backoff
 from drivers.base import DeviceStatus
@@ -39,6 +40,7 @@ from drivers.errors import DeviceError
 from drivers.frame_ring import Frame, FrameRing, Match, StreamClock
 from drivers.readings import ReadingsQueue
 from zhichao.errors import ConfigError
+from zhichao.settings import validate
 
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
@@ -50,8 +52,14 @@ FPS_WINDOW_S = 2.0
 WATCH_PERIOD_S = 0.02
 STOP_JOIN_S = 1.0
 NETWORK_SCHEMES = ("http", "https", "rtmp", "rtp", "udp", "tcp", "srt")
+LOW_FPS_SHARE = 0.8
+"""Frames measured below this share of the stream's nominal rate: frames are lost."""
+STALL_MIN_S = 2.0
+"""Frames missing for this long (at least) after they flowed: the stream stalled."""
 
 SourceKind = Literal["usb", "rtsp", "network", "file"]
+Role = Literal["front", "rear", "overview"]
+"""What a camera is for: the front plate, the rear plate, or the whole scene."""
 
 
 @dataclass(frozen=True)
@@ -189,7 +197,11 @@ class Camera:
     realtime : pace a file at its frame rate (else read it as fast as it decodes).
     loop : play a file again from the start when it ends.
     max_readings : readings kept for :meth:`readings` before the oldest are dropped.
+    lane, role, distance_m, jpeg_quality, max_dt_s, roi : where the camera stands and
+        how its frames are used (see :class:`CameraSettings`).
     opener : how a source is opened (:func:`open_capture`; tests pass a blocking one).
+
+    All of them are kept, validated, as :attr:`settings` (a :class:`CameraSettings`).
 
     Examples
     --------
@@ -202,6 +214,9 @@ class Camera:
                  max_frames: int = 250, max_bytes: int = 256 * 2**20,
                  open_timeout_s: float = 5.0, read_timeout_s: float = 5.0,
                  realtime: bool = True, loop: bool = False, max_readings: int = 1000,
+                 lane: int | None = None, role: Role = "front", distance_m: float = 0.0,
+                 jpeg_quality: int = 90, max_dt_s: float = 0.1,
+                 roi: tuple[int, int, int, int] | None = None,
                  opener: Opener = open_capture):
         for option, value in (("open_timeout_s", open_timeout_s),
                               ("read_timeout_s", read_timeout_s),
@@ -209,6 +224,13 @@ class Camera:
             if not value > 0:
                 raise ConfigError(f"Option '{option}' of camera '{name}' must be above 0 "
                                   f"(got {value})")
+        self.settings: CameraSettings = validate(CameraSettings, {
+            "url": url, "offset_s": offset_s, "max_frames": max_frames,
+            "max_bytes": max_bytes, "open_timeout_s": open_timeout_s,
+            "read_timeout_s": read_timeout_s, "realtime": realtime, "loop": loop,
+            "max_readings": max_readings, "lane": lane, "role": role,
+            "distance_m": distance_m, "jpeg_quality": jpeg_quality, "max_dt_s": max_dt_s,
+            "roi": roi}, f"camera '{name}'")
         self.name = name
         self.source = parse_source(url, name)
         self.offset_s = float(offset_s)
@@ -228,9 +250,18 @@ class Camera:
         self._status = DeviceStatus(name)
         self._state = "stopped"
         self._failures = 0
+        self._nominal_fps = 0.0
+        self._started_at: float | None = None
         self._supervisor: threading.Thread | None = None
         self._reader: _Reader | None = None
         self._stuck: list[_Reader] = []
+
+    @classmethod
+    def from_settings(cls, name: str, settings: "CameraSettings", *,
+                      opener: Opener = open_capture) -> "Camera":
+        """The camera a validated settings section describes (not started)."""
+        return cls(name, settings.url, **settings.model_dump(exclude={"kind", "url"}),
+                   opener=opener)
 
     # -- Device protocol -------------------------------------------------------------
 
@@ -239,6 +270,7 @@ class Camera:
         if self._supervisor is not None and self._supervisor.is_alive():
             return
         self._stop.clear()
+        self._started_at = time.monotonic()
         self._set_state("connecting")
         self._supervisor = threading.Thread(target=self._supervise, daemon=True,
                                             name=f"camera-{self.name}")
@@ -275,15 +307,25 @@ class Camera:
         with self._lock:
             status = DeviceStatus(**{**self._status.as_dict(), "extra": {}})
             fps = self._fps_locked()
-            state = self._state
+            state, nominal_fps = self._state, self._nominal_fps
+        started = self._started_at
         status.extra = {
-            "url": self.source.shown, "state": state, "fps": fps,
+            "url": self.source.shown, "state": state, "fps": fps, "nominal_fps": nominal_fps,
             "ring_frames": len(self.ring), "ring_bytes": self.ring.nbytes,
             "ring_span_s": self.ring.span_s, "offset_s": self.offset_s,
             "readings_dropped": self._readings.dropped,
             "stuck_readers": sum(r.alive() for r in self._stuck),
+            "running_s": time.monotonic() - started if started is not None else 0.0,
         }
         return status
+
+    def diagnose(self, status: DeviceStatus | None = None, seconds: float | None = None
+                 ) -> list[str]:
+        """Plain-words hints for a technician (see :func:`diagnose`); ``status`` and
+        ``seconds`` default to now and the time since :meth:`start`."""
+        status = status if status is not None else self.get_status()
+        return diagnose(status, seconds if seconds is not None
+                        else status.extra.get("running_s", 0.0))
 
     # -- triggers --------------------------------------------------------------------
 
@@ -408,7 +450,7 @@ class Camera:
             if reader.abandoned.is_set() or self._stop.is_set():
                 return
             reader.opened = True
-            self._on_connected(reader)
+            self._on_connected(reader, cap)
             self._read_frames(reader, cap)
         except DeviceError as exc:
             reader.error = str(exc)
@@ -422,10 +464,13 @@ class Camera:
                 cap.release()
             reader.done.set()
 
-    def _on_connected(self, reader: _Reader) -> None:
-        """Count a reconnection (every successful open after the first)."""
+    def _on_connected(self, reader: _Reader, cap: cv2.VideoCapture) -> None:
+        """Count a reconnection (every successful open after the first); note the frame
+        rate the stream announces, to tell lost frames from a slow camera."""
         self._clock.reset()
+        nominal_fps = cap.get(cv2.CAP_PROP_FPS)
         with self._lock:
+            self._nominal_fps = nominal_fps if 0 < nominal_fps < 1000 else 0.0
             if reader.number > 1:
                 self._status.reconnects += 1
             self._state = "connected"
@@ -565,30 +610,182 @@ class _FilePacer:
         self.frames_read = 0
 
 
-CAMERA_OPTIONS = frozenset({"url", "offset_s", "max_frames", "max_bytes", "open_timeout_s",
-                            "read_timeout_s", "realtime", "loop", "max_readings"})
+def diagnose(status: DeviceStatus, seconds: float, now_s: float | None = None) -> list[str]:
+    """Plain-words hints about a camera after ``seconds`` of reading, one per finding, or
+    a single ``ok`` line.
 
-
-def camera_from_config(name: str, section: Mapping[str, Any], where: str | None = None
-                       ) -> Camera:
-    """A camera from its settings section; unknown options stop start-up.
+    ``status`` is a :meth:`Camera.get_status` (its ``extra`` gives the URL, measured and
+    nominal fps, stuck readers); ``now_s`` is the host monotonic time (default: now), to
+    tell a stream that stalled.
 
     Examples
     --------
-    >>> camera_from_config("lane1", {"url": "usb:0", "offset_s": 0.1}).offset_s
+    >>> lost = DeviceStatus("front", connected=True, frames=500, last_frame_at=99.9,
+    ...                     extra={"url": "rtsp://10.0.0.7/main", "fps": 12.0,
+    ...                            "nominal_fps": 25.0})
+    >>> print(diagnose(lost, 40.0, now_s=100.0)[0])  # doctest: +NORMALIZE_WHITESPACE
+    frames arrive at 12.0 fps, the stream announces 25 fps: frames are lost on the
+    network or this machine cannot decode them in time; check the link's bandwidth
+    and the CPU load, or lower the camera's resolution or bit rate
+    """
+    x, hints = status.extra, []
+    url = x.get("url", "?")
+    error = status.last_error or "no answer"
+    if status.frames == 0:
+        hints.append(_first_frame_hint(status, seconds, url, error))
+    else:
+        hints += _flow_hints(status, seconds, now_s)
+    stuck = x.get("stuck_readers", 0)
+    if stuck:
+        hints.append(f"stuck: {stuck} connection(s) to {url} hang inside the OpenCV "
+                     "backend (the camera accepts the connection and never answers); "
+                     "power-cycle the camera; its reader is abandoned and retried")
+    if status.reconnects:
+        hints.append(f"intermittent: the stream dropped and came back {status.reconnects} "
+                     "time(s): check the cable, PoE power and the network switch")
+    if not hints:
+        rate = status.frames / seconds if seconds > 0 else 0.0
+        hints.append(f"ok: {status.frames} frames in {seconds:.0f} s ({rate:.1f}/s), "
+                     "no problem seen")
+    return hints
+
+
+def _first_frame_hint(status: DeviceStatus, seconds: float, url: str, error: str) -> str:
+    """Why not a single frame came: nothing there, no stream behind it, or silence."""
+    if "timed out" in error or "read timeout" in error:
+        return (f"no frames: {url} accepts the connection but sends no picture ({error}): "
+                "check the stream path and codec (H.264/H.265/MJPEG), the user's rights, "
+                "and that the camera is not at its client limit")
+    if not status.connected:
+        return (f"unreachable: {error}: check the URL (address, port, path), user and "
+                "password, that the camera is powered and answers a ping, or that the "
+                "file exists")
+    return (f"no frames: connected to {url} but no frame in {seconds:.0f} s: check the "
+            "stream path and codec, and that the camera is not at its client limit")
+
+
+def _flow_hints(status: DeviceStatus, seconds: float, now_s: float | None) -> list[str]:
+    """Hints for a camera whose frames do come: too few, or they stopped."""
+    x, hints = status.extra, []
+    fps, nominal = x.get("fps", 0.0), x.get("nominal_fps", 0.0)
+    if nominal > 0 and 0 < fps < LOW_FPS_SHARE * nominal:
+        hints.append(f"frames arrive at {fps:.1f} fps, the stream announces {nominal:g} "
+                     "fps: frames are lost on the network or this machine cannot decode "
+                     "them in time; check the link's bandwidth and the CPU load, or lower "
+                     "the camera's resolution or bit rate")
+    now_s = time.monotonic() if now_s is None else now_s
+    quiet_s = now_s - status.last_frame_at if status.last_frame_at is not None else 0.0
+    if quiet_s > max(STALL_MIN_S, seconds / 4):
+        hints.append(f"stalled: frames flowed but none for {quiet_s:.0f} s: "
+                     f"{status.last_error or 'the camera stopped sending'}")
+    if status.bad_frames:
+        hints.append(f"{status.bad_frames} failed read(s): a damaged stream or a "
+                     "flaky link")
+    return hints
+
+
+class CameraSettings(BaseModel):
+    """One camera's settings section: where its frames come from, how they are read, and
+    where it stands at the roadside (the roadside unit picks frames with it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["camera"] = Field(
+        "camera", description="the driver that reads this device (sections of the edge "
+        "settings' devices: name it)")
+    url: str = Field(
+        min_length=1, description="rtsp://..., usb:N, a video file or another network URL "
+        "FFmpeg reads; the password is hidden in status and logs")
+    loop: bool = Field(False, description="play a video file again when it ends (the "
+                       "simulated camera); a live camera never ends")
+    realtime: bool = Field(True, description="pace a video file at its own frame rate, as "
+                           "a live camera delivers; off reads it as fast as it decodes")
+    offset_s: float = Field(
+        0.0, ge=-5.0, le=5.0, description="the camera's latency: a frame is stamped this "
+        "much after the moment it shows, so a trigger at t looks at t + offset_s")
+    open_timeout_s: float = Field(
+        5.0, gt=0, le=60.0, description="longest wait for the source to open before the "
+        "attempt counts as failed and is retried")
+    read_timeout_s: float = Field(
+        5.0, gt=0, le=60.0, description="longest wait for one frame before the stream "
+        "counts as lost and is reopened")
+    max_frames: int = Field(
+        250, ge=1, le=100_000, description="frames the ring keeps: enough to cover the "
+        "time from a crossing to its trigger (10 s at 25 fps by default)")
+    max_bytes: int = Field(
+        256 * 2**20, ge=2**16, le=2**34, description="bytes the ring keeps at most, so a "
+        "high resolution cannot take the unit's memory")
+    max_readings: int = Field(
+        1000, ge=1, le=1_000_000, description="frame readings kept for a slow consumer "
+        "before the oldest are dropped (counted)")
+    lane: int | None = Field(
+        None, ge=1, le=16, description="the lane the camera watches, from 1; none: all "
+        "lanes (an overview camera)")
+    role: Role = Field(
+        "front", description="front: the front plate; rear: the rear plate (trailers "
+        "carry theirs at the back); overview: the whole vehicle and scene, for review")
+    distance_m: float = Field(
+        0.0, ge=-50.0, le=100.0, description="from the first sensor row to the spot the "
+        "camera sees, along the lane (negative: before the sensors); the frame wanted is "
+        "the one at axle time + distance_m / speed")
+    jpeg_quality: int = Field(
+        90, ge=30, le=100, description="JPEG quality of the evidence images: below 30 "
+        "plates smear, 100 only grows the packets")
+    max_dt_s: float = Field(
+        0.1, gt=0, le=2.0, description="how far the nearest frame may be from the wanted "
+        "moment before the camera counts as missing for that vehicle")
+    roi: tuple[int, int, int, int] | None = Field(
+        None, description="x, y, width, height in pixels where plates are looked for; "
+        "none: the whole frame")
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, url: str) -> str:
+        """A URL the driver can read: checked at start-up, not at the first frame."""
+        try:
+            parse_source(url)
+        except ConfigError as exc:
+            raise ValueError("must" + str(exc).split(" must", 1)[-1]) from None
+        return url
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_is_a_box(cls, roi: tuple[int, int, int, int] | None
+                      ) -> tuple[int, int, int, int] | None:
+        """A box inside the picture's first quadrant with an area."""
+        if roi is not None and (roi[0] < 0 or roi[1] < 0 or roi[2] <= 0 or roi[3] <= 0):
+            raise ValueError(f"must be x, y at 0 or more and width, height above 0 "
+                             f"(got {list(roi)})")
+        return roi
+
+    def wanted_t_s(self, axle_t_s: float, speed_mps: float) -> float:
+        """The host time whose frame shows the vehicle on this camera's spot.
+
+        Examples
+        --------
+        >>> CameraSettings(url="usb:0", distance_m=12.0).wanted_t_s(100.0, 20.0)
+        100.6
+        """
+        if not speed_mps > 0:
+            return axle_t_s
+        return axle_t_s + self.distance_m / speed_mps
+
+
+def camera_from_config(name: str, section: Mapping[str, Any], where: str | None = None,
+                       source: str = "settings") -> Camera:
+    """A camera from its settings section, validated as :class:`CameraSettings`: an
+    unknown option, a value out of range or of the wrong type stops start-up with a
+    :class:`~zhichao.errors.ConfigError` naming the section and the option.
+
+    Examples
+    --------
+    >>> camera_from_config("lane1", {"url": "usb:0", "offset_s": 0.1}).settings.offset_s
     0.1
     >>> camera_from_config("lane1", {"url": "usb:0", "ofset_s": 0.1})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    zhichao.errors.ConfigError: Option 'ofset_s' in section 'cameras.lane1' is not known ...
+    zhichao.errors.ConfigError: settings: option 'cameras.lane1.ofset_s' is not a known ...
     """
-    where = where or f"cameras.{name}"
-    unknown = sorted(set(section) - CAMERA_OPTIONS)
-    if unknown:
-        allowed = ", ".join(sorted(CAMERA_OPTIONS))
-        raise ConfigError(f"Option '{unknown[0]}' in section '{where}' is not known "
-                          f"(got {section[unknown[0]]!r}); allowed: {allowed}")
-    if "url" not in section:
-        raise ConfigError(f"Option 'url' in section '{where}' is required")
-    options = {k: v for k, v in section.items() if k != "url"}
-    return Camera(name, str(section["url"]), **options)
+    settings = validate(CameraSettings, dict(section), source,
+                        prefix=where or f"cameras.{name}")
+    return Camera.from_settings(name, settings)

@@ -241,6 +241,12 @@ class ModbusWimDevice:
         with self._status_lock:
             return replace(self._status, extra=dict(self._status.extra))
 
+    def diagnose(self, status: DeviceStatus | None = None, seconds: float | None = None
+                 ) -> list[str]:
+        """Plain-words hints (see :func:`diagnose`); ``status`` defaults to now."""
+        status = status if status is not None else self.get_status()
+        return diagnose(status, seconds if seconds is not None else 0.0)
+
     # ------------------------------------------------------------------ the thread
 
     def _zero_extra(self) -> dict[str, Any]:
@@ -422,3 +428,42 @@ class ModbusWimDevice:
                               f"writing the ack register at {self.map.ack_pdu}")
         self._acked = counter
         self._count("acks")
+
+
+def diagnose(status: DeviceStatus, seconds: float) -> list[str]:
+    """Plain-language hints about a Modbus WIM controller after ``seconds`` of polling,
+    one per finding, or a single ``ok`` line.
+
+    Examples
+    --------
+    >>> lost = DeviceStatus("wim", connected=True, frames=40,
+    ...                     extra={"url": "tcp://10.0.0.5", "missed_records": 3})
+    >>> print(diagnose(lost, 60.0)[0])  # doctest: +NORMALIZE_WHITESPACE
+    3 record(s) were overwritten by the controller before they were read: poll
+    faster (poll_interval_s) or give the map more record slots
+    """
+    x, hints = status.extra, []
+    if not status.connected and status.frames == 0:
+        hints.append(f"could not reach the device: {status.last_error or 'no answer'}: "
+                     "check the URL (address, port or serial line and its settings), the "
+                     "cable and that the controller's Modbus server is on")
+    elif status.frames == 0 and status.bad_frames == 0:
+        hints.append(f"the device answers but sent nothing to decode in {seconds:g} s: "
+                     "no traffic, or the new-record counter is not where the map says")
+    if status.bad_frames > status.frames:
+        hints.append(f"{status.bad_frames} of {status.frames + status.bad_frames} records "
+                     "failed to decode: check the register map (addresses, word order, "
+                     "scaling)")
+    if x.get("missed_records", 0):
+        hints.append(f"{x['missed_records']} record(s) were overwritten by the controller "
+                     "before they were read: poll faster (poll_interval_s) or give the map "
+                     "more record slots")
+    if x.get("dropped_readings", 0):
+        hints.append(f"{x['dropped_readings']} record(s) were dropped because nobody took "
+                     "them: the program reading this device is stalled")
+    if status.reconnects:
+        hints.append(f"the connection dropped and came back {status.reconnects} time(s): "
+                     "check cabling and power")
+    if not hints:
+        hints.append(f"ok: {status.frames} records in {seconds:.0f} s, no problem seen")
+    return hints

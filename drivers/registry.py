@@ -44,7 +44,7 @@ def _modbus(name: str, section: Mapping[str, Any], source: str, base_dir: Path |
 def _camera(name: str, section: Mapping[str, Any], source: str, base_dir: Path | None
             ) -> Device:
     """A camera read into a frame ring."""
-    return camera_from_config(name, section, where=f"devices.{name}")
+    return camera_from_config(name, section, where=f"devices.{name}", source=source)
 
 
 KINDS: dict[str, Factory] = {"serial": _serial, "modbus": _modbus, "camera": _camera}

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import serial
 from pydantic import BaseModel, ConfigDict, Field
 
-from drivers import digitiser, toledo, wim_records, xk3190
+from drivers import digitiser, gps, toledo, wim_records, xk3190
 from drivers.backoff import Backoff
 from drivers.base import DeviceStatus
 from drivers.errors import DeviceError
@@ -54,6 +54,7 @@ PROTOCOLS: dict[str, Callable[..., Framer]] = {
     "wim_records": wim_framer,
     "xk3190": xk3190.make_framer,
     "toledo": toledo.make_framer,
+    "nmea": gps.make_framer,
 }
 """Framer factories by protocol name; a settings section's ``options`` go to them."""
 
@@ -63,7 +64,7 @@ class SerialSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    protocol: Literal["digitiser", "wim_records", "xk3190", "toledo"]
+    protocol: Literal["digitiser", "wim_records", "xk3190", "toledo", "nmea"]
     port: str = Field(min_length=1, description="device path or pyserial URL")
     baudrate: int = Field(9600, gt=0)
     bytesize: Literal[7, 8] = 8
@@ -183,10 +184,13 @@ class SerialDevice:
 
     # For technicians and tests ----------------------------------------------------
 
-    def diagnose(self, seconds: float | None = None) -> list[str]:
-        """Hints from the counts so far (see :func:`diagnose`)."""
-        status = self.get_status()
-        return diagnose(status, seconds if seconds is not None else status.extra["running_s"])
+    def diagnose(self, status: DeviceStatus | None = None, seconds: float | None = None
+                 ) -> list[str]:
+        """Hints from ``status`` (default: the counts now) after ``seconds`` (default:
+        since :meth:`start`); see :func:`diagnose`."""
+        status = status if status is not None else self.get_status()
+        return diagnose(status, seconds if seconds is not None
+                        else status.extra.get("running_s", 0.0))
 
     def wait_connected(self, timeout_s: float) -> bool:
         """Whether the port is open, waiting up to ``timeout_s`` for it."""

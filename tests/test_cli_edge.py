@@ -238,3 +238,11 @@ def test_edge_run_sends_every_vehicle_to_the_center(tmp_path, capsys):
     over = [v["sequence"] for v in vehicles if v["limit_kg"] and v["gross_kg"] > v["limit_kg"]]
     assert [p.sequence for p in stored if p.suspected_overload] == over
     assert all(p.device_id == "unit-1" for p in stored)
+
+
+def test_probe_of_an_unreachable_camera_gives_the_camera_s_own_hint(capsys):
+    url = "rtsp://127.0.0.1:1/cam"
+    status = main(["edge", "probe", "--camera", url, "--seconds", "1", "--json"])
+    counts = json_lines(capsys.readouterr().out)[-1]
+    assert status == 1 and counts["frames"] == 0
+    assert counts["hints"][0].startswith(f"unreachable: {url}: cannot open")

@@ -17,7 +17,15 @@ import cv2
 import numpy as np
 import pytest
 
-from drivers.camera import Camera, Source, camera_from_config, parse_source
+from drivers.base import DeviceStatus
+from drivers.camera import (
+    Camera,
+    CameraSettings,
+    Source,
+    camera_from_config,
+    diagnose,
+    parse_source,
+)
 from drivers.errors import DeviceError
 from drivers.frame_ring import Frame, FrameRing, Match, Miss, StreamClock
 from drivers.strips import StripArray
@@ -244,10 +252,53 @@ def test_settings_errors_name_the_camera_option_and_value():
     with pytest.raises(ConfigError, match="'open_timeout_s' of camera 'lane2' must be above 0 "
                                           r"\(got 0\)"):
         Camera("lane2", "usb:0", open_timeout_s=0)
-    with pytest.raises(ConfigError, match=r"'read_timout_s' in section 'cameras\.lane2' is not"):
+    with pytest.raises(ConfigError, match=r"option 'cameras\.lane2\.read_timout_s' is not a "
+                                          r"known option \(a typo\?\) \(got 1\.0\)"):
         camera_from_config("lane2", {"url": "usb:0", "read_timout_s": 1.0})
-    with pytest.raises(ConfigError, match=r"'url' in section 'cameras\.lane2' is required"):
+    with pytest.raises(ConfigError, match=r"option 'cameras\.lane2\.url' is required"):
         camera_from_config("lane2", {})
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("lane_", 1, r"is not a known option \(a typo\?\) \(got 1\)"),
+    ("jpeg_quality", 29, r"must be greater than or equal to 30 \(got 29\)"),
+    ("jpeg_quality", 101, r"must be less than or equal to 100 \(got 101\)"),
+    ("distance_m", -50.5, r"must be greater than or equal to -50 \(got -50\.5\)"),
+    ("distance_m", 100.5, r"must be less than or equal to 100 \(got 100\.5\)"),
+    ("lane", 0, r"must be greater than or equal to 1 \(got 0\)"),
+    ("lane", "left", r"must be a valid integer.*\(got 'left'\)"),
+    ("role", "side", r"must be 'front', 'rear' or 'overview' \(got 'side'\)"),
+    ("max_dt_s", 0, r"must be greater than 0 \(got 0\)"),
+    ("max_dt_s", "soon", r"must be a valid number.*\(got 'soon'\)"),
+    ("loop", "sometimes", r"must be a valid boolean.*\(got 'sometimes'\)"),
+    ("roi", [0, 0, 640], r"is required but missing"),  # the fourth number
+    ("roi", [10, 10, 0, 40], r"must be x, y at 0 or more and width, height above 0"),
+    ("url", "gopher://x", r"must be rtsp://\.\.\., usb:N.*\(got 'gopher://x'\)"),
+    ("kind", "serial", r"must be 'camera' \(got 'serial'\)"),
+])
+def test_a_bad_camera_option_stops_start_up_naming_section_and_option(option, value, says):
+    section = {"kind": "camera", "url": "rtsp://192.0.2.20/stream1", option: value}
+    with pytest.raises(ConfigError, match=rf"^edge\.yaml: option 'devices\.front\.{option}"
+                                          rf"(\.\d)?' {says}"):
+        camera_from_config("front", section, where="devices.front", source="edge.yaml")
+
+
+def test_camera_settings_are_kept_validated_with_their_defaults():
+    cam = camera_from_config("rear", {
+        "kind": "camera", "url": "usb:1", "lane": 2, "role": "rear", "distance_m": -3.5,
+        "jpeg_quality": 80, "max_dt_s": 0.05, "roi": [100, 200, 640, 240], "offset_s": 0.04,
+        "max_frames": 50, "loop": True, "realtime": False})
+    s = cam.settings
+    assert isinstance(s, CameraSettings)
+    assert (s.lane, s.role, s.distance_m, s.jpeg_quality, s.max_dt_s, s.roi) == \
+        (2, "rear", -3.5, 80, 0.05, (100, 200, 640, 240))
+    assert (cam.offset_s, cam.ring.max_frames, cam.loop, cam.realtime) == (0.04, 50, True, False)
+    plain = Camera("front", "usb:0").settings
+    assert (plain.lane, plain.role, plain.distance_m, plain.jpeg_quality, plain.max_dt_s,
+            plain.roi, plain.open_timeout_s) == (None, "front", 0.0, 90, 0.1, None, 5.0)
+    assert s.wanted_t_s(10.0, 14.0) == pytest.approx(10.0 - 0.25)
+    described = CameraSettings.model_json_schema()["properties"]
+    assert all(len(field.get("description", "")) > 20 for field in described.values())
 
 
 # -- a real file through the real driver ----------------------------------------------
@@ -483,3 +534,92 @@ def test_a_trigger_at_each_crossing_picks_the_crossing_frame(tmp_path, cameras):
     assert all(abs(dt_s) <= 0.5 / manifest.fps + 1e-6 for _, dt_s in picked.values())
     status = cam.get_status()
     assert status.bad_frames == 0 and status.reconnects == 0
+
+
+# -- hints for a technician -----------------------------------------------------------
+
+def test_diagnose_a_healthy_file_camera(video, cameras):
+    cam = start(cameras, "lane1", str(video), open_timeout_s=2.0, read_timeout_s=2.0)
+    cam.wait_ready(5.0)
+    assert wait_until(lambda: cam.get_status().frames >= 25, 10.0)
+    status = cam.get_status()
+    assert status.extra["nominal_fps"] == pytest.approx(FPS)
+    (hint,) = cam.diagnose(status, 1.0)
+    assert hint.startswith(f"ok: {status.frames} frames in 1 s")
+
+
+def test_diagnose_an_unreachable_url(cameras, tmp_path):
+    url = f"rtsp://127.0.0.1:{free_port()}/cam"
+    cam = start(cameras, "lane9", url, open_timeout_s=1.0)
+    with pytest.raises(DeviceError):
+        cam.wait_ready(5.0)
+    hints = cam.diagnose(cam.get_status(), 1.0)
+    assert hints[0].startswith(f"unreachable: {url}: cannot open") and "ping" in hints[0]
+    gone = start(cameras, "lane8", str(tmp_path / "gone.avi"))
+    with pytest.raises(DeviceError):
+        gone.wait_ready(5.0)
+    assert "no such file" in gone.diagnose()[0] and "file exists" in gone.diagnose()[0]
+
+
+def test_diagnose_a_server_that_accepts_and_sends_no_frame(cameras):
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"rtsp://127.0.0.1:{silent.getsockname()[1]}/cam"
+        cam = start(cameras, "lane9", url, open_timeout_s=0.5)
+        with pytest.raises(DeviceError):
+            cam.wait_ready(5.0)
+        hints = cam.diagnose(cam.get_status(), 1.0)
+    assert hints[0].startswith(f"no frames: {url} accepts the connection but sends no "
+                               "picture (") and "timed out" in hints[0]
+
+
+def test_diagnose_a_reader_stuck_in_the_backend(cameras):
+    gate = threading.Event()
+
+    def blocking_open(source, open_timeout_s, read_timeout_s):
+        gate.wait(30.0)  # a backend call that never returns
+        raise DeviceError("released")
+
+    cam = start(cameras, "lane7", "rtsp://127.0.0.1:9/cam", open_timeout_s=0.3,
+                opener=blocking_open)
+    try:
+        with pytest.raises(DeviceError):
+            cam.wait_ready(3.0)
+        hints = cam.diagnose(cam.get_status(), 1.0)
+        assert any(h.startswith("stuck: 1 connection(s) to rtsp://127.0.0.1:9/cam hang")
+                   for h in hints), hints
+    finally:
+        gate.set()
+
+
+def test_diagnose_a_live_camera_that_stalls_and_comes_back(rtsp_twin, cameras):
+    cam = start(cameras, "lane3", rtsp_twin.url, open_timeout_s=3.0, read_timeout_s=1.0)
+    cam.wait_ready(6.0)
+    assert wait_until(lambda: cam.get_status().frames >= 10, 5.0)
+    assert cam.diagnose(cam.get_status(), 1.0)[0].startswith("ok: ")
+    rtsp_twin.stop()  # power cut
+    assert wait_until(lambda: not cam.get_status().connected, 5.0)
+    time.sleep(2.2)
+    hints = cam.diagnose(cam.get_status(), 4.0)
+    assert re.match(r"stalled: frames flowed but none for \d+ s: ", hints[0]), hints
+    frames_lost = cam.get_status().frames
+    rtsp_twin.start()
+    assert wait_until(lambda: cam.get_status().frames > frames_lost + 5, 12.0)
+    hints = cam.diagnose(cam.get_status(), 10.0)
+    assert any(h.startswith("intermittent: the stream dropped and came back 1 time(s)")
+               for h in hints), hints
+
+
+def test_diagnose_frames_lost_against_the_nominal_rate():
+    """The rate check on a status as the driver reports it (the twins cannot make a
+    stream slower than it announces)."""
+    status = DeviceStatus("front", connected=True, frames=300, last_frame_at=100.0,
+                          extra={"url": "rtsp://cam", "fps": 15.0, "nominal_fps": 25.0})
+    (hint,) = diagnose(status, 20.0, now_s=100.1)
+    assert hint.startswith("frames arrive at 15.0 fps, the stream announces 25 fps")
+    status.extra["fps"] = 21.0  # within 80 % of nominal: not a finding
+    assert diagnose(status, 20.0, now_s=100.1)[0].startswith("ok: 300 frames in 20 s")
+    status.extra["nominal_fps"] = 0.0  # a stream that announces nothing: no judgement
+    status.extra["fps"] = 3.0
+    assert diagnose(status, 20.0, now_s=100.1)[0].startswith("ok: ")

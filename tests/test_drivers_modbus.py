@@ -401,3 +401,45 @@ def test_a_stopped_driver_starts_again_with_fresh_counts(twins, devices):
     assert [r["sequence"] for r in collect(device, 1)] == [3]
     status = device.get_status()
     assert (status.frames, status.reconnects, status.extra["missed_records"]) == (1, 0, 0)
+
+
+# ---------------------------------------------------------------------------- hints
+
+
+def test_diagnose_a_healthy_controller_then_one_that_loses_records(twins, devices):
+    twin = twins(make_map())
+    device = devices(twin)
+    twin.memory.publish([record(1)])
+    assert len(collect(device, 1)) == 1
+    assert device.diagnose(device.get_status(), 2.0) == [
+        "ok: 1 records in 2 s, no problem seen"]
+    twin.memory.publish([record(n) for n in range(2, 7)])  # five between two polls
+    assert len(collect(device, 1)) == 1
+    (hint,) = device.diagnose(device.get_status(), 3.0)
+    assert hint.startswith("4 record(s) were overwritten") and "poll_interval_s" in hint
+
+
+def test_diagnose_an_unreachable_then_a_returning_controller(twins, devices):
+    twin = twins(make_map())
+    device = devices(twin)
+    twin.stop()
+    assert wait_for(lambda: not device.get_status().connected)
+    hints = device.diagnose(device.get_status(), 1.0)
+    assert hints[0].startswith("could not reach the device: wim-1: ")
+    twin.start()
+    assert wait_for(lambda: device.get_status().connected, timeout_s=8.0)
+    hints = device.diagnose(device.get_status(), 5.0)
+    assert any(h.startswith("the connection dropped and came back 1 time(s)") for h in hints)
+
+
+def test_diagnose_a_bad_register_map(twins, devices):
+    reg_map = make_map()
+    twin = twins(reg_map)
+    device = devices(twin)
+    broken = encode_record(reg_map, record(1))
+    broken[7] = 0  # no axles: the map does not fit what the controller writes
+    twin.memory.registers[100:132] = broken
+    twin.memory.set_counter(1)
+    assert wait_for(lambda: device.get_status().bad_frames == 1)
+    hints = device.diagnose(device.get_status(), 1.0)
+    assert any("failed to decode: check the register map" in h for h in hints)
