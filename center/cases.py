@@ -48,10 +48,11 @@ from center.law_models import (
     DeviceSuspension,
     UtcTime,
 )
-from center.legality import Check, evidential
+from center.legality import Check, PlateFacts, evidential, grammar_fits
 from center.settings import CenterSettings, LawSettings
 from evidence.packet import Packet, PacketError, decode_packet
 from overload import RuleBook, RuleError, grade, load_rules
+from overload.plates import PlateGrammar, load_plate_grammar
 from zhichao.errors import ZhichaoError
 
 log = logging.getLogger("zhichao.center.cases")
@@ -127,23 +128,45 @@ def _registry(session: Session, device_id: str, cache: dict
     return cache[device_id]
 
 
+@functools.cache
+def _grammar(folder: Path | None) -> PlateGrammar:
+    return load_plate_grammar(folder)
+
+
+def _plate_source(packet: Packet, facts: PlateFacts | None) -> str | None:
+    """Who read the plate judged: the center (its reading of an unread plate), the edge
+    (the unit's reading), or nobody."""
+    if facts is not None:
+        return "center" if facts.record is not None else None
+    plate = packet.plate
+    return "edge" if plate is not None and not plate.unread and plate.text.strip() else None
+
+
 def _capture(session: Session, packet_id: int | None, packet: Packet, law: LawSettings, *,
-             rules: RuleBook, cache: dict) -> Capture:
-    """Grade and judge one packet into a new capture row (added; the caller flushes)."""
+             rules: RuleBook, cache: dict, facts: PlateFacts | None = None) -> Capture:
+    """Grade and judge one packet into a new capture row (added; the caller flushes).
+    ``facts``: the center's reading of a plate the unit left unread. A plate text that
+    no GA 36 template accepts is kept in the checks' words only, never as the plate."""
     record, suspensions = _registry(session, packet.device_id, cache)
+    grammar = _grammar(law.rules_folder)
     verdict = evidential(
         record, suspensions, packet.captured_at, rules.enforcement.notice_lead, packet=packet,
         device_id=packet.device_id, abnormal_driving=law.abnormal_driving_flags,
         faulty_measurement=law.faulty_measurement_flags, trusted_clocks=law.trusted_clocks,
-        min_plate_confidence=law.min_plate_confidence)
+        min_plate_confidence=law.min_plate_confidence,
+        min_province_confidence=law.min_province_confidence, plate=facts, grammar=grammar)
     graded, error = _grade(packet, record, law, rules)
-    plate = packet.plate
+    plate = facts.record if facts is not None else packet.plate
+    text = plate.text.strip() if plate else ""
     capture = Capture(
         packet_id=packet_id, device_id=packet.device_id, sequence=packet.sequence,
         captured_at=utc(packet.captured_at),
-        plate=(plate.text.strip() or None) if plate else None,
+        plate=text if text and grammar_fits(text, plate.colour, grammar) else None,
         plate_colour=plate.colour if plate else None,
         plate_confidence=plate.confidence if plate else None,
+        plate_source=_plate_source(packet, facts),
+        plate_province_confidence=plate.province_confidence if plate else None,
+        plate_front_rear=plate.front_rear if plate else None,
         gross_kg=packet.vehicle.gross_kg, axle_code=packet.vehicle.axle_code,
         limit_kg=graded["limit_kg"] if graded else None,
         tolerance_kg=graded["tolerance_kg"] if graded else None,
@@ -265,23 +288,58 @@ def _existing(session: Session, packets: Sequence[tuple[int | None, Packet]]
     return found
 
 
+def _center_plates(packets: Sequence[Packet], law: LawSettings, images_dir: Path | None
+                   ) -> dict[tuple[str, int], PlateFacts]:
+    """The center's readings of the plates these packets' units left unread (see
+    :mod:`center.plate_reading`: its time per vehicle, and why the cases thread may
+    spend it)."""
+    # imported here: the reader's runtime (ONNX, OpenCV) loads only where plates are read,
+    # not in every command that lists cases
+    from center.plate_reading import ReadLimits, read_plates  # noqa: PLC0415
+    limits = ReadLimits(law.plate_read_max_bytes, law.plate_read_max_pixels)
+    read = read_plates(packets, images_dir, limits, law.rules_folder)
+    return {key: PlateFacts(found.record, "the center", found.reason, found.rear)
+            for key, found in read.items()}
+
+
+def _unread(packet: Packet) -> bool:
+    return packet.plate is None or packet.plate.unread
+
+
 def process_packets(session: Session, packets: Sequence[tuple[int | None, Packet]],
-                    settings: CenterSettings | LawSettings) -> list[CaptureResult]:
+                    settings: CenterSettings | LawSettings, *,
+                    images_dir: Path | None = None,
+                    plates: dict[tuple[str, int], PlateFacts] | None = None
+                    ) -> list[CaptureResult]:
     """Grade, judge and case each (stored packet id, packet) in the session's transaction
     (the caller commits); results in the order given. The captures are written together,
     then cases are made oldest capture first. A packet with a capture already (or given
-    twice) is left as it is."""
+    twice) is left as it is.
+
+    Plates the units left unread are taken from ``plates`` (the center's readings by
+    (device, sequence), as :func:`process_pending` makes them outside any transaction),
+    or else read here first from the images under ``images_dir`` (default: the
+    settings' ``images_dir``; with law settings alone, none, and such a plate stays
+    unread), before the transaction writes anything: on SQLite the receiver is not
+    locked out while the reader works."""
     law = settings.law if isinstance(settings, CenterSettings) else settings
+    if images_dir is None and isinstance(settings, CenterSettings):
+        images_dir = settings.images_dir
     rules = law_rules(law)
     cache: dict = {}
     existing = _existing(session, packets)
+    if plates is None:
+        todo = {(p.device_id, p.sequence): p for _, p in packets}
+        plates = _center_plates([p for key, p in todo.items() if key not in existing
+                                 and _unread(p)], law, images_dir)
     made: dict[tuple[str, int], Capture] = {}
     order = sorted(range(len(packets)), key=lambda i: packets[i][1].captured_at)
     for i in order:
         packet_id, packet = packets[i]
         key = (packet.device_id, packet.sequence)
         if key not in existing and key not in made:
-            made[key] = _capture(session, packet_id, packet, law, rules=rules, cache=cache)
+            made[key] = _capture(session, packet_id, packet, law, rules=rules, cache=cache,
+                                 facts=plates.get(key))
     session.flush()
     cases: dict[tuple[str, int], int | None] = {}
     for key, capture in sorted(made.items(), key=lambda kv: kv[1].captured_at):
@@ -316,25 +374,40 @@ def _unreadable(session: Session, row, error: PacketError) -> None:
     session.flush()
 
 
+def _pending(engine: Engine, batch: int) -> list:
+    """Up to ``batch`` stored packets without a capture, oldest row first (a transaction
+    of its own, ended before any plate is read)."""
+    with Session(engine) as session, session.begin():
+        return list(session.execute(
+            select(PACKETS).outerjoin(Capture, and_(
+                Capture.device_id == PACKETS.c.device_id,
+                Capture.sequence == PACKETS.c.sequence)).where(Capture.id.is_(None))
+            .order_by(PACKETS.c.id).limit(batch)).all())
+
+
 def process_pending(engine: Engine, settings: CenterSettings, batch: int = 500) -> int:
     """Process every stored packet that has no capture yet, a batch per transaction;
-    returns how many were processed."""
+    returns how many were processed. The plates a batch's units left unread are read
+    between finding the batch and its transaction, so no transaction stays open while
+    the reader works (on PostgreSQL another center process may meanwhile take the same
+    packets: the unique capture key keeps one, and this batch is rolled back and found
+    done next time)."""
     done = 0
     while True:
+        rows = _pending(engine, batch)
+        decoded, bad = [], []
+        for row in rows:
+            try:
+                decoded.append((row.id, decode_packet(bytes(row.meta))))
+            except PacketError as exc:
+                log.warning("packet %s #%s: %s", row.device_id, row.sequence, exc)
+                bad.append((row, exc))
+        plates = _center_plates([p for _, p in decoded if _unread(p)], settings.law,
+                                settings.images_dir)
         with Session(engine) as session, session.begin():
-            rows = session.execute(
-                select(PACKETS).outerjoin(Capture, and_(
-                    Capture.device_id == PACKETS.c.device_id,
-                    Capture.sequence == PACKETS.c.sequence)).where(Capture.id.is_(None))
-                .order_by(PACKETS.c.id).limit(batch)).all()
-            decoded = []
-            for row in rows:
-                try:
-                    decoded.append((row.id, decode_packet(bytes(row.meta))))
-                except PacketError as exc:
-                    log.warning("packet %s #%s: %s", row.device_id, row.sequence, exc)
-                    _unreadable(session, row, exc)
-            process_packets(session, decoded, settings)
+            process_packets(session, decoded, settings, plates=plates)
+            for row, exc in bad:
+                _unreadable(session, row, exc)
         done += len(rows)
         if len(rows) < batch:
             return done

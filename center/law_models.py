@@ -1,6 +1,6 @@
-"""The tables of the law at the center (built by migration ``0002_law``): the device
-registry and its suspensions, one graded capture per stored packet, cases, the captures
-of each case, and the audit log.
+"""The tables of the law at the center (built by migration ``0002_law``; the plate's source
+columns by ``0003_plate_source``): the device registry and its suspensions, one graded
+capture per stored packet, cases, the captures of each case, and the audit log.
 
 A capture is keyed by device and sequence, like the packet it comes from, so processing
 a packet twice finds its capture and does nothing. Dates of the registry are calendar
@@ -110,6 +110,13 @@ class Capture(Base):
     plate: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     plate_colour: Mapped[str | None] = mapped_column(String(16), nullable=True)
     plate_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    plate_source: Mapped[str | None] = mapped_column(
+        String(8), nullable=True, doc="who read the plate: edge (the roadside unit) or "
+        "center (from the images, the unit's reader having been busy); None: nobody")
+    plate_province_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    plate_front_rear: Mapped[str | None] = mapped_column(
+        String(16), nullable=True, doc="agree, conflict, front only, rear only; None where "
+        "one camera was read")
     gross_kg: Mapped[float] = mapped_column(Float)
     axle_code: Mapped[str | None] = mapped_column(String(16), nullable=True)
     limit_kg: Mapped[float | None] = mapped_column(Float, nullable=True)

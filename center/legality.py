@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Protocol
 
-from evidence.packet import Packet
+from evidence.packet import Packet, PlateRecord
+from overload.plates import PlateGrammar, load_plate_grammar
 from overload.tables import Days
 
 CHINA = timezone(timedelta(hours=8), "CST")
@@ -183,25 +184,35 @@ def device_checks(record: RegistryRecord | None, suspensions: Iterable[Suspensio
     ]
 
 
+@dataclass(frozen=True)
+class PlateFacts:
+    """A plate to judge: the record (None: none read), who read it, why there is none
+    (``note``), and the texts read on the rear images (for the words of a conflict)."""
+
+    record: PlateRecord | None
+    read_by: str = "the roadside unit"
+    note: str | None = None
+    rear: tuple[str, ...] = ()
+
+
 def pass_checks(packet: Packet, *, abnormal_driving: Sequence[str],
                 faulty_measurement: Sequence[str], trusted_clocks: Sequence[str],
-                min_plate_confidence: float = 0.0) -> list[Check]:
+                min_plate_confidence: float = 0.0, min_province_confidence: float = 0.0,
+                plate: PlateFacts | None = None,
+                grammar: PlateGrammar | None = None) -> list[Check]:
     """Every check of what the pass itself shows: driving, measurement, plate, images,
-    clock."""
+    clock. ``plate``: the plate to judge when not the packet's own (the center's reading
+    of a plate the unit left unread); ``grammar``: GA 36 as the center's tables say."""
     flags = set(packet.vehicle.flags)
     driving = sorted(flags & set(abnormal_driving))
     faulty = sorted(flags & set(faulty_measurement))
-    plate = packet.plate
-    readable = plate is not None and plate.text.strip() != "" \
-        and plate.confidence >= min_plate_confidence
     return [
         _check("driving", not driving, f"abnormal driving flagged: {', '.join(driving)}"
                if driving else "no abnormal driving flagged"),
         _check("measurement", not faulty, f"measurement flagged: {', '.join(faulty)}"
                if faulty else "no measurement fault flagged"),
-        _check("plate", readable, f"plate {plate.text} read with confidence "
-               f"{plate.confidence:.2f}" if readable and plate is not None
-               else _no_plate(plate, min_plate_confidence)),
+        plate_check(plate or PlateFacts(packet.plate), grammar or load_plate_grammar(),
+                    min_plate_confidence, min_province_confidence),
         _check("images", bool(packet.images), f"{len(packet.images)} images" if packet.images
                else "no images of the pass"),
         _check("clock", packet.clock_status in trusted_clocks,
@@ -211,10 +222,62 @@ def pass_checks(packet: Packet, *, abnormal_driving: Sequence[str],
     ]
 
 
-def _no_plate(plate: Any, floor: float) -> str:
+def grammar_fits(text: str, colour: str, grammar: PlateGrammar) -> bool:
+    """Whether a GA 36 template of this colour accepts the text; a colour the camera could
+    not see ("unknown": an infrared frame) allows every template.
+
+    Examples
+    --------
+    >>> g = load_plate_grammar()
+    >>> grammar_fits("浙A12345", "yellow", g), grammar_fits("浙A12345", "green", g)
+    (True, False)
+    >>> grammar_fits("=HYPERLINK(", "unknown", g)
+    False
+    """
+    if colour == "unknown":
+        return grammar.is_plate(text)
+    return any(t.accepts(text) and colour in t.colours for t in grammar.templates)
+
+
+def plate_check(facts: PlateFacts, grammar: PlateGrammar, min_confidence: float,
+                min_province: float) -> Check:
+    """The plate is evidence (记录违法事实应当真实、清晰、完整、准确) only when it was read,
+    is a plate under GA 36 for its colour, was read surely enough (the whole text and its
+    province character) and the front and rear plates do not disagree."""
+    plate = facts.record
+    failure = _plate_failure(facts, grammar, min_confidence, min_province)
+    if failure is not None or plate is None:
+        return _check("plate", False, failure or "no readable plate")
+    side = f"; front and rear {plate.front_rear}" if plate.front_rear else ""
+    return _check("plate", True, f"plate {plate.text} ({plate.colour}) read by {facts.read_by} "
+                  f"with confidence {plate.confidence:.2f}{side}")
+
+
+def _plate_failure(facts: PlateFacts, grammar: PlateGrammar, floor: float,
+                   province_floor: float) -> str | None:
+    """What is wrong with the plate, in plain words, or None."""
+    plate = facts.record
     if plate is None or not plate.text.strip():
-        return "no readable plate"
-    return f"plate {plate.text} read with confidence {plate.confidence:.2f}, below {floor}"
+        note = facts.note or ("the roadside unit left it unread" if plate is not None
+                              and plate.unread else None)
+        return "no readable plate" + (f": {note}" if note else "")
+    text, colour = plate.text, plate.colour
+    if not grammar_fits(text, colour, grammar):
+        return (f"plate text {text!r} read as {colour!r} fits no GA 36 plate of that "
+                "colour: not a plate")
+    if plate.confidence < floor:
+        return (f"plate {text} read with confidence {plate.confidence:.2f}, below the "
+                f"floor {floor}")
+    province = plate.province_confidence
+    if province is not None and province < province_floor:
+        return (f"province {text[0]} of plate {text} read with confidence {province:.3f}, "
+                f"below the floor {province_floor}")
+    if plate.front_rear == "conflict":
+        others = [r for r in facts.rear if r != text]
+        if others:
+            return f"front plate {text} and rear plate {' / '.join(others)} disagree"
+        return f"front plate {text} and the rear plate disagree (as the roadside unit read)"
+    return None
 
 
 def evidential(record: RegistryRecord | None, suspensions: Iterable[Suspension],
@@ -222,13 +285,18 @@ def evidential(record: RegistryRecord | None, suspensions: Iterable[Suspension],
                packet: Packet | None = None, device_id: str = "",
                abnormal_driving: Sequence[str] = (), faulty_measurement: Sequence[str] = (),
                trusted_clocks: Sequence[str] = ("synced", "holdover"),
-               min_plate_confidence: float = 0.0) -> Legality:
+               min_plate_confidence: float = 0.0, min_province_confidence: float = 0.0,
+               plate: PlateFacts | None = None,
+               grammar: PlateGrammar | None = None) -> Legality:
     """The verdict on one capture: the device's checks, then (given the packet) the
-    pass's own; evidence only when every one passes."""
+    pass's own; evidence only when every one passes. ``plate`` replaces the packet's own
+    plate (the center's reading of an unread one)."""
     checks = device_checks(record, suspensions, captured_at, notice_lead, device_id)
     if packet is not None:
         checks += pass_checks(packet, abnormal_driving=abnormal_driving,
                               faulty_measurement=faulty_measurement,
                               trusted_clocks=trusted_clocks,
-                              min_plate_confidence=min_plate_confidence)
+                              min_plate_confidence=min_plate_confidence,
+                              min_province_confidence=min_province_confidence,
+                              plate=plate, grammar=grammar)
     return Legality(all(c.ok for c in checks), tuple(checks))

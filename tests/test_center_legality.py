@@ -154,7 +154,7 @@ def test_plate_confidence_floor():
     v = evidential(registry_row(), (), T0, NOTICE, packet=packet, min_plate_confidence=0.5,
                    **LAW)
     assert failed(v) == {"plate"}
-    assert "0.40, below 0.5" in v.reasons[0]
+    assert "0.40, below the floor 0.5" in v.reasons[0]
 
 
 def test_several_failures_give_every_reason():
