@@ -519,6 +519,8 @@ def capture_to_dict(c: Capture) -> dict:
         "id": c.id, "packet_id": c.packet_id, "device_id": c.device_id,
         "sequence": c.sequence, "captured_at": _iso(c.captured_at), "plate": c.plate,
         "plate_colour": c.plate_colour, "plate_confidence": c.plate_confidence,
+        "plate_source": c.plate_source, "plate_province_confidence":
+        c.plate_province_confidence, "plate_front_rear": c.plate_front_rear,
         "gross_kg": c.gross_kg, "axle_code": c.axle_code, "limit_kg": c.limit_kg,
         "tolerance_kg": c.tolerance_kg, "excess_kg": c.excess_kg, "over": c.over,
         "action": c.action, "fine_yuan": c.fine_yuan, "evidential": c.evidential,
