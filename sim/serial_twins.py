@@ -7,11 +7,14 @@ as it would open ``/dev/ttyUSB0``. Closing the pty is the device being unplugged
 symlink when one is given, since a new pty has a new path).
 
 - :class:`DigitiserTwin` streams raw sample frames rendered by :class:`sim.render.Renderer`
-  at real-time pace times ``speed``;
+  at real-time pace times ``speed``, on a device clock that may run fast or slow, start
+  at an offset and send late by a random jitter;
 - :class:`WimControllerTwin` sends one vehicle record per vehicle of the traffic truth,
   when the vehicle has left the sensors;
 - :class:`XK3190Twin` and :class:`ToledoTwin` show a weight that swings, then settles on
-  the commanded value.
+  the commanded value;
+- :class:`GpsTwin` sends NMEA RMC and ZDA once a second, a set latency after each UTC
+  second of the host's wall clock (shifted by ``offset_s`` when asked).
 
 Faults a technician meets, on demand: :class:`Corruption` flips bits, drops bytes and
 inserts garbage at given rates (seeded); a twin at another baud rate than the driver
@@ -37,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers import digitiser, toledo, xk3190
+from drivers import digitiser, gps, toledo, xk3190
 from drivers.strips import StripArray
 from drivers.wim_records import VehicleRecord, Wim1Format
 from sim.render import Renderer, SensorNoise
@@ -337,14 +340,28 @@ class DigitiserTwin(SerialTwin):
     """A strip-sensor digitiser: raw sample frames of ``frame_samples`` per channel.
 
     Frame ``k`` holds samples ``[k n, (k + 1) n)`` of the renderer and is sent when its
-    last sample has been taken; its device time is ``k n / fs_hz`` in µs.
+    last sample has been taken; its device time is ``clock_offset_s + k n / fs_hz`` in
+    µs. The device clock runs ``clock_ppm`` fast (negative: slow) against the host's, so
+    the frame is due ``(k + 1) n / fs_hz / (1 + clock_ppm 1e-6)`` s after the stream
+    began; each write then waits a further uniform random ``[0, jitter_s)`` (a busy
+    device, seeded by ``jitter_seed``). :meth:`host_time_of` gives the true host time of
+    any device instant, to check a clock fit against. Defaults: an exact clock at 0, no
+    jitter.
     """
 
     def __init__(self, site: StripArray, vehicles: list[VehicleTruth], *,
                  frame_samples: int = 100, duration_s: float | None = None,
                  render_seed: int = 0, noise: SensorNoise | None = None,
-                 **twin: object) -> None:
+                 clock_ppm: float = 0.0, clock_offset_s: float = 0.0,
+                 jitter_s: float = 0.0, jitter_seed: int = 0, **twin: object) -> None:
         super().__init__(**twin)  # type: ignore[arg-type]
+        if clock_offset_s < 0 or jitter_s < 0 or not -1e5 < clock_ppm < 1e5:
+            raise ValueError(f"clock_offset_s and jitter_s must be 0 or more, clock_ppm "
+                             f"within ±1e5 (got {clock_offset_s}, {jitter_s}, {clock_ppm})")
+        self.clock_rate = 1.0 + clock_ppm * 1e-6
+        self.clock_offset_s = clock_offset_s
+        self.jitter_s = jitter_s
+        self._jitter_rng = np.random.default_rng(jitter_seed)
         if frame_samples * site.n_channels > digitiser.MAX_SAMPLES_PER_FRAME:
             raise ValueError(
                 f"frame_samples {frame_samples} × {site.n_channels} channels exceeds the "
@@ -359,6 +376,19 @@ class DigitiserTwin(SerialTwin):
         n = self.frame_samples
         return self.renderer.render(sequence * n, n)
 
+    def host_time_of(self, t_device_s: float) -> float:
+        """The host monotonic time when the device clock read ``t_device_s`` (valid
+        from the first frame after the last plug-in)."""
+        if self._offset_s is None:
+            raise RuntimeError("the twin has not sent a frame since it was plugged in")
+        return self._offset_s + (t_device_s - self.clock_offset_s) / self.clock_rate / self.speed
+
+    def _send(self, data: bytes) -> None:
+        """Send late by the jitter (one-sided: a device never sends early)."""
+        if self.jitter_s > 0 and self._stop.wait(self._jitter_rng.uniform(0, self.jitter_s)):
+            return
+        super()._send(data)
+
     def _chunks(self) -> Iterator[tuple[float, bytes]]:
         n, fs = self.frame_samples, self.site.fs_hz
         total = None if self.duration_s is None else round(self.duration_s * fs) // n
@@ -367,9 +397,10 @@ class DigitiserTwin(SerialTwin):
         while total is None or seq < total:
             block = self.renderer.render(seq * n, n * per_block)
             for j in range(per_block):
-                t_us = round((seq * n) * 1e6 / fs)
+                t_us = round(self.clock_offset_s * 1e6 + (seq * n) * 1e6 / fs)
                 frame = digitiser.encode_frame(block[:, j * n:(j + 1) * n], seq, t_us)
-                yield (seq + 1) * n / fs, frame
+                due_s = (seq + 1) * n / fs
+                yield (due_s if self.clock_rate == 1.0 else due_s / self.clock_rate), frame
                 seq += 1
                 if total is not None and seq >= total:
                     return
@@ -494,3 +525,41 @@ class ToledoTwin(ScaleTwin):
         if self.wire_parity:
             frame = bytes(b | (bin(b).count("1") & 1) << 7 for b in frame)
         return frame
+
+
+class GpsTwin(SerialTwin):
+    """A GPS receiver with a valid fix: RMC then ZDA once a second, ``latency_s`` after
+    each UTC second, where UTC is the host's wall clock plus ``offset_s`` (so a test can
+    make GPS time differ from the host's by a known amount). ``valid=False`` sends RMC
+    status V (no fix). It runs on the host's clocks, not on a stream time of its own:
+    each second is scheduled from the wall clock as it is then (a stepped wall clock is
+    followed), and :attr:`seconds_sent` lists the seconds named.
+    """
+
+    def __init__(self, *, latency_s: float = 0.05, offset_s: float = 0.0,
+                 valid: bool = True, talker: str = "GN", baudrate: int | None = 9600,
+                 **twin: object) -> None:
+        super().__init__(baudrate=baudrate, **twin)  # type: ignore[arg-type]
+        if not 0 <= latency_s < 1:
+            raise ValueError(f"latency_s must be within [0, 1) s (got {latency_s})")
+        self.latency_s = latency_s
+        self.offset_s = offset_s
+        self.valid = valid
+        self.talker = talker
+        self.seconds_sent: list[datetime] = []
+
+    def sentences(self, utc: datetime) -> bytes:
+        """What the receiver sends for UTC second ``utc``."""
+        return gps.rmc(utc, self.valid, self.talker) + gps.zda(utc, self.talker)
+
+    def _stream_chunks(self) -> None:
+        """Each next UTC second, wait until it is ``latency_s`` old, send its sentences."""
+        self._go.wait()
+        while not self._stop.is_set():
+            second = math.floor(time.time() + self.offset_s) + 1
+            wait_s = second - self.offset_s + self.latency_s - time.time()
+            if self._stop.wait(max(wait_s, 0.0)):
+                return
+            utc = datetime.fromtimestamp(second, UTC)
+            self._send(self.sentences(utc))
+            self.seconds_sent.append(utc)
