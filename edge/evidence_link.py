@@ -14,10 +14,16 @@ from datetime import datetime
 from pathlib import Path
 
 from edge.outbox import OutboxError
-from edge.packets import draft_packet
+from edge.packets import CapturedImage, draft_packet
 from edge.sender import from_settings
 from edge.settings import EdgeSettings
-from evidence.packet import CalibrationRecord, ClockStatus, ProcessingTrail
+from evidence.packet import (
+    CalibrationRecord,
+    ClockStatus,
+    MissingImage,
+    PlateRecord,
+    ProcessingTrail,
+)
 from overload import RuleBook
 from zhichao import __version__
 
@@ -45,7 +51,9 @@ class EvidenceLink:
         self.sender.start()
 
     def put(self, vehicle: dict, *, captured_at: datetime, clock_status: ClockStatus,
-            suspected: bool, images: Sequence = ()) -> int | None:
+            suspected: bool, images: Sequence[CapturedImage] = (),
+            plate: PlateRecord | None = None, clock_uncertainty_ms: float | None = None,
+            missing_images: Sequence[MissingImage] = ()) -> int | None:
         """Commit one screened vehicle (a dict of ``zhichao edge run``: lane 1-based,
         speed_mps, axle_loads_kg, spacings_m, tyres, axle_code, flags) as a packet; its
         sequence, or None if the outbox could not store it now (held and counted)."""
@@ -58,8 +66,9 @@ class EvidenceLink:
             tyres=vehicle.get("tyres") or [],
             axle_code=None if vehicle.get("axle_code") in (None, "?") else vehicle["axle_code"],
             flags=vehicle.get("flags") or [], group_threshold_m=self.group_threshold_m,
-            suspected=suspected, plate=None, images=images, calibration=self.calibration,
-            trail=self.trail)
+            suspected=suspected, plate=plate, images=images, calibration=self.calibration,
+            trail=self.trail, clock_uncertainty_ms=clock_uncertainty_ms,
+            missing_images=missing_images)
         try:
             sequence = self.outbox.put(packet, data)
         except OutboxError as exc:

@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.registry import open_device
 from drivers.strips import StripArray
+from edge.plate_workers import PlateSettings
 from edge.signal.settings import SignalSettings
+from edge.timebase.settings import TimeSettings
 from zhichao.settings import load_model
 
 
@@ -70,6 +72,24 @@ class EvidenceSettings(BaseModel):
             for name in ("outbox", "signing_key", "curve_secret_key", "center_public_key")})
 
 
+class UnitSettings(BaseModel):
+    """How the roadside unit waits for what a pass needs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    frame_wait_s: float = Field(2.0, gt=0, le=30, description="longest wait for a camera's "
+                                "frame of the wanted moment; then the camera is recorded as "
+                                "missing for that pass. A live camera's frame arrives within "
+                                "a few tenths of a second; two seconds covers a reconnect")
+    record_delay_s: float = Field(2.0, ge=0, le=60, description="how long after a vehicle "
+                                  "has left a WIM controller sends its record: its arrival "
+                                  "less this is the capture time, and this its uncertainty")
+    unfitted_uncertainty_s: float = Field(1.0, gt=0, le=60, description="uncertainty of a "
+                                          "vehicle's time before the digitiser's clock is "
+                                          "fitted (its first frames): the frame's arrival, "
+                                          "one batch of the signal loop late at most")
+
+
 class EdgeSettings(BaseModel):
     """Everything a roadside unit needs to know about itself."""
 
@@ -80,6 +100,9 @@ class EdgeSettings(BaseModel):
     signal: SignalSettings = Field(default_factory=SignalSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
+    time: TimeSettings = Field(default_factory=TimeSettings)
+    plates: PlateSettings = Field(default_factory=PlateSettings)
+    unit: UnitSettings = Field(default_factory=UnitSettings)
     calibration: list[float] | None = Field(
         None, description="factor per digitiser channel on the newtons per count")
     devices: dict[str, dict[str, Any]] = Field(

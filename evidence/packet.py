@@ -127,6 +127,9 @@ class PlateRecord(_Frozen):
     """Front and rear plates compared; None where only one camera was read."""
     image: ImageRole | None = None
     """Which of the packet's images the plate was read from."""
+    votes: int | None = Field(None, ge=0, le=100)
+    frames: int | None = Field(None, ge=0, le=100)
+    """Frames that read this text, of the frames read."""
     unread: bool = False
 
 

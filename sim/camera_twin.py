@@ -185,6 +185,36 @@ def _leave_time_s(v: VehicleTruth, look: _Look, scene: SceneSettings) -> float:
     return float(grid[past[0]]) if past.size else float(grid[-1])
 
 
+class LaneScene:
+    """The picture of one lane at any simulation time: drawn on demand, so a live camera
+    twin can show the moment the roadside unit is weighing without a video made first."""
+
+    def __init__(self, vehicles: Sequence[VehicleTruth], *, lane: int = 0,
+                 scene: SceneSettings | None = None, seed: int = 0):
+        self.scene = scene or SceneSettings()
+        self.vehicles = sorted((v for v in vehicles if v.lane == lane), key=lambda v: v.t0_s)
+        self.plates = {v.vehicle_id: vehicle_plate(v, seed) for v in self.vehicles}
+        self.looks = {v.vehicle_id: _look(v, *self.plates[v.vehicle_id], self.scene, seed)
+                      for v in self.vehicles}
+        self._background = _background(self.scene)
+
+    def end_s(self, t_start_s: float = 0.0) -> float:
+        """When the last vehicle has left the picture."""
+        ends = [_leave_time_s(v, self.looks[v.vehicle_id], self.scene) for v in self.vehicles]
+        return max(ends, default=t_start_s + 1.0)
+
+    def draw(self, t_s: float, number: int | None = None) -> np.ndarray:
+        """The frame showing simulation time ``t_s``, its ``number`` coded along the top."""
+        frame = self._background.copy()
+        for v in self.vehicles:
+            front_m = float(front_position_m(v, t_s))
+            if -80.0 < front_m < 80.0:  # out of the picture either way: nothing to draw
+                _draw_vehicle(frame, v, self.looks[v.vehicle_id], front_m, self.scene)
+        if number is not None:
+            encode_frame_number(frame, number)
+        return frame
+
+
 def render_lane_video(vehicles: Sequence[VehicleTruth], path: Path, *, lane: int = 0,
                       t_start_s: float = 0.0, duration_s: float | None = None,
                       scene: SceneSettings | None = None, seed: int = 0) -> TwinManifest:
@@ -194,28 +224,19 @@ def render_lane_video(vehicles: Sequence[VehicleTruth], path: Path, *, lane: int
     default until the last vehicle has left the picture). Vehicles of other lanes are
     ignored. Raises ``DeviceError`` when OpenCV cannot write the file.
     """
-    scene = scene or SceneSettings()
-    mine = sorted((v for v in vehicles if v.lane == lane), key=lambda v: v.t0_s)
-    plates = {v.vehicle_id: vehicle_plate(v, seed) for v in mine}
-    looks = {v.vehicle_id: _look(v, *plates[v.vehicle_id], scene, seed) for v in mine}
+    lane_scene = LaneScene(vehicles, lane=lane, scene=scene, seed=seed)
+    scene = lane_scene.scene
     if duration_s is None:
-        ends = [_leave_time_s(v, looks[v.vehicle_id], scene) for v in mine]
-        duration_s = max(ends, default=t_start_s + 1.0) - t_start_s
+        duration_s = lane_scene.end_s(t_start_s) - t_start_s
     n_frames = max(1, round(duration_s * scene.fps))
-    background = _background(scene)
     writer = _open_writer(path, scene)
     try:
         for k in range(n_frames):
-            t_s = t_start_s + k / scene.fps
-            frame = background.copy()
-            for v in mine:
-                _draw_vehicle(frame, v, looks[v.vehicle_id], float(front_position_m(v, t_s)),
-                              scene)
-            encode_frame_number(frame, k)
-            writer.write(frame)
+            writer.write(lane_scene.draw(t_start_s + k / scene.fps, number=k))
     finally:
         writer.release()
-    passages = tuple(_passage(v, plates[v.vehicle_id], t_start_s, scene.fps) for v in mine)
+    passages = tuple(_passage(v, lane_scene.plates[v.vehicle_id], t_start_s, scene.fps)
+                     for v in lane_scene.vehicles)
     return TwinManifest(path=Path(path), fps=scene.fps, n_frames=n_frames, t_start_s=t_start_s,
                         width_px=scene.width_px, height_px=scene.height_px,
                         trigger_x_px=scene.trigger_x_px,

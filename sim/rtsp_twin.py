@@ -11,7 +11,10 @@ OpenCV, then retries over TCP by itself.
 
 Frames are read from the file with OpenCV when the twin starts, re-encoded as baseline
 JPEG (4:2:0, standard Huffman tables, what RFC 2435 type 1 carries) and kept in memory
-(a few tens of kB each), then sent at the file's frame rate, looping.
+(a few tens of kB each), then sent at the file's frame rate, looping. A live twin
+(:class:`LiveFrames`) instead draws each frame when it is due, on a clock shared with the
+other twins of a simulated site, so every client sees the moment the site is at: a
+camera on the road, not a recording.
 :meth:`RtspTwin.stop` drops every client, as a camera losing power would; ``start()``
 again on the same port brings it back.
 """
@@ -95,8 +98,12 @@ class RtspTwin:
     kept by a later ``start()`` so that a client can reconnect.
     """
 
-    def __init__(self, video: Path, *, port: int = 0, path: str = "cam"):
-        self.video = Path(video)
+    def __init__(self, video: Path | None = None, *, port: int = 0, path: str = "cam",
+                 live: "LiveFrames | None" = None):
+        if (video is None) == (live is None):
+            raise ValueError("an RTSP twin serves either a video file or live frames")
+        self.video = Path(video) if video is not None else None
+        self.live = live
         self.port = port
         self.path = path
         self.clients_served = 0
@@ -124,7 +131,9 @@ class RtspTwin:
 
     def start(self) -> None:
         """Listen and serve clients in background threads."""
-        if not self.jpegs:
+        if self.live is not None:
+            self.fps = self.live.fps
+        elif not self.jpegs:
             self.jpegs, self.fps = _load_jpegs(self.video)
         server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -267,6 +276,9 @@ class _Session:
 
     def _stream(self) -> None:
         """Send the frames at the file's frame rate, looping, while the client plays."""
+        if self.twin.live is not None:
+            self._stream_live(self.twin.live)
+            return
         frames, fps = self.twin.jpegs, self.twin.fps
         seq, ssrc, t0 = 0, 0x2A1C5E77, time.monotonic()
         try:
@@ -282,6 +294,61 @@ class _Session:
                 self.twin.wait(max(0.0, t0 + (k + 1) / fps - time.monotonic()))
         except OSError:
             return
+
+
+    def _stream_live(self, live: "LiveFrames") -> None:
+        """Send the frame of the site's present moment, each when it is due, from the one
+        showing now on: a client joining late starts at the present, as with a camera."""
+        seq, ssrc = 0, 0x2A1C5E78
+        k = max(0, live.index_at(time.monotonic()))
+        try:
+            while not self.twin.stopping and self.playing.is_set():
+                self.twin.wait(max(0.0, live.due_s(k) - time.monotonic()))
+                if self.twin.stopping or not self.playing.is_set():
+                    return
+                packets = rtp_jpeg_packets(live.jpeg(k), seq, round(k * RTP_CLOCK_HZ / live.fps),
+                                           ssrc)
+                seq += len(packets)
+                data = b"".join(b"$\x00" + struct.pack(">H", len(p)) + p for p in packets)
+                with self.send_lock:
+                    self.conn.sendall(data)
+                k = max(k + 1, live.index_at(time.monotonic()))  # late: skip, as a camera does
+        except OSError:
+            return
+
+
+class LiveFrames:
+    """Frames drawn when due: frame ``k`` shows simulation time ``k / fps`` and is due at
+    host-monotonic ``epoch_s + k / fps``. ``draw(t_s)`` paints one; the JPEGs of the last
+    few frames are kept, so clients of one twin (a front and a rear camera on one view)
+    share each drawing."""
+
+    KEEP = 8
+
+    def __init__(self, draw: Callable[[float, int], np.ndarray], *, fps: float,
+                 epoch_s: float):
+        self.draw, self.fps, self.epoch_s = draw, fps, epoch_s
+        self._jpegs: dict[int, bytes] = {}
+        self._lock = threading.Lock()
+        self.drawn = 0
+
+    def index_at(self, t_mono: float) -> int:
+        """The frame showing host-monotonic time ``t_mono``."""
+        return int((t_mono - self.epoch_s) * self.fps)
+
+    def due_s(self, k: int) -> float:
+        """When frame ``k`` is sent (host-monotonic)."""
+        return self.epoch_s + k / self.fps
+
+    def jpeg(self, k: int) -> bytes:
+        """Frame ``k`` as baseline JPEG, drawn once whoever asks first."""
+        with self._lock:
+            if k not in self._jpegs:
+                self._jpegs[k] = _encode(self.draw(k / self.fps, k))
+                self.drawn += 1
+                for old in [i for i in self._jpegs if i < k - self.KEEP]:
+                    del self._jpegs[old]
+            return self._jpegs[k]
 
 
 def _load_jpegs(video: Path) -> tuple[list[bytes], float]:

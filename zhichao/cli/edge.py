@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-import overload
 from drivers.base import Device, DeviceStatus
 from drivers.camera import Camera
 from drivers.modbus_map import load_register_map
 from drivers.modbus_wim import ModbusWimDevice
 from drivers.registry import open_device
 from drivers.serial_link import PROTOCOLS, SerialDevice
-from edge.evidence_link import EvidenceLink
 from edge.settings import load_edge_settings
-from edge.signal.loop import SignalLoop
-from edge.signal.vehicles import Vehicle
-from edge.weighing import load_rules_for, signal_loop
+from edge.unit import Pass, RoadsideUnit
 from zhichao.errors import ConfigError
 from zhichao.resources import config_dir
 
@@ -79,11 +74,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(run=run_edge)
 
 
-RUN_HELP = """Open every device in the settings: sample frames of each digitiser go through
-the signal loop (their device clock gives the sample position, so lost frames are gaps),
-records of WIM controllers are taken as weighed; every vehicle is screened against the
-rule tables and printed. With --send, every vehicle is also committed as a signed packet to
-the outbox (suspected overloads and light records) and sent to the center."""
+RUN_HELP = """Run the roadside unit of the settings (edge/unit.py): sample frames of the
+digitiser go through the signal loop, records of WIM controllers are taken as weighed, a
+GPS receiver's time goes to the timebase; every vehicle is screened against the rule
+tables, gets its cameras' frames at its axle times and its plate read beside the weighing,
+and is printed. With --send, every vehicle is also committed as a signed packet to the
+outbox (suspected overloads with their images, light records without) and sent to the
+center."""
 
 
 def open_probe_device(args: argparse.Namespace) -> Device:
@@ -191,120 +188,65 @@ def _status_table(status: DeviceStatus, elapsed_s: float) -> Table:
 
 
 def run_edge(args: argparse.Namespace) -> int:
-    """Run ``zhichao edge run``: weigh from the devices for ``--seconds``."""
+    """Run ``zhichao edge run``: the roadside unit of the settings for ``--seconds``."""
     settings = load_edge_settings(args.config)
-    rules = load_rules_for(settings)
-    loop = signal_loop(settings, rules)
-    devices = {name: open_device(name, section, source=str(args.config),
-                                 base_dir=args.config.parent)
-               for name, section in settings.devices.items()}
-    if not devices:
+    if not settings.devices:
         raise ConfigError(f"{args.config}: no devices under 'devices' to weigh from")
-    digitisers = [name for name, s in settings.devices.items()
-                  if s.get("kind") == "serial" and s.get("protocol") == "digitiser"]
-    if len(digitisers) > 1:  # one signal loop takes one digitiser's channels
-        raise ConfigError(f"{args.config}: devices {', '.join(digitisers)} are all "
-                          "digitisers; one site's signal loop reads one")
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     console = Console(highlight=False)
-    link = EvidenceLink(settings, args.config.parent, rules) if args.send else None
-    if link:
-        link.start()
-    for device in devices.values():
-        device.start()
-    weighed = 0
-    start = time.monotonic()
-    try:
-        while time.monotonic() - start < args.seconds:
-            for name, device in devices.items():
-                for vehicle in _vehicles_from(name, device, loop, settings.site.fs_hz):
-                    weighed += 1
-                    _report(console, vehicle, rules, args.json, link)
-            time.sleep(0.05)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for device in devices.values():
-            device.stop()
-    for vehicle in loop.flush():
-        weighed += 1
-        _report(console, _from_loop(vehicle), rules, args.json, link)
-    counts = link.stop() if link else None
+    unit = RoadsideUnit(settings, args.config.parent, send=args.send, source=str(args.config),
+                        on_pass=lambda p: _report(console, p, args.json))
     if not args.json:
-        console.print(f"{weighed} vehicles weighed in {time.monotonic() - start:.0f} s; "
-                      f"{loop.stats.blocks_dropped} sample blocks dropped, "
-                      f"{loop.stats.gaps} gaps")
-        if counts is not None:
-            console.print(f"evidence: {counts['acked']} acknowledged by the center, "
-                          f"{counts['pending']} pending in the outbox, {counts['refused']} "
-                          f"refused, {counts['held']} held in memory, {counts['lost']} lost")
-    elif counts is not None:
-        print(json.dumps({"evidence": counts}), flush=True)
+        console.print(f"unit [bold]{settings.device_id}[/]: {len(unit.devices)} devices, "
+                      f"{len(unit.cameras)} cameras, {settings.plates.workers} plate "
+                      f"readers; clock: {unit.timebase.describe()}")
+    start = time.monotonic()
+    unit.start()
+    try:
+        unit.run(args.seconds)
+    finally:
+        counts = unit.stop()
+    _closing(console, counts, time.monotonic() - start, args.json)
     return 0
 
 
-def _vehicles_from(name: str, device: Device, loop: SignalLoop, fs_hz: float
-                   ) -> list[dict[str, Any]]:
-    """What one device finished since the last look, as vehicle dicts."""
-    out = []
-    for reading in device.readings():
-        if reading.get("kind") == "samples":
-            start = round(reading["t_device_us"] * fs_hz / 1e6)
-            out += [_from_loop(v) for v in loop.process(reading["samples"],
-                                                         start_index=start)]
-        elif "axle_loads_kg" in reading:
-            speed = reading.get("speed_mps", reading.get("speed_kmh", 0.0) / 3.6)
-            flags = reading.get("flags") or []
-            out.append({"source": name, "lane": reading["lane"] + 1, "speed_mps": speed,
-                        "axle_loads_kg": list(reading["axle_loads_kg"]),
-                        "spacings_m": list(reading.get("spacings_m", [])),
-                        "flags": [f"0x{flags:x}"] if isinstance(flags, int) else list(flags)})
-    return out
-
-
-def _from_loop(v: Vehicle) -> dict[str, Any]:
-    """A vehicle of the signal loop as a plain dict."""
-    return {"source": "signal", "lane": v.lane + 1, "t_s": round(v.t_s, 3),
-            "speed_mps": round(v.speed_mps, 3), "axle_loads_kg": v.axle_loads_kg.round(0).tolist(),
-            "spacings_m": v.spacings_m.round(3).tolist(), "tyres": list(v.tyres),
-            "axle_code": v.axle_code, "flags": sorted(v.flags)}
-
-
-def _report(console: Console, vehicle: dict[str, Any], rules: overload.RuleBook,
-            as_json: bool, link: EvidenceLink | None = None) -> None:
-    """Screen one vehicle against the rules, commit it as evidence when sending, and
-    print it. The capture time is the host's clock at the report: the digitiser's clock
-    is not yet fitted to it, so the packet says "free_running"."""
-    vehicle = {**vehicle, **_screen(vehicle, rules)}
-    if link is not None:
-        over = vehicle["limit_kg"] is not None and vehicle["gross_kg"] > vehicle["limit_kg"]
-        vehicle["sequence"] = link.put(vehicle, captured_at=datetime.now(UTC),
-                                       clock_status="free_running", suspected=over)
+def _closing(console: Console, counts: dict[str, Any], elapsed_s: float, as_json: bool) -> None:
+    """The run's counts: weighed, plates, images, evidence."""
     if as_json:
-        print(json.dumps(vehicle), flush=True)
+        print(json.dumps({"summary": counts}, default=str), flush=True)
         return
-    console.print(f"{vehicle['source']:>10} lane {vehicle['lane']} "
-                  f"{(vehicle['speed_mps'] or 0) * 3.6:5.1f} km/h  {vehicle['axle_code']:>5}  "
-                  f"{vehicle['gross_kg'] / 1000:6.1f} t  {vehicle['action']}"
-                  + (f" ¥{vehicle['fine_yuan']:,.0f}" if vehicle["fine_yuan"] else "")
-                  + (f"  [{' '.join(vehicle['flags'])}]" if vehicle["flags"] else ""))
+    console.print(f"{counts['weighed']} vehicles weighed in {elapsed_s:.0f} s "
+                  f"({counts['suspected']} suspected overloads); plates read "
+                  f"{counts['plates_read']}, unreadable {counts['plates_unreadable']}, left "
+                  f"to the center {counts['plates_unread']}; images {counts['images']}, "
+                  f"missing {counts['images_missing']}; {counts['blocks_dropped']} sample "
+                  f"blocks dropped, {counts['gaps']} gaps")
+    evidence = counts["evidence"]
+    if evidence is not None:
+        console.print(f"evidence: {evidence['acked']} acknowledged by the center, "
+                      f"{evidence['pending']} pending in the outbox, {evidence['refused']} "
+                      f"refused, {evidence['held']} held in memory, {evidence['lost']} lost")
 
 
-def _screen(vehicle: dict[str, Any], rules: overload.RuleBook) -> dict[str, Any]:
-    """Gross, axle code, limit and action of one vehicle (the law's default tyres when
-    the source did not read them)."""
-    loads = vehicle["axle_loads_kg"]
-    tyres = vehicle.get("tyres") or ["single"] + ["dual"] * (len(loads) - 1)
-    code = vehicle.get("axle_code")
-    if not code:
-        try:
-            code = overload.axle_code_from_axles(vehicle["spacings_m"], tyres, rules)
-        except overload.RuleError:
-            code = "?"
-    gross = float(sum(loads))
-    if code == "?":
-        return {"axle_code": code, "gross_kg": gross, "limit_kg": None, "action": "unknown",
-                "fine_yuan": None}
-    grade = overload.grade(code, gross, rules, tyres=tyres)
-    return {"axle_code": code, "gross_kg": gross, "limit_kg": grade.limit_kg,
-            "action": grade.action, "fine_yuan": grade.fine_yuan}
+def _report(console: Console, p: Pass, as_json: bool) -> None:
+    """One committed pass, as a JSON line or a line of text."""
+    v = p.vehicle
+    plate = p.plate
+    if as_json:
+        print(json.dumps({**v, "captured_at": p.captured_at.isoformat(),
+                          "clock_status": p.clock_status,
+                          "clock_uncertainty_ms": p.clock_uncertainty_ms,
+                          "suspected": p.suspected, "sequence": p.sequence,
+                          "plate": plate.text if plate else None,
+                          "plate_status": plate.status if plate else None,
+                          "images": [i.camera for i in p.images],
+                          "missing_images": [m.camera for m in p.missing]},
+                         default=str), flush=True)
+        return
+    text = plate.text if plate and plate.status == "read" else (
+        f"({plate.status})" if plate else "")
+    console.print(f"{v['source']:>10} lane {v['lane']} {(v['speed_mps'] or 0) * 3.6:5.1f} km/h"
+                  f"  {v['axle_code'] or '?':>5}  {v['gross_kg'] / 1000:6.1f} t  {v['action']}"
+                  + (f" ¥{v['fine_yuan']:,.0f}" if v["fine_yuan"] else "")
+                  + f"  {text}  {p.captured_at:%H:%M:%S.%f}"[:-3] + f" {p.clock_status}"
+                  + (f"  [{' '.join(v['flags'])}]" if v["flags"] else ""))

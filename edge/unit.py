@@ -1,0 +1,374 @@
+"""The roadside unit: one object that weighs, photographs, reads plates and commits evidence.
+
+``zhichao edge run`` and the demo both drive a :class:`RoadsideUnit`. Each call of
+:meth:`RoadsideUnit.poll` does one round of the unit's work, none of which waits:
+
+1. every device's readings are taken: a digitiser's sample frames go through the signal
+   loop (their device clock gives the sample position, so lost frames are gaps, and each
+   frame's receive time feeds the digitiser's clock fit); a WIM controller's records are
+   taken as weighed; a GPS receiver's sentences go to the timebase;
+2. every vehicle finished is screened against the rule tables (:mod:`edge.screening`),
+   timed (the fitted host time of its first axle, in UTC by the timebase, with the clock's
+   state and uncertainty) and becomes a :class:`Pass`;
+3. each pass waits until every camera of its lane has a frame at the moment it needs
+   (front: first axle, rear: last axle, each plus the camera's distance over the speed),
+   or has given up on it (recorded as missing, with the reason);
+4. its frames go to the plate readers (:mod:`edge.plate_workers`), beside the weighing;
+5. when its plate is read — or not in time, then marked unread — it is committed through
+   the evidence link and reported.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from drivers.base import Device
+from drivers.camera import Camera
+from drivers.frame_ring import Match
+from drivers.registry import open_device
+from edge.evidence_link import EvidenceLink
+from edge.packets import CapturedImage
+from edge.plate_workers import PlateJob, PlateResult, PlateWorkers
+from edge.screening import screen
+from edge.settings import EdgeSettings
+from edge.signal.vehicles import Vehicle
+from edge.timebase import Timebase
+from edge.timebase.clockfit import DeviceClockFit, transmit_s
+from edge.weighing import load_rules_for, signal_loop
+from evidence.packet import MissingImage, PlateRecord
+from zhichao.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DIGITISER_HEADER_BYTES = 16
+"""Bytes of a digitiser frame besides its samples (header and CRC), for its transmit time."""
+
+
+@dataclass
+class Pass:
+    """One vehicle on its way through the unit, from weighing to commit."""
+
+    key: int
+    vehicle: dict[str, Any]
+    t_first_s: float               # host-monotonic time of the first axle on the first row
+    t_last_s: float                # ... of the last axle
+    weighed_at_s: float            # host-monotonic time the unit knew the vehicle
+    captured_at: datetime
+    clock_status: str
+    clock_uncertainty_ms: float
+    suspected: bool
+    wanted: dict[str, float] = field(default_factory=dict)   # camera → host time
+    images: list[CapturedImage] = field(default_factory=list)
+    missing: list[MissingImage] = field(default_factory=list)
+    crops: dict[str, list[np.ndarray]] = field(default_factory=dict)  # role → ROI crops
+    frames_done: bool = False
+    plate: PlateResult | None = None
+    plate_deadline_s: float = 0.0
+    committed_at_s: float | None = None
+    sequence: int | None = None
+
+
+Reporter = Callable[[Pass], None]
+
+
+class RoadsideUnit:
+    """The devices of one unit's settings, the signal loop, the cameras, the plate readers
+    and (with ``send``) the evidence link."""
+
+    def __init__(self, settings: EdgeSettings, base_dir: Path, *, send: bool = False,
+                 source: str = "settings", on_pass: Reporter | None = None):
+        self.settings = settings
+        self.rules = load_rules_for(settings)
+        self.loop = signal_loop(settings, self.rules)
+        self.devices: dict[str, Device] = {
+            name: open_device(name, section, source=source, base_dir=base_dir)
+            for name, section in settings.devices.items()}
+        digitisers = [n for n, s in settings.devices.items()
+                      if s.get("kind") == "serial" and s.get("protocol") == "digitiser"]
+        if len(digitisers) > 1:  # one signal loop takes one digitiser's channels
+            raise ConfigError(f"{source}: devices {', '.join(digitisers)} are all "
+                              "digitisers; one site's signal loop reads one")
+        self.digitiser = digitisers[0] if digitisers else None
+        self.baudrate = int(settings.devices[self.digitiser].get("baudrate", 0) or 0) \
+            if self.digitiser else 0
+        self.cameras = {n: d for n, d in self.devices.items() if isinstance(d, Camera)}
+        self.timebase = Timebase(settings.time)
+        self.clock_fit = DeviceClockFit(settings.time.fit)
+        self.plates = PlateWorkers(settings.plates)
+        self.link = EvidenceLink(settings, base_dir, self.rules) if send else None
+        self.on_pass = on_pass
+        self.pending: list[Pass] = []
+        self._keys = 0
+        self.stats = {"weighed": 0, "committed": 0, "suspected": 0, "plates_read": 0,
+                      "plates_unread": 0, "plates_unreadable": 0, "images": 0,
+                      "images_missing": 0}
+        self.started_at_s: float | None = None
+
+    # -- life ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the plate readers, the sender and every device."""
+        self.plates.start()
+        if self.link is not None:
+            self.link.start()
+        for device in self.devices.values():
+            device.start()
+        self.started_at_s = time.monotonic()
+
+    def stop(self, wait_s: float = 5.0) -> dict[str, Any]:
+        """Stop the devices, finish every vehicle still in the unit (plates not yet read
+        are committed unread), stop the readers and the sender; the counts."""
+        for device in self.devices.values():
+            device.stop()
+        now = time.monotonic()
+        for v in self.loop.flush():
+            self._add_pass(self._from_loop(v), now)
+        for p in self.pending:
+            self._finish_frames(p, now, final=True)
+        for result in self.plates.stop():
+            self._attach(result)
+        self._commit_ready(now, final=True)
+        counts = self.link.stop(wait_s) if self.link is not None else None
+        return {**self.stats, "blocks_dropped": self.loop.stats.blocks_dropped,
+                "gaps": self.loop.stats.gaps, "plate_workers": dict(self.plates.counts),
+                "evidence": counts}
+
+    def run(self, seconds: float, period_s: float = 0.05) -> None:
+        """Poll until ``seconds`` have passed (Ctrl-C ends it early)."""
+        deadline = time.monotonic() + seconds
+        try:
+            while time.monotonic() < deadline:
+                self.poll()
+                time.sleep(period_s)
+        except KeyboardInterrupt:
+            pass
+
+    # -- one round ----------------------------------------------------------------------
+
+    def poll(self) -> list[Pass]:
+        """One round of the unit's work; the passes committed in it."""
+        now = time.monotonic()
+        for name, device in self.devices.items():
+            for reading in device.readings():
+                for vehicle in self._take(name, reading):
+                    self._add_pass(vehicle, time.monotonic())
+        now = time.monotonic()
+        for p in self.pending:
+            if not p.frames_done:
+                self._finish_frames(p, now)
+        for result in self.plates.results():
+            self._attach(result)
+        return self._commit_ready(now)
+
+    def _take(self, name: str, reading: dict[str, Any]) -> list[dict[str, Any]]:
+        """The vehicles one reading finishes (most readings finish none)."""
+        kind = reading.get("kind")
+        if kind == "samples":
+            return self._samples(reading)
+        if kind == "gps":
+            self.timebase.feed_gps(reading)
+            return []
+        if "axle_loads_kg" in reading:
+            return [self._from_controller(name, reading)]
+        return []
+
+    def _samples(self, reading: dict[str, Any]) -> list[dict[str, Any]]:
+        """Fit the digitiser's clock with the frame's receive time, then weigh it."""
+        fs = self.settings.site.fs_hz
+        samples = reading["samples"]
+        t_device_s = reading["t_device_us"] / 1e6
+        t_host = reading.get("t_host_s")
+        if t_host is not None:
+            n = samples.shape[-1]
+            frame_bytes = DIGITISER_HEADER_BYTES + 2 * samples.size
+            self.clock_fit.add(t_device_s + n / fs, float(t_host),
+                               min_delay_s=transmit_s(frame_bytes, self.baudrate)
+                               if self.baudrate else 0.0)
+        start = round(t_device_s * fs)
+        return [self._from_loop(v) for v in self.loop.process(samples, start_index=start)]
+
+    def _from_loop(self, v: Vehicle) -> dict[str, Any]:
+        """A vehicle of the signal loop as a plain dict, timed on the host clock."""
+        out = {"source": "signal", "lane": v.lane + 1, "t_s": round(v.t_s, 3),
+               "speed_mps": round(v.speed_mps, 3),
+               "axle_loads_kg": v.axle_loads_kg.round(0).tolist(),
+               "spacings_m": v.spacings_m.round(3).tolist(), "tyres": list(v.tyres),
+               "axle_code": None if "unknown_code" in v.flags else v.axle_code,
+               "flags": sorted(v.flags)}
+        length_s = float(np.sum(v.spacings_m)) / max(v.speed_mps, 0.1)
+        if self.clock_fit.ready:
+            out["t_first_s"] = self.clock_fit.host_time(v.t_s)
+            out["t_last_s"] = self.clock_fit.host_time(v.t_s + length_s)
+            out["fit_uncertainty_s"] = self.clock_fit.uncertainty_s(v.t_s)
+        else:  # no fit yet (the first seconds): the frame's arrival is all there is
+            now = time.monotonic()
+            out["t_first_s"], out["t_last_s"] = now - length_s, now
+            out["fit_uncertainty_s"] = self.settings.unit.unfitted_uncertainty_s
+        return out
+
+    def _from_controller(self, name: str, reading: dict[str, Any]) -> dict[str, Any]:
+        """A WIM controller's record: weighed already; timed by its arrival, less the
+        controller's usual delay, with that delay as its uncertainty."""
+        speed = reading.get("speed_mps", reading.get("speed_kmh", 0.0) / 3.6)
+        flags = reading.get("flags") or []
+        spacings = list(reading.get("spacings_m", []))
+        t_host = float(reading.get("t_host_s") or time.monotonic())
+        delay = self.settings.unit.record_delay_s
+        length_s = float(np.sum(spacings)) / max(speed, 0.1)
+        return {"source": name, "lane": reading["lane"] + 1, "speed_mps": speed,
+                "axle_loads_kg": list(reading["axle_loads_kg"]), "spacings_m": spacings,
+                "flags": [f"0x{flags:x}"] if isinstance(flags, int) else list(flags),
+                "t_first_s": t_host - delay - length_s, "t_last_s": t_host - delay,
+                "fit_uncertainty_s": delay}
+
+    # -- a pass -------------------------------------------------------------------------
+
+    def _add_pass(self, vehicle: dict[str, Any], now: float) -> None:
+        """Screen a finished vehicle, time it, and say which frames it needs."""
+        vehicle = {**vehicle, **screen(vehicle, self.rules)}
+        state = self.timebase.state(vehicle["t_first_s"])
+        uncertainty_ms = state.uncertainty_ms + 1000.0 * vehicle.pop("fit_uncertainty_s")
+        vehicle.pop("t_s", None)  # the digitiser's own time: the host's is what counts
+        suspected = vehicle["limit_kg"] is not None and vehicle["gross_kg"] > vehicle["limit_kg"]
+        self._keys += 1
+        t_first, t_last = vehicle.pop("t_first_s"), vehicle.pop("t_last_s")
+        p = Pass(key=self._keys, vehicle=vehicle, t_first_s=t_first, t_last_s=t_last,
+                 weighed_at_s=now, captured_at=self.timebase.to_utc(t_first),
+                 clock_status=state.status, clock_uncertainty_ms=round(uncertainty_ms, 1),
+                 suspected=suspected)
+        speed = max(float(vehicle.get("speed_mps") or 0.0), 0.5)
+        for name, cam in self.cameras.items():
+            s = cam.settings
+            if s.lane is not None and s.lane != vehicle["lane"]:
+                continue
+            axle_t = p.t_last_s if s.role == "rear" else p.t_first_s
+            p.wanted[name] = axle_t + s.distance_m / speed
+        self.stats["weighed"] += 1
+        self.stats["suspected"] += suspected
+        self.pending.append(p)
+
+    def _finish_frames(self, p: Pass, now: float, final: bool = False) -> None:
+        """Take each camera's frame once the ring holds the moment wanted (or give up on
+        it after ``frame_wait_s``); then send the pass to the plate readers."""
+        wait_s = self.settings.unit.frame_wait_s
+        for name, t_want in list(p.wanted.items()):
+            cam = self.cameras[name]
+            newest = cam.ring.newest_s
+            ripe = newest is not None and newest >= t_want + cam.settings.max_dt_s
+            if not (ripe or final or now >= t_want + wait_s):
+                continue
+            del p.wanted[name]
+            self._pick(p, name, cam, t_want)
+        if p.wanted:
+            return
+        p.frames_done = True
+        p.plate_deadline_s = now + self.settings.plates.wait_s
+        job = PlateJob(p.key, p.crops.get("front", []), p.crops.get("rear", []), p.suspected)
+        p.crops = {}
+        if not job.front and not job.rear:
+            p.plate = PlateResult(p.key, "unread", reason="no camera frame to read")
+        elif final:
+            p.plate = PlateResult(p.key, "unread", reason="the unit stopped")
+        else:
+            self.plates.submit(job)  # refused jobs come back unread through results()
+
+    def _pick(self, p: Pass, name: str, cam: Camera, t_want: float) -> None:
+        """The frame nearest the wanted moment into the packet (JPEG, with its own time),
+        and the frames around it, cut to the camera's region, for the plate readers."""
+        s = cam.settings
+        found = cam.ring.find(t_want, cam.offset_s, s.max_dt_s)
+        if not isinstance(found, Match):
+            p.missing.append(MissingImage(camera=name, role=s.role,
+                                          reason=found.describe()[:200]))
+            self.stats["images_missing"] += 1
+            return
+        ok, jpeg = cv2.imencode(".jpg", found.frame.image,
+                                [cv2.IMWRITE_JPEG_QUALITY, s.jpeg_quality])
+        if not ok:
+            p.missing.append(MissingImage(camera=name, role=s.role,
+                                          reason="the frame could not be encoded as JPEG"))
+            return
+        p.images.append(CapturedImage(s.role, jpeg.tobytes(), camera=name,
+                                      captured_at=self.timebase.to_utc(found.frame.t_s)))
+        self.stats["images"] += 1
+        if s.role in ("front", "rear"):
+            p.crops.setdefault(s.role, []).extend(
+                _roi(f.image, s.roi) for f in _around(cam, t_want + cam.offset_s,
+                                                      self.settings.plates.frames))
+
+    def _attach(self, result: PlateResult) -> None:
+        for p in self.pending:
+            if p.key == result.key and p.plate is None:
+                p.plate = result
+                return
+
+    def _commit_ready(self, now: float, final: bool = False) -> list[Pass]:
+        """Commit every pass whose frames are taken and whose plate is in (or late)."""
+        done, waiting = [], []
+        for p in self.pending:
+            if p.frames_done and p.plate is None and (final or now >= p.plate_deadline_s):
+                p.plate = PlateResult(p.key, "unread", reason="not read in time")
+            (done if p.frames_done and p.plate is not None else waiting).append(p)
+        self.pending = waiting
+        for p in done:
+            self._commit(p)
+        return done
+
+    def _commit(self, p: Pass) -> None:
+        """One pass into the outbox (when sending) and to the reporter."""
+        plate = p.plate
+        assert plate is not None
+        self.stats[f"plates_{plate.status}"] += 1
+        if self.link is not None:
+            p.sequence = self.link.put(
+                p.vehicle, captured_at=p.captured_at, clock_status=p.clock_status,
+                clock_uncertainty_ms=p.clock_uncertainty_ms, suspected=p.suspected,
+                images=p.images, missing_images=p.missing, plate=plate_record(plate))
+        p.committed_at_s = time.monotonic()
+        self.stats["committed"] += 1
+        if self.on_pass is not None:
+            self.on_pass(p)
+
+    def status(self) -> dict[str, Any]:
+        """What a technician wants to see of a running unit."""
+        state = self.timebase.state(time.monotonic())
+        return {"clock": state.to_dict(), "clock_fit": self.clock_fit.get_status(),
+                "pending": len(self.pending), "plate_backlog": self.plates.backlog,
+                "plate_workers_ready": self.plates.ready, **self.stats}
+
+
+def plate_record(result: PlateResult) -> PlateRecord | None:
+    """The packet's plate field: the reading, an unread marker, or None (unreadable)."""
+    if result.status == "unreadable":
+        return None
+    if result.status == "unread":
+        return PlateRecord(text="", colour="unknown", confidence=0.0, box=[0.0] * 5,
+                           unread=True)
+    return PlateRecord(text=result.text, colour=result.colour, confidence=result.confidence,
+                       box=result.box, province_confidence=result.province_confidence,
+                       front_rear=result.front_rear,  # type: ignore[arg-type]
+                       image=result.image,  # type: ignore[arg-type]
+                       votes=result.votes, frames=result.frames)
+
+
+def _around(cam: Camera, t_s: float, n: int) -> list[Any]:
+    """The ``n`` frames of the camera's ring nearest to ``t_s``, in time order."""
+    frames = cam.ring.frames()
+    nearest = sorted(frames, key=lambda f: abs(f.t_s - t_s))[:n]
+    return sorted(nearest, key=lambda f: f.t_s)
+
+
+def _roi(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.ndarray:
+    """The region of interest of a frame (a copy: the ring's frames are read-only and the
+    copy travels to another process)."""
+    if roi is None:
+        return np.ascontiguousarray(image)
+    x, y, w, h = roi
+    return np.ascontiguousarray(image[y:y + h, x:x + w])
