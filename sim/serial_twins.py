@@ -220,8 +220,11 @@ class SerialTwin:
 
     def __init__(self, *, speed: float = 1.0, link: Path | None = None,
                  baudrate: int | None = None, corruption: Corruption | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, epoch_s: float | None = None) -> None:
         self.speed = speed
+        self.epoch_s = epoch_s
+        """Host-monotonic instant of device time 0, shared with a site's other twins
+        (None: when the stream starts)."""
         self.link = link
         self.baudrate = baudrate
         self.corrupter = Corrupter(corruption, seed) if corruption else None
@@ -311,7 +314,8 @@ class SerialTwin:
                     return
             t_s, data = self._next
             if self._offset_s is None:
-                self._offset_s = time.monotonic() - t_s / self.speed
+                self._offset_s = self.epoch_s if self.epoch_s is not None \
+                    else time.monotonic() - t_s / self.speed
             wait_s = self._offset_s + t_s / self.speed - time.monotonic()
             if wait_s > 0 and self._stop.wait(wait_s):
                 return
