@@ -19,7 +19,7 @@ from typing import Any, Literal
 import serial
 from pydantic import BaseModel, ConfigDict, Field
 
-from drivers import digitiser, gps, toledo, wim_records, xk3190
+from drivers import digitiser, toledo, wim_records, xk3190
 from drivers.backoff import Backoff
 from drivers.base import DeviceStatus
 from drivers.errors import DeviceError
@@ -54,7 +54,6 @@ PROTOCOLS: dict[str, Callable[..., Framer]] = {
     "wim_records": wim_framer,
     "xk3190": xk3190.make_framer,
     "toledo": toledo.make_framer,
-    "nmea": gps.make_framer,
 }
 """Framer factories by protocol name; a settings section's ``options`` go to them."""
 
@@ -64,7 +63,7 @@ class SerialSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    protocol: Literal["digitiser", "wim_records", "xk3190", "toledo", "nmea"]
+    protocol: Literal["digitiser", "wim_records", "xk3190", "toledo"]
     port: str = Field(min_length=1, description="device path or pyserial URL")
     baudrate: int = Field(9600, gt=0)
     bytesize: Literal[7, 8] = 8
