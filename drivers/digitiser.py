@@ -57,6 +57,9 @@ class SampleFrame:
     t_device_us: int
     samples: np.ndarray
     version: int = VERSION
+    t_host_s: float | None = None
+    """Host monotonic time the frame's last byte was read: with ``t_device_us`` one point
+    of the digitiser's clock against the host's."""
 
     @property
     def n_channels(self) -> int:
@@ -71,7 +74,7 @@ class SampleFrame:
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (the samples stay a numpy array)."""
         return {"kind": "samples", "sequence": self.sequence, "t_device_us": self.t_device_us,
-                "version": self.version, "samples": self.samples}
+                "version": self.version, "samples": self.samples, "t_host_s": self.t_host_s}
 
 
 def encode_frame(samples: np.ndarray, sequence: int, t_device_us: int,

@@ -14,12 +14,13 @@ can act on.
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Literal
 
 import serial
 from pydantic import BaseModel, ConfigDict, Field
 
-from drivers import digitiser, toledo, wim_records, xk3190
+from drivers import digitiser, gps, toledo, wim_records, xk3190
 from drivers.backoff import Backoff
 from drivers.base import DeviceStatus
 from drivers.errors import DeviceError
@@ -40,7 +41,13 @@ STALL_MIN_S = 2.0
 
 def digitiser_framer() -> Framer[digitiser.SampleFrame]:
     """A framer of raw sample frames."""
-    return Framer(digitiser.CODEC)
+    return Framer(digitiser.CODEC, stage=_stamp_receipt)
+
+
+def _stamp_receipt(frame: digitiser.SampleFrame) -> digitiser.SampleFrame:
+    """The frame with its receipt time (the framer runs this right after the read that
+    completed it), for the unit's fit of the digitiser's clock."""
+    return replace(frame, t_host_s=time.monotonic())
 
 
 def wim_framer(record_format: str = "wim1") -> Framer[wim_records.VehicleRecord]:
@@ -54,6 +61,7 @@ PROTOCOLS: dict[str, Callable[..., Framer]] = {
     "wim_records": wim_framer,
     "xk3190": xk3190.make_framer,
     "toledo": toledo.make_framer,
+    "nmea": gps.make_framer,
 }
 """Framer factories by protocol name; a settings section's ``options`` go to them."""
 
@@ -63,7 +71,7 @@ class SerialSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    protocol: Literal["digitiser", "wim_records", "xk3190", "toledo"]
+    protocol: Literal["digitiser", "wim_records", "xk3190", "toledo", "nmea"]
     port: str = Field(min_length=1, description="device path or pyserial URL")
     baudrate: int = Field(9600, gt=0)
     bytesize: Literal[7, 8] = 8

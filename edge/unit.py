@@ -123,13 +123,19 @@ class RoadsideUnit:
         self.started_at_s = time.monotonic()
 
     def stop(self, wait_s: float = 5.0) -> dict[str, Any]:
-        """Stop the devices, finish every vehicle still in the unit (plates not yet read
-        are committed unread), stop the readers and the sender; the counts."""
-        for device in self.devices.values():
-            device.stop()
+        """Finish every vehicle still in the unit — the cameras running until their frames
+        are taken, the readers until the plates are read or late — then stop the devices,
+        the readers and the sender; the counts."""
         now = time.monotonic()
         for v in self.loop.flush():
             self._add_pass(self._from_loop(v), now)
+        deadline = now + self.settings.unit.frame_wait_s + self.settings.plates.wait_s
+        while self.pending and time.monotonic() < deadline:
+            self._advance()
+            time.sleep(0.05)
+        for device in self.devices.values():
+            device.stop()
+        now = time.monotonic()
         for p in self.pending:
             self._finish_frames(p, now, final=True)
         for result in self.plates.stop():
@@ -154,11 +160,14 @@ class RoadsideUnit:
 
     def poll(self) -> list[Pass]:
         """One round of the unit's work; the passes committed in it."""
-        now = time.monotonic()
         for name, device in self.devices.items():
             for reading in device.readings():
                 for vehicle in self._take(name, reading):
                     self._add_pass(vehicle, time.monotonic())
+        return self._advance()
+
+    def _advance(self) -> list[Pass]:
+        """Frames, plates and commits of the passes in the unit; the passes committed."""
         now = time.monotonic()
         for p in self.pending:
             if not p.frames_done:

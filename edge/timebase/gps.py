@@ -152,9 +152,11 @@ class GpsClock:
         return self._samples[-1].t_mono_s if self._samples else None
 
     def fresh(self, t_mono_s: float) -> bool:
-        """A usable sentence came within ``gps_fresh_s`` before ``t_mono_s``."""
-        last = self.last_t_mono_s
-        return last is not None and -1.0 <= t_mono_s - last <= self.settings.gps_fresh_s
+        """A usable sentence came within ``gps_fresh_s`` of ``t_mono_s``, before or after
+        it: a vehicle is timed a second or two after its first axle crossed, when newer
+        sentences are in already."""
+        return any(abs(t_mono_s - x.t_mono_s) <= self.settings.gps_fresh_s
+                   for x in self._samples)
 
     @property
     def offset_s(self) -> float:
