@@ -69,7 +69,9 @@ class Pass:
     missing: list[MissingImage] = field(default_factory=list)
     crops: dict[str, list[np.ndarray]] = field(default_factory=dict)  # role → ROI crops
     frames_done: bool = False
+    frames_done_at_s: float | None = None
     plate: PlateResult | None = None
+    plate_at_s: float | None = None
     plate_deadline_s: float = 0.0
     committed_at_s: float | None = None
     sequence: int | None = None
@@ -110,6 +112,7 @@ class RoadsideUnit:
                       "plates_unread": 0, "plates_unreadable": 0, "images": 0,
                       "images_missing": 0}
         self.started_at_s: float | None = None
+        self.lag = LagMeter()
 
     # -- life ---------------------------------------------------------------------------
 
@@ -142,7 +145,8 @@ class RoadsideUnit:
             self._attach(result)
         self._commit_ready(now, final=True)
         counts = self.link.stop(wait_s) if self.link is not None else None
-        return {**self.stats, "blocks_dropped": self.loop.stats.blocks_dropped,
+        return {**self.stats, "loop_lag": self.lag.summary(),
+                "blocks_dropped": self.loop.stats.blocks_dropped,
                 "gaps": self.loop.stats.gaps, "plate_workers": dict(self.plates.counts),
                 "evidence": counts}
 
@@ -195,6 +199,7 @@ class RoadsideUnit:
         t_device_s = reading["t_device_us"] / 1e6
         t_host = reading.get("t_host_s")
         if t_host is not None:
+            self.lag.add(time.monotonic() - float(t_host))
             n = samples.shape[-1]
             frame_bytes = DIGITISER_HEADER_BYTES + 2 * samples.size
             self.clock_fit.add(t_device_s + n / fs, float(t_host),
@@ -277,7 +282,7 @@ class RoadsideUnit:
             self._pick(p, name, cam, t_want)
         if p.wanted:
             return
-        p.frames_done = True
+        p.frames_done, p.frames_done_at_s = True, now
         p.plate_deadline_s = now + self.settings.plates.wait_s
         job = PlateJob(p.key, p.crops.get("front", []), p.crops.get("rear", []), p.suspected)
         p.crops = {}
@@ -315,7 +320,7 @@ class RoadsideUnit:
     def _attach(self, result: PlateResult) -> None:
         for p in self.pending:
             if p.key == result.key and p.plate is None:
-                p.plate = result
+                p.plate, p.plate_at_s = result, time.monotonic()
                 return
 
     def _commit_ready(self, now: float, final: bool = False) -> list[Pass]:
@@ -324,6 +329,7 @@ class RoadsideUnit:
         for p in self.pending:
             if p.frames_done and p.plate is None and (final or now >= p.plate_deadline_s):
                 p.plate = PlateResult(p.key, "unread", reason="not read in time")
+                p.plate_at_s = now
             (done if p.frames_done and p.plate is not None else waiting).append(p)
         self.pending = waiting
         for p in done:
@@ -351,6 +357,28 @@ class RoadsideUnit:
         return {"clock": state.to_dict(), "clock_fit": self.clock_fit.get_status(),
                 "pending": len(self.pending), "plate_backlog": self.plates.backlog,
                 "plate_workers_ready": self.plates.ready, **self.stats}
+
+
+class LagMeter:
+    """How late the weighing takes each digitiser frame after it arrived: the measure of
+    the loop keeping real time (a loop held up by plates or disks shows here first)."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def add(self, lag_s: float) -> None:
+        self.values.append(lag_s)
+        if len(self.values) > 100_000:  # a long run keeps its latest stretch
+            del self.values[:50_000]
+
+    def summary(self) -> dict[str, float | int]:
+        """Frames seen, and the median, 99th percentile and largest lag (s)."""
+        if not self.values:
+            return {"frames": 0}
+        v = np.asarray(self.values)
+        return {"frames": int(v.size), "p50_s": round(float(np.percentile(v, 50)), 4),
+                "p99_s": round(float(np.percentile(v, 99)), 4),
+                "max_s": round(float(v.max()), 4)}
 
 
 def plate_record(result: PlateResult) -> PlateRecord | None:

@@ -33,11 +33,17 @@ import numpy as np
 
 from drivers.errors import DeviceError
 
+CODE_BITS = 20
+"""Bits of the frame number a drawn frame carries (sim.camera_twin's bar code)."""
+
 RTP_CLOCK_HZ = 90_000
 RTP_PAYLOAD_BYTES = 1400
 JPEG_PAYLOAD_TYPE = 26
 JPEG_QUALITY = 85
 SOCKET_TIMEOUT_S = 0.2
+RTP_FRAME_BASE = 1_000_000
+"""Added to a live frame's number for its RTP timestamp, so frames before the epoch
+(negative numbers) still have positive, increasing timestamps."""
 
 
 def jpeg_parts(jpeg: bytes) -> tuple[bytes, bytes, int, int, int]:
@@ -300,14 +306,14 @@ class _Session:
         """Send the frame of the site's present moment, each when it is due, from the one
         showing now on: a client joining late starts at the present, as with a camera."""
         seq, ssrc = 0, 0x2A1C5E78
-        k = max(0, live.index_at(time.monotonic()))
+        k = live.index_at(time.monotonic())  # before the epoch too: the empty road
         try:
             while not self.twin.stopping and self.playing.is_set():
                 self.twin.wait(max(0.0, live.due_s(k) - time.monotonic()))
                 if self.twin.stopping or not self.playing.is_set():
                     return
-                packets = rtp_jpeg_packets(live.jpeg(k), seq, round(k * RTP_CLOCK_HZ / live.fps),
-                                           ssrc)
+                stamp = round((k + RTP_FRAME_BASE) * RTP_CLOCK_HZ / live.fps) & 0xFFFFFFFF
+                packets = rtp_jpeg_packets(live.jpeg(k), seq, stamp, ssrc)
                 seq += len(packets)
                 data = b"".join(b"$\x00" + struct.pack(">H", len(p)) + p for p in packets)
                 with self.send_lock:
@@ -344,7 +350,7 @@ class LiveFrames:
         """Frame ``k`` as baseline JPEG, drawn once whoever asks first."""
         with self._lock:
             if k not in self._jpegs:
-                self._jpegs[k] = _encode(self.draw(k / self.fps, k))
+                self._jpegs[k] = _encode(self.draw(k / self.fps, k % 2**CODE_BITS))
                 self.drawn += 1
                 for old in [i for i in self._jpegs if i < k - self.KEEP]:
                     del self._jpegs[old]

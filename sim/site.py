@@ -30,12 +30,16 @@ from sim.camera_twin import LaneScene, SceneSettings
 from sim.modbus_twin import ModbusTwin
 from sim.rtsp_twin import LiveFrames, RtspTwin
 from sim.serial_twins import DigitiserTwin, GpsTwin, ToledoTwin, WimControllerTwin, XK3190Twin
-from sim.traffic import VehicleTruth, generate_traffic
+from sim.traffic import TrafficSettings, VehicleTruth, generate_traffic
 from zhichao.resources import config_dir
 
 MODBUS_MAP = config_dir() / "devices" / "wim_modbus.example.yaml"
-LEAD_S = 1.0
-"""Simulation time 0 is this long after the site starts: the drivers connect first."""
+LEAD_S = 6.0
+"""Simulation time 0 is this long after the site starts: a roadside unit started beside
+it connects to every twin first (its cameras show the empty road until then)."""
+TAIL_S = 8.0
+"""The twins run this long past the traffic, so the last vehicles are weighed, pictured
+and read before they stop."""
 CAMERA_FPS = 25.0
 PLATE_PX = 120
 """Plate width in the simulated picture: read reliably by the plate reader at 960 px."""
@@ -48,14 +52,15 @@ class SimulatedSite:
 
     def __init__(self, *, lanes: int = 2, seconds: float = 120.0, seed: int = 7,
                  speed: float = 1.0, scale_kg: float = 31_000.0, cameras: bool = True,
-                 gps: bool = True, controllers: bool = False):
+                 gps: bool = True, controllers: bool = False,
+                 traffic: TrafficSettings | None = None):
         self.site = StripArray(lanes=lanes)
         self.seconds, self.seed, self.speed = seconds, seed, speed
         self.scale_kg = scale_kg
         self.with_cameras = cameras and speed == 1.0  # a live camera runs in real time
         self.with_gps, self.with_controllers = gps, controllers
         self.traffic: list[VehicleTruth] = generate_traffic(self.site, seconds * speed,
-                                                            seed=seed)
+                                                            seed=seed, settings=traffic)
         self.scene = SceneSettings(plate_px_w=PLATE_PX, fps=CAMERA_FPS)
         self.scenes = [LaneScene(self.traffic, lane=lane, scene=self.scene, seed=seed)
                        for lane in range(lanes)]

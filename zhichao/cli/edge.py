@@ -228,6 +228,15 @@ def _closing(console: Console, counts: dict[str, Any], elapsed_s: float, as_json
                       f"refused, {evidence['held']} held in memory, {evidence['lost']} lost")
 
 
+def _times(p: Pass) -> dict[str, float | None]:
+    """The pass's way through the unit on the host's monotonic clock (s): first and last
+    axle, weighed, frames taken, plate in, committed."""
+    return {k: round(v, 4) if v is not None else None for k, v in (
+        ("first_axle", p.t_first_s), ("last_axle", p.t_last_s), ("weighed", p.weighed_at_s),
+        ("frames", p.frames_done_at_s), ("plate", p.plate_at_s),
+        ("committed", p.committed_at_s))}
+
+
 def _report(console: Console, p: Pass, as_json: bool) -> None:
     """One committed pass, as a JSON line or a line of text."""
     v = p.vehicle
@@ -240,7 +249,8 @@ def _report(console: Console, p: Pass, as_json: bool) -> None:
                           "plate": plate.text if plate else None,
                           "plate_status": plate.status if plate else None,
                           "images": [i.camera for i in p.images],
-                          "missing_images": [m.camera for m in p.missing]},
+                          "missing_images": [m.camera for m in p.missing],
+                          "times": _times(p)},
                          default=str), flush=True)
         return
     text = plate.text if plate and plate.status == "read" else (

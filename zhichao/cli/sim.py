@@ -19,7 +19,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from sim.site import SimulatedSite
+from sim.site import LEAD_S, TAIL_S, SimulatedSite
+from sim.traffic import TrafficSettings
+from zhichao.errors import ConfigError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(cameras only at 1)")
     p.add_argument("--scale-kg", type=float, default=31_000.0,
                    help="weight the scale indicators settle on (default 31 000)")
+    p.add_argument("--flow", type=float, default=TrafficSettings.flow_per_lane_h,
+                   metavar="N", help="vehicles per lane and hour (default %(default)g)")
+    p.add_argument("--overloaded-share", type=float, metavar="P",
+                   default=TrafficSettings.overloaded_share,
+                   help="share of loaded trucks that are overloaded (default %(default)g)")
     p.add_argument("--controllers", action="store_true",
                    help="also start two WIM controllers and two scale indicators to probe")
     p.add_argument("--no-gps", action="store_true", help="no GPS receiver")
@@ -49,9 +56,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the simulated devices until the time is up or Ctrl-C."""
     console = Console(highlight=False)
+    if not 0 < args.flow <= 3600 or not 0 <= args.overloaded_share <= 1:
+        raise ConfigError("--flow must be within (0, 3600] vehicles an hour and "
+                          "--overloaded-share within [0, 1]")
     site = SimulatedSite(lanes=args.lanes, seconds=args.seconds, seed=args.seed,
                          speed=args.speed, scale_kg=args.scale_kg, gps=not args.no_gps,
-                         controllers=args.controllers)
+                         controllers=args.controllers,
+                         traffic=TrafficSettings(flow_per_lane_h=args.flow,
+                                                 overloaded_share=args.overloaded_share))
     with site:
         table = Table(title="simulated devices", header_style="bold")
         for column in ("device", "kind", "protocol", "where"):
@@ -69,5 +81,5 @@ def run(args: argparse.Namespace) -> int:
             site.write_truth(args.truth)
         console.print(f"{len(site.traffic)} vehicles over {args.seconds:g} s (Ctrl-C stops)")
         with contextlib.suppress(KeyboardInterrupt):
-            time.sleep(args.seconds + 1.0)
+            time.sleep(args.seconds / args.speed + LEAD_S + TAIL_S)
     return 0
