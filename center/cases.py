@@ -50,6 +50,7 @@ from center.law_models import (
 )
 from center.legality import Check, PlateFacts, evidential, grammar_fits
 from center.settings import CenterSettings, LawSettings
+from center.unread_plates import needs_reading
 from evidence.packet import Packet, PacketError, decode_packet
 from overload import RuleBook, RuleError, grade, load_rules
 from overload.plates import PlateGrammar, load_plate_grammar
@@ -374,57 +375,129 @@ def _unreadable(session: Session, row, error: PacketError) -> None:
     session.flush()
 
 
-def _pending(engine: Engine, batch: int) -> list:
-    """Up to ``batch`` stored packets without a capture, oldest row first (a transaction
-    of its own, ended before any plate is read)."""
+def _pending(engine: Engine, batch: int, after: int | None = None) -> list:
+    """Up to ``batch`` stored packets without a capture, oldest row first, those with a
+    row id above ``after`` only when it is given (a transaction of its own, ended before
+    any plate is read)."""
+    query = select(PACKETS).outerjoin(Capture, and_(
+        Capture.device_id == PACKETS.c.device_id,
+        Capture.sequence == PACKETS.c.sequence)).where(Capture.id.is_(None))
+    if after is not None:
+        query = query.where(PACKETS.c.id > after)
     with Session(engine) as session, session.begin():
-        return list(session.execute(
-            select(PACKETS).outerjoin(Capture, and_(
-                Capture.device_id == PACKETS.c.device_id,
-                Capture.sequence == PACKETS.c.sequence)).where(Capture.id.is_(None))
-            .order_by(PACKETS.c.id).limit(batch)).all())
+        return list(session.execute(query.order_by(PACKETS.c.id).limit(batch)).all())
 
 
-def process_pending(engine: Engine, settings: CenterSettings, batch: int = 500) -> int:
-    """Process every stored packet that has no capture yet, a batch per transaction;
-    returns how many were processed. The plates a batch's units left unread are read
-    between finding the batch and its transaction, so no transaction stays open while
-    the reader works (on PostgreSQL another center process may meanwhile take the same
-    packets: the unique capture key keeps one, and this batch is rolled back and found
-    done next time)."""
+def _capture_ready(engine: Engine, settings: CenterSettings, rows: Sequence
+                    ) -> tuple[int, list[tuple[int, Packet]]]:
+    """Capture and case, in one transaction, the rows whose plate the center need not
+    read, and mark the undecodable ones; how many that was, and the packets whose plate
+    the center reads (:func:`center.unread_plates.needs_reading`), left pending."""
+    ready, to_read, bad = [], [], []
+    for row in rows:
+        try:
+            packet = decode_packet(bytes(row.meta))
+        except PacketError as exc:
+            log.warning("packet %s #%s: %s", row.device_id, row.sequence, exc)
+            bad.append((row, exc))
+            continue
+        (to_read if needs_reading(packet) else ready).append((row.id, packet))
+    if ready or bad:
+        with Session(engine) as session, session.begin():
+            process_packets(session, ready, settings, plates={})
+            for row, exc in bad:
+                _unreadable(session, row, exc)
+    return len(ready) + len(bad), to_read
+
+
+def _capture_read(engine: Engine, settings: CenterSettings, item: tuple[int, Packet]
+                  ) -> None:
+    """Read one packet's plate at the center, no transaction open meanwhile, then
+    capture and case it in a transaction of its own."""
+    plates = _center_plates([item[1]], settings.law, settings.images_dir)
+    with Session(engine) as session, session.begin():
+        process_packets(session, [item], settings, plates=plates)
+
+
+def process_pending(engine: Engine, settings: CenterSettings, batch: int = 500,
+                    stored: Event | None = None) -> int:
+    """Process every stored packet that has no capture yet; returns how many were
+    processed. A batch's packets that need no plate read at the center are captured and
+    cased first, in one transaction; then the plates their units left unread are read,
+    one packet at a time, each packet committed in a transaction of its own once read.
+    No transaction stays open while the reader works, and a failure leaves the packets
+    not yet committed pending.
+
+    Before each reading, the packets stored since (row ids above the batch's: those the
+    ``stored`` event announces, or, without the event, whatever a look finds) that need
+    no reading are captured first, so a packet whose unit read its plate never waits
+    behind a reading. On PostgreSQL another center process may meanwhile take the same
+    packets: the unique capture key keeps one, this transaction is rolled back and the
+    packets are found done next time."""
     done = 0
     while True:
         rows = _pending(engine, batch)
-        decoded, bad = [], []
-        for row in rows:
-            try:
-                decoded.append((row.id, decode_packet(bytes(row.meta))))
-            except PacketError as exc:
-                log.warning("packet %s #%s: %s", row.device_id, row.sequence, exc)
-                bad.append((row, exc))
-        plates = _center_plates([p for _, p in decoded if _unread(p)], settings.law,
-                                settings.images_dir)
-        with Session(engine) as session, session.begin():
-            process_packets(session, decoded, settings, plates=plates)
-            for row, exc in bad:
-                _unreadable(session, row, exc)
-        done += len(rows)
-        if len(rows) < batch:
+        n, to_read = _capture_ready(engine, settings, rows)
+        done += n
+        last_id = rows[-1].id if rows else 0
+        again = len(rows) == batch  # more may be pending: another round after the readings
+        look = False
+        while to_read:
+            if look or stored is None or stored.is_set():
+                if stored is not None:
+                    stored.clear()
+                newer = _pending(engine, batch, after=last_id)
+                if newer:
+                    last_id = newer[-1].id
+                n, more = _capture_ready(engine, settings, newer)
+                done += n
+                room = batch - len(to_read)
+                to_read += more[:room]  # the rest stays pending for the next round
+                look = len(newer) == batch
+                again = again or look or len(more) > room
+            _capture_read(engine, settings, to_read.pop(0))
+            done += 1
+        if not again:
             return done
 
 
-def process_forever(engine: Engine, settings: CenterSettings, stop: Event) -> None:
-    """Call :func:`process_pending` every ``process_interval_s`` until ``stop`` is set;
-    an error is logged and tried again next time (the packets stay pending)."""
+def process_forever(engine: Engine, settings: CenterSettings, stop: Event,
+                    stored: Event | None = None) -> None:
+    """Call :func:`process_pending` whenever ``stored`` is set (the receiver of this
+    process committed a batch), and at least every ``process_interval_s`` (the only clock
+    when packets are stored by another process), until ``stop`` is set. An error is
+    logged, at most once per interval, and tried again next time (the packets stay
+    pending)."""
+    logged_at = float("-inf")
     while not stop.is_set():
         started = time.monotonic()
+        if stored is not None:
+            stored.clear()
         try:
-            n = process_pending(engine, settings)
+            n = process_pending(engine, settings, stored=stored)
             if n:
                 log.info("processed %d stored packets", n)
         except Exception:  # keep serving; the packets stay pending and are retried
-            log.exception("processing stored packets failed; retrying")
-        stop.wait(max(0.0, settings.law.process_interval_s - (time.monotonic() - started)))
+            if time.monotonic() - logged_at >= settings.law.process_interval_s:
+                logged_at = time.monotonic()
+                log.exception("processing stored packets failed; retrying")
+        _wait_for_work(stop, stored, started + settings.law.process_interval_s)
+
+
+STOP_CHECK_S = 0.2
+"""While waiting for ``stored``, ``stop`` is looked at this often."""
+
+
+def _wait_for_work(stop: Event, stored: Event | None, until: float) -> None:
+    """Wait until the monotonic time ``until``, or until ``stored`` or ``stop`` is set."""
+    if stored is None:
+        stop.wait(max(0.0, until - time.monotonic()))
+        return
+    while not stop.is_set() and not stored.is_set():
+        left = until - time.monotonic()
+        if left <= 0:
+            return
+        stored.wait(min(left, STOP_CHECK_S))
 
 
 TRANSITIONS = {

@@ -22,14 +22,16 @@ front and a rear frame of 1 280 × 720 px, took on this 2-core machine (shared, 
 220–265 ms with a drawn yellow plate on a grey frame, and 344 ms median, 582 ms p95, over
 the 59 real street scenes of the shared data set (each read as front and as rear); the
 text detector over the whole frame is most of it. That is acceptable in the cases thread,
-without a worker thread of its own: :func:`center.cases.process_pending` reads a batch's
-plates between finding the batch and opening its transaction, so no lock and no
-transaction is held meanwhile and the receiver (its own thread and connection) goes on
-storing and acknowledging; only the packets whose unit was too busy to read are read
-here, a minority of the suspected overloads, themselves a minority of the traffic; and a
-case is reviewed within days, not seconds. What it costs: a batch of 500 unread packets
-delays its own captures by about 3 minutes, and the reader takes CPU from the receiver
-while it runs (ONNX Runtime's threads do not spin between runs).
+without a worker thread of its own: :func:`center.cases.process_pending` first captures
+the packets that need no reading (:func:`center.unread_plates.needs_reading`), then reads
+the others one at a time, each between transactions, so no lock and no transaction is held
+meanwhile and the receiver (its own thread and connection) goes on storing and
+acknowledging; before each reading it captures the packets stored since that need none,
+so a packet whose unit read its plate never waits behind a reading. Only the packets
+whose unit was too busy to read are read here, a minority of the suspected overloads,
+themselves a minority of the traffic. What it costs: a backlog of 500 unread packets
+takes about 3 minutes to read, and the reader takes CPU from the receiver while it runs
+(ONNX Runtime's threads do not spin between runs).
 """
 
 import functools
@@ -44,14 +46,13 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from center.unread_plates import READ_ROLES, needs_reading
 from evidence.packet import ImageRef, Packet, PlateRecord
 from overload.plates import load_plate_grammar
 from plates.engines import Engine, load_engine
 from plates.reader import PlateReader, PlateReading, compare_front_rear, vote
 from zhichao.errors import ZhichaoError
 
-READ_ROLES = ("front", "rear")
-"""Image roles the center reads plates from."""
 MAX_FRAMES_PER_SIDE = 4
 """At most this many front and this many rear images are read per packet: a unit sends
 one or two per camera, and a packet naming dozens would only cost time."""
@@ -86,14 +87,6 @@ class CenterPlate:
 class ImageRefusedError(ZhichaoError):
     """An image the center will not or cannot read: too large, missing, altered or not
     decodable. Its message is the reason recorded on the capture."""
-
-
-def needs_reading(packet: Packet) -> bool:
-    """The packet's plate is missing or unread at the roadside, and it has images the
-    center can read."""
-    plate = packet.plate
-    unread = plate is None or plate.unread
-    return unread and any(ref.role in READ_ROLES for ref in packet.images)
 
 
 def _shared_engine() -> Engine:

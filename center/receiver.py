@@ -13,7 +13,9 @@ before it returns) while the next is received and verified; only then does the l
 the acks, one message per connection, device and status. Pings are answered at once.
 Nothing a client sends stops the loop: a bad message is refused and logged, a failing
 store is logged and not acknowledged (the edges resend), and a stop event ends it within a
-poll interval.
+poll interval. After each commit the loop sets the ``stored`` event it was given, so the
+cases thread of the same process (:func:`center.service.run_center`) looks at once instead
+of at its next interval.
 """
 
 import contextlib
@@ -125,8 +127,11 @@ def server_keys(path: Path) -> tuple[bytes, bytes]:
 class Receiver:
     """One receiver: bind, authenticate, gather, ingest, acknowledge."""
 
-    def __init__(self, settings: CenterSettings, engine: Engine | None = None) -> None:
+    def __init__(self, settings: CenterSettings, engine: Engine | None = None, *,
+                 stored: threading.Event | None = None) -> None:
         self.settings = settings
+        self.stored = stored
+        """Set after each committed batch: wakes whoever turns stored packets into cases."""
         self.engine = engine or make_engine(settings.database)
         self.public_key, self.secret_key = server_keys(settings.receiver.server_secret_key)
         self.ingestor = Ingestor(self.engine, settings.images_dir)
@@ -302,6 +307,8 @@ class Receiver:
                               len(identities))
                 time.sleep(0.5)
                 continue
+            if self.stored is not None:
+                self.stored.set()
             with contextlib.suppress(zmq.Again):  # a wake-up is waiting already
                 wake.send(b"", zmq.NOBLOCK)
 
@@ -336,9 +343,11 @@ class Receiver:
                 log.warning("ack to %s not sent (%s): it will resend", device_id, exc)
 
 
-def run_receiver(settings: CenterSettings, stop_event: threading.Event) -> None:
+def run_receiver(settings: CenterSettings, stop_event: threading.Event,
+                 stored: threading.Event | None = None) -> None:
     """Bring the database to the latest migration, then receive until ``stop_event`` is
-    set (``zhichao center run``). ConfigError if the server key file is missing or bad."""
+    set (``zhichao center run``), setting ``stored`` after each committed batch.
+    ConfigError if the server key file is missing or bad."""
     engine = make_engine(settings.database)
     upgrade(engine)
-    Receiver(settings, engine).run(stop_event)
+    Receiver(settings, engine, stored=stored).run(stop_event)

@@ -43,23 +43,26 @@ def settle_heap() -> None:
 def run_center(settings: CenterSettings, *, seconds: float | None = None,
                receive: bool = True, stop: threading.Event | None = None) -> None:
     """Receive packets and turn them into captures and cases until ``stop`` is set,
-    SIGTERM arrives or ``seconds`` pass. An error of the receiver stops the cases thread
-    too and is raised here."""
+    SIGTERM arrives or ``seconds`` pass. The receiver wakes the cases thread after each
+    batch it commits; without it (``receive=False``: another process receives) the cases
+    thread looks every ``law.process_interval_s``. An error of the receiver stops the
+    cases thread too and is raised here."""
     rules = law_rules(settings.law)
     rules.benchmark(settings.law.benchmark)
     rules.tolerance_policy(settings.law.tolerance)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     engine = open_db(settings)
     stop = stop or threading.Event()
+    stored = threading.Event() if receive else None
     threads = [threading.Thread(target=process_forever, args=(engine, settings, stop),
-                                name="cases", daemon=True)]
+                                kwargs={"stored": stored}, name="cases", daemon=True)]
     errors: list[BaseException] = []
     if receive:
         from center.receiver import run_receiver  # noqa: PLC0415 (zmq only when receiving)
 
         def receiver() -> None:
             try:
-                run_receiver(settings, stop)
+                run_receiver(settings, stop, stored)
             except BaseException as exc:  # reported below, after the others stop
                 errors.append(exc)
                 stop.set()
@@ -76,6 +79,8 @@ def run_center(settings: CenterSettings, *, seconds: float | None = None,
             stop.wait(0.2)
     finally:
         stop.set()
+        if stored is not None:
+            stored.set()  # the cases thread sees the stop at once
         for t in threads:
             t.join(timeout=10)
         engine.dispose()

@@ -83,8 +83,11 @@ class LawSettings(BaseModel):
     plate_read_max_pixels: int = Field(12_000_000, ge=1, description="nor an image with "
                                        "more pixels than this (width × height, from its "
                                        "header, before decoding): a 4000 × 3000 camera")
-    process_interval_s: float = Field(2.0, gt=0, description="how often `center run` "
-                                      "looks for stored packets without a capture")
+    process_interval_s: float = Field(2.0, gt=0, description="the longest `center run` "
+                                      "waits between looks for stored packets without a "
+                                      "capture; its receiver wakes it sooner, after each "
+                                      "batch it commits (with --process-only, the interval "
+                                      "is the only clock)")
 
     @model_validator(mode="before")
     @classmethod
