@@ -193,3 +193,79 @@ def test_light_unreadable_trailer_axles_count_as_dual(tridem_kg):
                           np.array([3.2, 1.35, 7.0, 1.33, 1.33]), group_threshold_m=1.9,
                           strip_m=0.05, settings=s)
     assert tyres == ("single", "dual", "dual", "dual", "dual", "dual")
+
+
+# Release: how soon after its last axle a vehicle comes out --------------------------------
+
+BLOCK_S = 0.1
+
+
+def crafted(code: str, t0_s: float, speed_mps: float, pos: list[float], loads: list[float],
+            *, lane: int = 0, accel_mps2: float = 0.0, vehicle_id: int = 0) -> VehicleTruth:
+    """One vehicle of the fleet's class ``code``, driven as told, without dynamics."""
+    cls = BY_CODE[code]
+    return VehicleTruth(
+        vehicle_id=vehicle_id, lane=lane, name=cls.name, code=code, t0_s=t0_s,
+        speed_mps=speed_mps, accel_mps2=accel_mps2, axle_pos_m=np.array(pos),
+        axle_loads_kg=np.array(loads), tyres=cls.tyres,
+        tyre_pressure_pa=cls.tyre_pressure_kpa * 1e3, track_m=cls.track_m,
+        lateral_offset_m=0.0, lateral_speed_mps=0.0, dynamics=Dynamics(), is_car=cls.is_car)
+
+
+SEMI = ([0.0, 3.2, 4.55, 11.55, 12.88, 14.21], [6500.0, 9000, 9000, 8500, 8500, 8500])
+CAR = ([0.0, 2.7], [900.0, 800.0])
+
+
+def released(truth: list[VehicleTruth], duration_s: float, rules, batch_s: float
+             ) -> list[tuple[object, float]]:
+    """(vehicle, stream time at the end of the block that brought it out) of every vehicle
+    the loop reports while ``BLOCK_S`` blocks of the rendered signal are fed to it."""
+    site = StripArray(lanes=1)
+    settings = EdgeSettings(site=site, signal=SignalSettings(batch_s=batch_s))
+    loop = signal_loop(settings, rules)
+    blocks = Renderer(site, truth, seed=0, noise=SensorNoise.none()).blocks(duration_s, BLOCK_S)
+    out = [(v, (k + 1) * BLOCK_S) for k, b in enumerate(blocks) for v in loop.process(b)]
+    return out + [(v, np.inf) for v in loop.flush()]
+
+
+def last_axle_over_last_row_s(v: VehicleTruth) -> float:
+    return float(v.time_at(np.array(v.axle_pos_m[-1] + StripArray().row_positions_m()[-1])))
+
+
+@pytest.mark.parametrize("phase_s", np.arange(0.0, 1.0, 0.125))
+def test_a_lone_vehicle_comes_out_within_a_batch_and_half_a_second(rules, phase_s):
+    batch_s = 1.0
+    truck = crafted("157", 3.0 + phase_s, 20.0, *SEMI)
+    [(m, at_s)] = released([truck], 8.0, rules, batch_s)
+    assert (m.axle_code, m.n_axles) == ("157", 6)
+    assert m.gvw_kg == pytest.approx(truck.gvw_kg, rel=0.005)
+    assert at_s - last_axle_over_last_row_s(truck) <= batch_s + 0.5
+
+
+def test_a_leader_comes_out_before_its_close_follower_is_done(rules):
+    """A car, and a semi-trailer 4 m behind its rear axle at the same speed: the car
+    comes out once the truck's first two axles are in (they settle the break), while
+    the truck is still over the strips."""
+    speed = 20.0
+    car = crafted("11", 2.0, speed, *CAR)
+    truck = crafted("157", 2.0 + (CAR[0][-1] + 4.0) / speed, speed, *SEMI, vehicle_id=1)
+    out = released([car, truck], 6.0, rules, batch_s=0.25)
+    assert [(m.axle_code, m.n_axles) for m, _ in out] == [("11", 2), ("157", 6)]
+    (m_car, car_at), (m_truck, truck_at) = out
+    assert m_car.gvw_kg == pytest.approx(car.gvw_kg, rel=0.01)
+    assert m_truck.gvw_kg == pytest.approx(truck.gvw_kg, rel=0.005)
+    assert car_at < last_axle_over_last_row_s(truck) < truck_at
+
+
+@pytest.mark.parametrize("accel_mps2", [0.0, -0.2])
+def test_a_slow_vehicle_with_long_gaps_between_axles_is_not_split(rules, accel_mps2):
+    """3 m/s, 7.5 m from the tractor to the tridem: 2.5 s without a pulse in its lane,
+    longer when it brakes."""
+    pos = [0.0, 3.2, 4.55, 12.05, 13.38, 14.71]
+    truck = crafted("157", 2.0, 3.0, pos, SEMI[1], accel_mps2=accel_mps2)
+    out = released([truck], 26.0, rules, batch_s=1.0)
+    assert [(m.axle_code, m.n_axles) for m, _ in out] == [("157", 6)]
+    m, at_s = out[0]
+    assert np.isfinite(at_s)  # out of the loop before the end of the stream
+    assert m.gvw_kg == pytest.approx(truck.gvw_kg, rel=0.005)
+    np.testing.assert_allclose(m.spacings_m, np.diff(pos), atol=0.05)

@@ -165,7 +165,18 @@ class SignalLoop:
             return []
         blocks, self._batch, self._batch_n = self._batch, [], 0
         pulses = self.detector.push(*blocks)
-        return self._after_gaps(self._assemble(pulses, self.detector.complete_through_s))
+        return self._after_gaps(self._assemble(pulses, self._quiet_through_s()))
+
+    def _quiet_through_s(self) -> np.ndarray:
+        """Per lane ``(lanes,)``: no pulse still to come that can be this lane's has its
+        centre before this stream time (s).
+
+        A wheel moved in from a neighbour lane (:mod:`edge.signal.lanes`) comes with a
+        pulse of this lane's own within ``pair_window_s``, in the same batch.
+        """
+        through = np.full(self.site.lanes, np.inf)
+        np.minimum.at(through, self._lane_of, self.detector.quiet_through_s)
+        return through - self.settings.pair_window_s
 
     def trail(self) -> dict:
         """The parameters of every stage, for the evidence's processing trail."""

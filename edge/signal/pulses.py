@@ -66,16 +66,32 @@ class PulseDetector:
     _carry_start: int = 0
     _baseline: np.ndarray | None = None
     _suppress: np.ndarray | None = None
+    _quiet: np.ndarray | None = None
 
     @property
     def complete_through_s(self) -> float:
         """Every pulse starting before this stream time has been returned."""
         return self._carry_start / self.fs_hz
 
+    @property
+    def quiet_through_s(self) -> np.ndarray:
+        """Per channel, ``(n_channels,)``: no pulse still to be returned starts before this
+        stream time (s).
+
+        At least :attr:`complete_through_s`; later where the carried samples of a channel
+        stay under the threshold they will be examined with (each carried frame's
+        baseline is already known: it moves only at frame ends, and only with the frames
+        before it), up to the end of the samples pushed.
+        """
+        if self._quiet is None:
+            return np.full(self.n_channels, self.complete_through_s)
+        return self._quiet / self.fs_hz
+
     def reset(self, next_start: int) -> None:
         """Forget the carried samples (after a gap in the data); keep the baseline."""
         self._carry = None
         self._carry_start = next_start
+        self._quiet = None
 
     def push(self, *blocks: np.ndarray) -> np.ndarray:
         """Add samples (one block or several in a row); return the pulses now complete."""
@@ -85,6 +101,9 @@ class PulseDetector:
         n_frames = buf.shape[1] // w
         if n_frames == 0:
             self._carry = buf
+            if self._baseline is not None:
+                self._quiet = self._carry_start + _first_above(buf, self._baseline[:, None], w,
+                                                               self.settings.lo_counts)
             return np.empty(0, PULSE_DTYPE)
         frames = buf[:, : n_frames * w].reshape(self.n_channels, n_frames, w)  # a view
         level, after, mask = self._detect(frames)
@@ -95,6 +114,11 @@ class PulseDetector:
         self._carry = buf[:, cut_frame * w:] if cut_frame * w < buf.shape[1] else None
         self.stats.samples += cut_frame * w
         self._carry_start += cut_frame * w
+        # the carried frames' baselines, and the one of the partial frame after them
+        carried_level = np.concatenate([level[:, cut_frame:], after[:, -1:]], axis=1)
+        self._quiet = self._carry_start + (
+            np.zeros(self.n_channels, np.int64) if self._carry is None
+            else _first_above(self._carry, carried_level, w, self.settings.lo_counts))
         self.stats.pulses += len(pulses)
         return pulses
 
@@ -201,6 +225,17 @@ class PulseDetector:
             if not straddling.any():
                 return cut
             cut = int(max(start[straddling].min() - 1, 0)) // w
+
+
+def _first_above(carry: np.ndarray, level: np.ndarray, w: int, lo_counts: float
+                 ) -> np.ndarray:
+    """Per channel, the index of the first sample of ``carry`` ``(C, n)`` above the
+    detection threshold, or ``n`` when there is none; ``level`` ``(C, >= ceil(n / w))`` is
+    the baseline of each frame of ``w`` samples from the carry's first sample on."""
+    n = carry.shape[1]
+    threshold = np.minimum(np.floor(level + lo_counts), INT16_MAX)
+    above = carry > np.repeat(threshold, w, axis=1)[:, :n]
+    return np.where(above.any(axis=1), above.argmax(axis=1), n)
 
 
 def _half_peak_times(y: np.ndarray, idx: np.ndarray, run: np.ndarray, *, first: np.ndarray,

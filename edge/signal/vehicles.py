@@ -23,12 +23,14 @@ lower accuracy under abnormal driving, so such passes must be marked):
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from drivers.strips import StripArray
-from edge.signal.axles import Axles, build_axles, nanmean_rows
+from edge.signal.axles import SPAN_S, Axles, build_axles, nanmean_rows
 from edge.signal.settings import SignalSettings
+from edge.signal.silence import deadlines_s
 from edge.signal.tyres import axle_tyres, vehicle_tyres
 
 UNREADABLE_TYRES = frozenset({"straddling", "saturated", "ghost_axle"})
@@ -163,9 +165,14 @@ class VehicleAssembler:
     """Stream stage for the whole site: pulses (areas in N·s) with their lanes in,
     finished vehicles out.
 
-    Pulses are held per lane until the lane has been silent long enough that no axle of
-    the same vehicle can still come; every closed segment of every lane is then built
-    in one vectorised pass.
+    A lane's pulses form segments, runs with no silence long enough to finish a vehicle
+    (:func:`~edge.signal.silence.deadlines_s`: the split gap at the lane's own measured
+    speed). A segment is built once its lane has been quiet past its deadline. A segment
+    still open may hold vehicles already told apart from the one following them: each
+    leading vehicle is released as soon as the break after it can no longer change (its
+    follower's first two axles seen by every row) and its own deadline has passed, so
+    that a close follower does not hold it back. Every segment is built in one
+    vectorised pass.
     """
 
     site: StripArray
@@ -175,8 +182,13 @@ class VehicleAssembler:
     _held: np.ndarray | None = None
     _held_lane: np.ndarray | None = None
 
-    def push(self, pulses: np.ndarray, lane: np.ndarray, through_s: float) -> list[Vehicle]:
-        """Add new pulses; return the vehicles finished now (by time)."""
+    def push(self, pulses: np.ndarray, lane: np.ndarray, through_s: float | np.ndarray
+             ) -> list[Vehicle]:
+        """Add new pulses; return the vehicles finished now (by time).
+
+        ``through_s``, for the whole site or per lane ``(lanes,)``: no pulse still to come
+        has its centre before this stream time (s).
+        """
         if self._held is not None:
             pulses = np.concatenate([self._held, pulses])
             lane = np.concatenate([self._held_lane, lane])
@@ -185,14 +197,24 @@ class VehicleAssembler:
             return []
         order = np.lexsort((pulses["t_c"], lane))
         pulses, lane = pulses[order], lane[order]
-        segment = self._segments(pulses, lane)
-        seg_end = np.maximum.reduceat(pulses["t_c"], _starts(segment))
-        closed_seg = np.flatnonzero(seg_end + self._silence_s(pulses) < through_s)
-        closed = np.isin(segment, closed_seg)
-        self._held, self._held_lane = pulses[~closed], lane[~closed]
-        if not closed.any():
+        through = np.broadcast_to(np.asarray(through_s, float), (self.site.lanes,))[lane]
+        deadline = deadlines_s(pulses, self.site, self.settings)
+        segment, due = self._segments(pulses, lane, deadline)
+        starts = _starts(segment)
+        ends = np.append(starts[1:], segment.size) - 1
+        closed = due[ends] < through[ends]
+        # an open segment of three axles or more may lead with finished vehicles
+        leading = ~closed & (ends - starts + 1 >= 3 * self.site.rows)
+        built = (closed | leading)[segment]
+        if not built.any():
+            self._held, self._held_lane = pulses, lane
             return []
-        return self._vehicles(pulses[closed], segment[closed], lane[closed])
+        vehicles, done = self._vehicles(pulses[built], segment[built], lane[built],
+                                        still_open=_Open(~closed, through[built]))
+        taken = np.zeros(pulses.size, bool)
+        taken[np.flatnonzero(built)[done]] = True
+        self._held, self._held_lane = pulses[~taken], lane[~taken]
+        return vehicles
 
     def flush(self) -> list[Vehicle]:
         """Finish whatever is held (end of the stream, or a gap in the data)."""
@@ -200,41 +222,78 @@ class VehicleAssembler:
             return []
         pulses, lane = self._held, self._held_lane
         self._held = self._held_lane = None
-        return self._vehicles(pulses, self._segments(pulses, lane), lane)
+        segment, _ = self._segments(pulses, lane, deadlines_s(pulses, self.site,
+                                                              self.settings))
+        return self._vehicles(pulses, segment, lane)[0]
 
-    def _silence_s(self, pulses: np.ndarray) -> float:
-        """Silence that ends a segment: the split gap at the slowest speed seen.
+    def _segments(self, pulses: np.ndarray, lane: np.ndarray, deadline: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Segment number of each pulse (sorted by lane, then time), and the latest
+        deadline of its lane's pulses up to it: a pulse later than that of the pulse
+        before it starts a segment."""
+        due = np.maximum.accumulate(lane * SPAN_S + deadline) - lane * SPAN_S
+        new = np.concatenate([[True], (np.diff(lane) != 0) | (pulses["t_c"][1:] > due[:-1])])
+        return np.cumsum(new) - 1, due
 
-        Speed is bounded below from the widest pulse: a pulse lasts at most the patch
-        plus the strip over the speed, and no patch is longer than 0.6 m.
-        """
-        slow = self.settings.min_speed_mps
-        widest = float((pulses["t_off"] - pulses["t_on"]).max())
-        slow = max(slow, (self.site.strip_width_m + 0.05) / max(widest, 1e-6))
-        return max(self.settings.close_after_s, self.settings.split_gap_m / slow)
-
-    def _segments(self, pulses: np.ndarray, lane: np.ndarray) -> np.ndarray:
-        """Segment number of each pulse (sorted by lane, then time)."""
-        silence = self._silence_s(pulses)
-        new = np.concatenate([[True], (np.diff(lane) != 0)
-                              | (np.diff(pulses["t_c"]) > silence)])
-        return np.cumsum(new) - 1
-
-    def _vehicles(self, pulses: np.ndarray, segment: np.ndarray, lane: np.ndarray
-                  ) -> list[Vehicle]:
-        """Turn closed segments of pulses into vehicles."""
+    def _vehicles(self, pulses: np.ndarray, segment: np.ndarray, lane: np.ndarray, *,
+                  still_open: "_Open | None" = None) -> tuple[list[Vehicle], np.ndarray]:
+        """Turn segments of pulses into vehicles: all of a closed segment's, the finished
+        leading ones of an open segment's. Also returns which pulses they used up."""
         axles = build_axles(pulses, segment, self.site, self.settings)
         lane_of_segment = dict(zip(segment.tolist(), lane.tolist(), strict=False))
         spacing = axle_spacings(axles)
         groups = [sel for sel in split_vehicles(axles, spacing, self.group_threshold_m,
                                                 self.site.strip_width_m, self.settings)
                   if sel.size]
-        flags = quality_flags(axles, np.array([g[0] for g in groups]), spacing,
+        flags = quality_flags(axles, np.array([g[0] for g in groups], np.int64), spacing,
                               self.settings)
-        vehicles = [self._vehicle(axles, sel, spacing[sel[:-1]], f,
-                                  lane_of_segment[int(axles.segment[sel[0]])])
-                    for sel, f in zip(groups, flags, strict=True)]
-        return sorted(vehicles, key=lambda v: v.t_s)
+        finished, done = range(len(groups)), np.ones(pulses.size, bool)
+        if still_open is not None and still_open.segment.any():
+            finished, done = self._finished(axles, groups, pulses, segment, still_open)
+        vehicles = [self._vehicle(axles, groups[i], spacing[groups[i][:-1]], flags[i],
+                                  lane_of_segment[int(axles.segment[groups[i][0]])])
+                    for i in finished]
+        return sorted(vehicles, key=lambda v: v.t_s), done
+
+    @staticmethod
+    def _finished(axles: Axles, groups: list[np.ndarray], pulses: np.ndarray,
+                  segment: np.ndarray, still_open: "_Open") -> tuple[list[int], np.ndarray]:
+        """Which groups of axles are finished vehicles, and the pulses they used up.
+
+        In an open segment, a vehicle is finished when a follower in the same segment
+        comes after it and the break between them is final: the follower's first two
+        axles are seen by every row (the tyres, loads, sides and spacings that decide a
+        break are then known, and later axles change none of them). No axle can join it
+        any more: a lane's vehicles do not interleave. Its pulses are those before the
+        midpoint between its last axle and the follower's first; all of them are in
+        (``through`` is past it). Every vehicle before it is finished too.
+        """
+        open_segment, through = still_open
+        t_c = pulses["t_c"]
+        complete = ~np.isnan(axles.t_s).any(axis=1)
+        done = ~open_segment[segment]
+        out = []
+        blocked: set[int] = set()
+        for i, (g, nxt) in enumerate(zip(groups, [*groups[1:], None], strict=True)):
+            seg = int(axles.segment[g[0]])
+            if not open_segment[seg]:
+                out.append(i)
+                continue
+            if seg in blocked or nxt is None or int(axles.segment[nxt[0]]) != seg:
+                blocked.add(seg)
+                continue
+            j = nxt[0]
+            final = (complete[j] and j + 1 < axles.n and axles.segment[j + 1] == seg
+                     and complete[j + 1])
+            cut = (np.nanmax(axles.t_s[g[-1]]) + np.nanmin(axles.t_s[j])) / 2
+            mine = (segment == seg) & (t_c < cut)
+            last = np.flatnonzero(mine)[-1]
+            if not (final and cut < through[last]):
+                blocked.add(seg)
+                continue
+            out.append(i)
+            done |= mine
+        return out, done
 
     def _vehicle(self, axles: Axles, sel: np.ndarray, spacings: np.ndarray, flags: set[str],
                  lane: int) -> Vehicle:
@@ -254,6 +313,14 @@ class VehicleAssembler:
             spacings_m=spacings, tyres=tyres, axle_code=code, flags=frozenset(flags),
             contact_m=axles.contact_m[sel], row_loads_kg=axles.row_load_kg[sel],
         )
+
+
+class _Open(NamedTuple):
+    """Segments still open, by segment number; per pulse, how far its lane's pulses are
+    complete (s)."""
+
+    segment: np.ndarray
+    through: np.ndarray
 
 
 def _starts(segment: np.ndarray) -> np.ndarray:
