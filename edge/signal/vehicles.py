@@ -1,8 +1,9 @@
 """Vehicles from axles: split by gaps, measured, classified and flagged.
 
 A lane's pulses are held until the lane has been silent for long enough that no axle of
-the same vehicle can still come (``split_gap_m`` at the slowest speed the pulses allow,
-at least ``close_after_s``); then that segment becomes axles and the axles vehicles.
+the same vehicle can still come (``split_gap_m`` at the lane's own measured speed, see
+:mod:`edge.signal.silence`), or, for a vehicle followed closely, until the break after it
+is settled; then its pulses become axles and the axles vehicles.
 
 Quality flags name what makes a measurement less trustworthy as evidence (JJG 907 accepts
 lower accuracy under abnormal driving, so such passes must be marked):
