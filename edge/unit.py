@@ -19,6 +19,7 @@
 """
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,17 +37,19 @@ from drivers.registry import open_device
 from edge.evidence_link import EvidenceLink
 from edge.packets import CapturedImage
 from edge.plate_workers import PlateJob, PlateResult, PlateWorkers
-from edge.screening import screen
+from edge.screening import finite_loads, screen
 from edge.settings import EdgeSettings
 from edge.signal.vehicles import Vehicle
 from edge.timebase import Timebase
 from edge.timebase.clockfit import DeviceClockFit, transmit_s
 from edge.weighing import load_rules_for, signal_loop
 from evidence.packet import MissingImage, PlateRecord
-from zhichao.errors import ConfigError
+from zhichao.errors import ConfigError, ZhichaoError
 
 log = logging.getLogger(__name__)
 
+READER_START_S = 30.0
+"""Longest wait for the plate readers to load their models when the unit starts."""
 DIGITISER_HEADER_BYTES = 16
 """Bytes of a digitiser frame besides its samples (header and CRC), for its transmit time."""
 
@@ -117,8 +120,12 @@ class RoadsideUnit:
     # -- life ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the plate readers, the sender and every device."""
+        """Start the plate readers (and wait for them to load), the sender and every
+        device."""
         self.plates.start()
+        if not self.plates.wait_ready(READER_START_S):
+            log.error("plate readers not ready after %.0f s: plates are left to the center "
+                      "until they are", READER_START_S)
         if self.link is not None:
             self.link.start()
         for device in self.devices.values():
@@ -245,8 +252,24 @@ class RoadsideUnit:
     # -- a pass -------------------------------------------------------------------------
 
     def _add_pass(self, vehicle: dict[str, Any], now: float) -> None:
+        """A finished vehicle into the unit; one that cannot be taken is logged with its
+        reason and counted, and the weighing goes on."""
+        try:
+            self._new_pass(vehicle, now)
+        except (ZhichaoError, ValueError) as exc:
+            self.stats["refused"] = self.stats.get("refused", 0) + 1
+            log.error("lane %s vehicle not taken: %s (%s)", vehicle.get("lane"), exc,
+                      {k: vehicle.get(k) for k in ("axle_loads_kg", "spacings_m", "flags")})
+
+    def _new_pass(self, vehicle: dict[str, Any], now: float) -> None:
         """Screen a finished vehicle, time it, and say which frames it needs."""
         vehicle = {**vehicle, **screen(vehicle, self.rules)}
+        vehicle["axle_loads_kg"] = finite_loads(vehicle["axle_loads_kg"])
+        vehicle["spacings_m"] = finite_loads(vehicle.get("spacings_m", []))
+        speed = float(vehicle.get("speed_mps") or 0.0)
+        vehicle["speed_mps"] = speed if math.isfinite(speed) and speed >= 0 else 0.0
+        if vehicle["gross_kg"] is None:
+            vehicle["gross_kg"] = float(sum(vehicle["axle_loads_kg"]))
         state = self.timebase.state(vehicle["t_first_s"])
         uncertainty_ms = state.uncertainty_ms + 1000.0 * vehicle.pop("fit_uncertainty_s")
         vehicle.pop("t_s", None)  # the digitiser's own time: the host's is what counts
@@ -342,14 +365,23 @@ class RoadsideUnit:
         assert plate is not None
         self.stats[f"plates_{plate.status}"] += 1
         if self.link is not None:
-            p.sequence = self.link.put(
-                p.vehicle, captured_at=p.captured_at, clock_status=p.clock_status,
-                clock_uncertainty_ms=p.clock_uncertainty_ms, suspected=p.suspected,
-                images=p.images, missing_images=p.missing, plate=plate_record(plate))
+            try:
+                p.sequence = self._put(p, plate)
+            except (ZhichaoError, ValueError) as exc:  # never the weighing's end
+                self.stats["not_committed"] = self.stats.get("not_committed", 0) + 1
+                log.error("lane %s pass not committed: %s", p.vehicle.get("lane"), exc)
         p.committed_at_s = time.monotonic()
         self.stats["committed"] += 1
         if self.on_pass is not None:
             self.on_pass(p)
+
+    def _put(self, p: Pass, plate: PlateResult) -> int | None:
+        """The pass as a signed packet into the outbox; its sequence."""
+        assert self.link is not None
+        return self.link.put(
+                p.vehicle, captured_at=p.captured_at, clock_status=p.clock_status,
+                clock_uncertainty_ms=p.clock_uncertainty_ms, suspected=p.suspected,
+                images=p.images, missing_images=p.missing, plate=plate_record(plate))
 
     def status(self) -> dict[str, Any]:
         """What a technician wants to see of a running unit."""
@@ -396,10 +428,9 @@ def plate_record(result: PlateResult) -> PlateRecord | None:
 
 
 def _around(cam: Camera, t_s: float, n: int) -> list[Any]:
-    """The ``n`` frames of the camera's ring nearest to ``t_s``, in time order."""
-    frames = cam.ring.frames()
-    nearest = sorted(frames, key=lambda f: abs(f.t_s - t_s))[:n]
-    return sorted(nearest, key=lambda f: f.t_s)
+    """The ``n`` frames of the camera's ring nearest to ``t_s``, nearest first (the
+    readers stop once enough of them agree)."""
+    return sorted(cam.ring.frames(), key=lambda f: abs(f.t_s - t_s))[:n]
 
 
 def _roi(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.ndarray:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -85,6 +86,7 @@ class RealPathSite:
     lanes: int = 2
     plate_workers: int = 1
     plate_queue: int = 16
+    plate_nice: int = 5
     process_interval_s: float = 0.5
     flow: float = 720.0
     overloaded_share: float = 0.3
@@ -143,7 +145,8 @@ class RealPathSite:
         self._wait_for(site_yaml, "sim")
         edge = yaml.safe_load(site_yaml.read_text(encoding="utf-8"))
         edge["device_id"] = DEVICE_ID
-        edge["plates"] = {"workers": self.plate_workers, "queue": self.plate_queue}
+        edge["plates"] = {"workers": self.plate_workers, "queue": self.plate_queue,
+                          "nice": self.plate_nice}
         edge["evidence"] = {
             "site": SITE, "direction": "east", "certificate": CERTIFICATE,
             "outbox": "outbox.db", "signing_key": f"keys/{DEVICE_ID}.sign",
@@ -170,13 +173,22 @@ class RealPathSite:
                 raise SiteError(f"zhichao {name} did not start: see {self.log(name)}")
             time.sleep(0.1)
 
-    def finish(self, settle_s: float = 5.0) -> None:
-        """Wait for the unit's run to end, give the center ``settle_s`` to make its last
-        cases, then stop everything."""
+    def finish(self, settle_s: float = 5.0,
+               tick: Callable[[float, int], None] | None = None) -> None:
+        """Wait for the unit's run to end (``tick(seconds, passes)`` every half second),
+        give the center up to ``settle_s`` to make its last cases, then stop everything."""
+        started = time.monotonic()
         try:
-            self.procs["edge"].wait(timeout=self.seconds + 60.0)
-            deadline = time.monotonic() + settle_s
-            while time.monotonic() < deadline and self.pending_packets() > 0:
+            edge = self.procs["edge"]
+            deadline = started + self.seconds + LEAD_S + EDGE_TAIL_S + 60.0
+            while edge.poll() is None and time.monotonic() < deadline:
+                if tick is not None:
+                    tick(time.monotonic() - started, self.committed())
+                time.sleep(0.5)
+            if edge.poll() is None:
+                raise SiteError(f"zhichao edge run did not end: see {self.log('edge')}")
+            until = time.monotonic() + settle_s
+            while time.monotonic() < until and self.pending_packets() > 0:
                 time.sleep(0.2)
             time.sleep(min(settle_s, 2 * self.process_interval_s))
         finally:
@@ -184,6 +196,11 @@ class RealPathSite:
         if self.procs["edge"].returncode != 0:
             raise SiteError(f"zhichao edge run ended with {self.procs['edge'].returncode}: "
                             f"see {self.log('edge')}")
+
+    def committed(self) -> int:
+        """Passes the unit has committed so far (its JSON lines)."""
+        with self.log("edge").open(encoding="utf-8") as f:
+            return sum(1 for line in f if line.startswith('{"source"'))
 
     def stop(self) -> None:
         """SIGTERM every process still running, then SIGKILL what does not end."""
@@ -215,7 +232,14 @@ class RealPathSite:
         rows = [json.loads(line) for line in
                 self.log("edge").read_text(encoding="utf-8").splitlines()
                 if line.startswith("{")]
-        return [r for r in rows if "summary" not in r]
+        return [r for r in rows if "source" in r]
+
+    def edge_summary(self) -> dict[str, Any]:
+        """The unit's closing counts (the last JSON line of ``edge run --json``)."""
+        for line in reversed(self.log("edge").read_text(encoding="utf-8").splitlines()):
+            if line.startswith('{"summary"'):
+                return json.loads(line)["summary"]
+        return {}
 
     def truth(self) -> list[dict[str, Any]]:
         """What really passed (``zhichao sim --truth``)."""
@@ -251,6 +275,7 @@ class CaseScore:
     with_case: list[str]        # ... of those, with a case of their plate
     missed: list[str]
     flagged: int                # overloaded trucks left out: their pass was flagged
+    weighed_under: list[str]    # overloaded trucks the unit weighed within the limit
     not_weighed: list[str]      # overloaded trucks no pass matches
     wrong_plate_cases: list[str]
     cases: int
@@ -264,6 +289,7 @@ class CaseScore:
         return {"margin": self.margin, "overloaded_trucks": len(self.overloaded),
                 "became_cases": len(self.with_case), "share": round(self.share, 4),
                 "missed": self.missed, "flagged_left_out": self.flagged,
+                "weighed_under": self.weighed_under,
                 "not_weighed": self.not_weighed, "wrong_plate_cases": self.wrong_plate_cases,
                 "cases": self.cases}
 
@@ -297,21 +323,25 @@ def match_pass(v: dict[str, Any], passes: list[dict[str, Any]]) -> dict[str, Any
 
 def score_cases(truth: list[dict[str, Any]], passes: list[dict[str, Any]],
                 cases: list[dict[str, Any]], margin: float = 0.0) -> CaseScore:
-    """Score the center's cases against the truth (see :class:`CaseScore`)."""
+    """Score the center's cases against the truth (see :class:`CaseScore`). Trucks the
+    unit weighed within the limit are listed apart (``weighed_under``: the weighing's
+    error, not the evidence path's) and counted as misses only with ``margin`` above 0."""
     case_plates = {c["plate"] for c in cases if c["plate"]}
     over_plates = {v["plate"] for v in truth_over(truth)}
-    scored, flagged, lost = [], 0, []
+    scored, flagged, lost, under = [], 0, [], []
     for v in truth_over(truth, margin):
         p = match_pass(v, passes)
         if p is None:
             lost.append(v["plate"])
         elif p["flags"]:
             flagged += 1
+        elif not p["suspected"] and margin == 0:
+            under.append(v["plate"])
         else:
             scored.append(v["plate"])
     scored += lost  # a truck the unit did not weigh is a miss, not an exclusion
     return CaseScore(margin=margin, overloaded=scored,
                      with_case=[p for p in scored if p in case_plates],
                      missed=[p for p in scored if p not in case_plates], flagged=flagged,
-                     not_weighed=lost,
+                     weighed_under=under, not_weighed=lost,
                      wrong_plate_cases=sorted(case_plates - over_plates), cases=len(cases))
