@@ -260,8 +260,10 @@ class Camera:
     def from_settings(cls, name: str, settings: "CameraSettings", *,
                       opener: Opener = open_capture) -> "Camera":
         """The camera a validated settings section describes (not started)."""
-        return cls(name, settings.url, **settings.model_dump(exclude={"kind", "url"}),
-                   opener=opener)
+        camera = cls(name, settings.url,
+                     **settings.model_dump(exclude={"kind", "url", "process"}), opener=opener)
+        camera.settings = settings  # as given, ``process`` included
+        return camera
 
     # -- Device protocol -------------------------------------------------------------
 
@@ -737,6 +739,11 @@ class CameraSettings(BaseModel):
     roi: tuple[int, int, int, int] | None = Field(
         None, description="x, y, width, height in pixels where plates are looked for; "
         "none: the whole frame")
+    process: bool = Field(
+        True, description="read the camera in a process of its own: OpenCV opens one "
+        "stream at a time per process, so in threads a camera stuck opening holds up every "
+        "other (benchmarks/cameras.py: none of 4 delivered within 4.5 s beside one); a "
+        "process per camera costs a copy of each frame through a pipe")
 
     @field_validator("url")
     @classmethod

@@ -19,6 +19,7 @@ from typing import Any
 
 from drivers.base import Device
 from drivers.camera import camera_from_config
+from drivers.camera_process import ProcessCamera
 from drivers.modbus_wim import ModbusWimDevice, ModbusWimSettings
 from drivers.serial_link import SerialDevice
 from zhichao.errors import ConfigError
@@ -43,8 +44,10 @@ def _modbus(name: str, section: Mapping[str, Any], source: str, base_dir: Path |
 
 def _camera(name: str, section: Mapping[str, Any], source: str, base_dir: Path | None
             ) -> Device:
-    """A camera read into a frame ring."""
-    return camera_from_config(name, section, where=f"devices.{name}", source=source)
+    """A camera read into a frame ring: in a process of its own unless its settings say
+    ``process: false``."""
+    camera = camera_from_config(name, section, where=f"devices.{name}", source=source)
+    return ProcessCamera(name, camera.settings) if camera.settings.process else camera
 
 
 KINDS: dict[str, Factory] = {"serial": _serial, "modbus": _modbus, "camera": _camera}

@@ -32,6 +32,7 @@ import numpy as np
 
 from drivers.base import Device
 from drivers.camera import Camera
+from drivers.camera_process import ProcessCamera
 from drivers.frame_ring import Match
 from drivers.registry import open_device
 from edge.evidence_link import EvidenceLink
@@ -103,7 +104,8 @@ class RoadsideUnit:
         self.digitiser = digitisers[0] if digitisers else None
         self.baudrate = int(settings.devices[self.digitiser].get("baudrate", 0) or 0) \
             if self.digitiser else 0
-        self.cameras = {n: d for n, d in self.devices.items() if isinstance(d, Camera)}
+        self.cameras: dict[str, Camera | ProcessCamera] = {
+            n: d for n, d in self.devices.items() if isinstance(d, Camera | ProcessCamera)}
         self.timebase = Timebase(settings.time)
         self.clock_fit = DeviceClockFit(settings.time.fit)
         self.plates = PlateWorkers(settings.plates)
@@ -316,7 +318,8 @@ class RoadsideUnit:
         else:
             self.plates.submit(job)  # refused jobs come back unread through results()
 
-    def _pick(self, p: Pass, name: str, cam: Camera, t_want: float) -> None:
+    def _pick(self, p: Pass, name: str, cam: Camera | ProcessCamera, t_want: float
+              ) -> None:
         """The frame nearest the wanted moment into the packet (JPEG, with its own time),
         and the frames around it, cut to the camera's region, for the plate readers."""
         s = cam.settings
@@ -427,7 +430,7 @@ def plate_record(result: PlateResult) -> PlateRecord | None:
                        votes=result.votes, frames=result.frames)
 
 
-def _around(cam: Camera, t_s: float, n: int) -> list[Any]:
+def _around(cam: Camera | ProcessCamera, t_s: float, n: int) -> list[Any]:
     """The ``n`` frames of the camera's ring nearest to ``t_s``, nearest first (the
     readers stop once enough of them agree)."""
     return sorted(cam.ring.frames(), key=lambda f: abs(f.t_s - t_s))[:n]

@@ -10,15 +10,24 @@ import yaml
 from pydantic import BaseModel
 
 from drivers.strips import StripArray
-from edge.settings import EdgeSettings, EvidenceSettings, RulesSettings, load_edge_settings
+from edge.plate_workers import PlateSettings
+from edge.settings import (
+    EdgeSettings,
+    EvidenceSettings,
+    RulesSettings,
+    UnitSettings,
+    load_edge_settings,
+)
 from edge.signal.settings import SignalSettings
+from edge.timebase.settings import TimeSettings
 from zhichao.errors import ConfigError
 from zhichao.resources import config_dir
 
 EXAMPLE = config_dir() / "edge.example.yaml"
 SECTIONS: dict[str, type[BaseModel]] = {
     "site": StripArray, "signal": SignalSettings, "rules": RulesSettings,
-    "evidence": EvidenceSettings,
+    "evidence": EvidenceSettings, "time": TimeSettings, "plates": PlateSettings,
+    "unit": UnitSettings,
 }
 
 

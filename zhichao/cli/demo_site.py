@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 import overload
 from center.db import make_engine
 from center.ingest_models import StoredPacket
-from center.law_models import Capture, Case
+from center.law_models import Capture, Case, CaseCapture
 from evidence.keys import make_keys
 from sim.site import LEAD_S
 from zhichao.errors import ZhichaoError
@@ -250,7 +250,11 @@ class RealPathSite:
         engine = make_engine(str(self.center_db))
         try:
             with Session(engine) as session:
-                cases = [{"id": c.id, "plate": c.plate, "status": c.status}
+                cases = [{"id": c.id, "plate": c.plate, "status": c.status,
+                          "sequences": [s for (s,) in session.execute(
+                              select(Capture.sequence).join(
+                                  CaseCapture, CaseCapture.capture_id == Capture.id)
+                              .where(CaseCapture.case_id == c.id))]}
                          for c in session.scalars(select(Case))]
         finally:
             engine.dispose()
@@ -277,7 +281,8 @@ class CaseScore:
     flagged: int                # overloaded trucks left out: their pass was flagged
     weighed_under: list[str]    # overloaded trucks the unit weighed within the limit
     not_weighed: list[str]      # overloaded trucks no pass matches
-    wrong_plate_cases: list[str]
+    wrong_plate_cases: list[str]  # cases whose plate is not that of their vehicle
+    weighed_over: list[str]     # cases of trucks not over the limit, weighed over it
     cases: int
 
     @property
@@ -291,6 +296,7 @@ class CaseScore:
                 "missed": self.missed, "flagged_left_out": self.flagged,
                 "weighed_under": self.weighed_under,
                 "not_weighed": self.not_weighed, "wrong_plate_cases": self.wrong_plate_cases,
+                "weighed_over": self.weighed_over,
                 "cases": self.cases}
 
 
@@ -344,4 +350,23 @@ def score_cases(truth: list[dict[str, Any]], passes: list[dict[str, Any]],
                      with_case=[p for p in scored if p in case_plates],
                      missed=[p for p in scored if p not in case_plates], flagged=flagged,
                      weighed_under=under, not_weighed=lost,
-                     wrong_plate_cases=sorted(case_plates - over_plates), cases=len(cases))
+                     wrong_plate_cases=wrong_plates(truth, passes, cases),
+                     weighed_over=sorted(case_plates - over_plates), cases=len(cases))
+
+
+def wrong_plates(truth: list[dict[str, Any]], passes: list[dict[str, Any]],
+                 cases: list[dict[str, Any]]) -> list[str]:
+    """Cases whose plate is not the plate of a vehicle they were opened from (each
+    capture's pass, by its sequence, matched to the simulated vehicle it weighed)."""
+    by_sequence = {p["sequence"]: p for p in passes if p.get("sequence") is not None}
+    by_pass = {}
+    for v in truth:
+        p = match_pass(v, passes)
+        if p is not None:
+            by_pass[p["sequence"]] = v["plate"]
+    wrong = []
+    for c in cases:
+        plates = {by_pass.get(s) for s in c.get("sequences", []) if s in by_sequence}
+        if c["plate"] not in plates:
+            wrong.append(f"{c['plate']} (vehicles: {', '.join(sorted(map(str, plates)))})")
+    return wrong
