@@ -49,8 +49,6 @@ from zhichao.errors import ConfigError, ZhichaoError
 
 log = logging.getLogger(__name__)
 
-READER_START_S = 30.0
-"""Longest wait for the plate readers to load their models when the unit starts."""
 DIGITISER_HEADER_BYTES = 16
 """Bytes of a digitiser frame besides its samples (header and CRC), for its transmit time."""
 
@@ -66,7 +64,7 @@ class Pass:
     weighed_at_s: float            # host-monotonic time the unit knew the vehicle
     captured_at: datetime
     clock_status: str
-    clock_uncertainty_ms: float
+    clock_uncertainty_ms: float | None   # None: no bound (a free-running clock)
     suspected: bool
     wanted: dict[str, float] = field(default_factory=dict)   # camera → host time
     images: list[CapturedImage] = field(default_factory=list)
@@ -122,12 +120,10 @@ class RoadsideUnit:
     # -- life ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the plate readers (and wait for them to load), the sender and every
-        device."""
+        """Start the plate readers, the sender and every device. The readers load their
+        models beside the weighing (a second or two): passes of that time wait in their
+        queue, and the weighing never waits for them."""
         self.plates.start()
-        if not self.plates.wait_ready(READER_START_S):
-            log.error("plate readers not ready after %.0f s: plates are left to the center "
-                      "until they are", READER_START_S)
         if self.link is not None:
             self.link.start()
         for device in self.devices.values():
@@ -280,7 +276,9 @@ class RoadsideUnit:
         t_first, t_last = vehicle.pop("t_first_s"), vehicle.pop("t_last_s")
         p = Pass(key=self._keys, vehicle=vehicle, t_first_s=t_first, t_last_s=t_last,
                  weighed_at_s=now, captured_at=self.timebase.to_utc(t_first),
-                 clock_status=state.status, clock_uncertainty_ms=round(uncertainty_ms, 1),
+                 clock_status=state.status,
+                 clock_uncertainty_ms=round(uncertainty_ms, 1)
+                 if math.isfinite(uncertainty_ms) else None,
                  suspected=suspected)
         speed = max(float(vehicle.get("speed_mps") or 0.0), 0.5)
         for name, cam in self.cameras.items():

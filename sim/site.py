@@ -34,7 +34,7 @@ from sim.traffic import TrafficSettings, VehicleTruth, generate_traffic
 from zhichao.resources import config_dir
 
 MODBUS_MAP = config_dir() / "devices" / "wim_modbus.example.yaml"
-LEAD_S = 6.0
+LEAD_S = 8.0
 """Simulation time 0 is this long after the site starts: a roadside unit started beside
 it connects to every twin first (its cameras show the empty road until then)."""
 TAIL_S = 8.0

@@ -18,6 +18,7 @@ from center.settings import CenterSettings, ReceiverSettings
 from drivers.modbus_map import load_register_map
 from drivers.strips import StripArray
 from edge.settings import load_edge_settings
+from edge.timebase import Timebase
 from evidence.keys import make_keys
 from sim import serial_twins
 from sim.camera_twin import render_lane_video
@@ -139,14 +140,17 @@ def test_a_typo_in_a_device_section_stops_start_up(tmp_path, capsys):
 def test_sim_starts_every_device_and_writes_settings_that_load(tmp_path):
     settings = tmp_path / "sim.yaml"
     done = subprocess.run(
-        [sys.executable, "-m", "zhichao.cli", "sim", "--seconds", "1",
+        [sys.executable, "-m", "zhichao.cli", "sim", "--seconds", "1", "--controllers",
          "--write-config", str(settings)], check=False, capture_output=True, text=True,
         timeout=120)
     assert done.returncode == 0, done.stderr
     devices = load_edge_settings(settings).devices
     assert {s["kind"] for s in devices.values()} == {"serial", "modbus", "camera"}
     assert {s.get("protocol") for s in devices.values() if s["kind"] == "serial"} == {
-        "digitiser", "wim_records", "xk3190", "toledo"}
+        "digitiser", "wim_records", "xk3190", "toledo", "nmea"}
+    cameras = {n: s for n, s in devices.items() if s["kind"] == "camera"}
+    assert {(s["lane"], s["role"]) for s in cameras.values()} == {
+        (1, "front"), (1, "rear"), (2, "front"), (2, "rear")}
 
 
 def test_edge_run_weighs_from_a_digitiser_and_a_controller(tmp_path, capsys, monkeypatch):
@@ -168,7 +172,8 @@ def test_edge_run_weighs_from_a_digitiser_and_a_controller(tmp_path, capsys, mon
     finally:
         digitiser.stop()
         lines.stop()
-    vehicles = json_lines(capsys.readouterr().out)
+    *vehicles, summary = json_lines(capsys.readouterr().out)
+    assert summary["summary"]["weighed"] == len(vehicles)
     weighed = [v for v in vehicles if v["source"] == "signal" and "data_gap" not in v["flags"]]
     reported = {round(v["speed_mps"], 1): v for v in vehicles if v["source"] == "controller"}
     assert len(weighed) >= 5 and len(reported) >= 5
@@ -226,8 +231,14 @@ def test_edge_run_sends_every_vehicle_to_the_center(tmp_path, capsys):
         digitiser.stop()
         receiver.stop()
     lines = json_lines(capsys.readouterr().out)
-    counts = lines[-1]["evidence"]
+    counts = lines[-1]["summary"]["evidence"]
     vehicles = lines[:-1]
+    # no GPS here: the kernel's word alone (these machines' kernels are not synced, so
+    # free-running, said so, with no bound)
+    kernel = Timebase().state().status
+    assert {v["clock_status"] for v in vehicles} == {kernel}
+    assert all((v["clock_uncertainty_ms"] is None) == (kernel == "free_running")
+               for v in vehicles)
     assert len(vehicles) >= 5
     assert [v["sequence"] for v in vehicles] == list(range(1, len(vehicles) + 1))
     assert counts["acked"] == len(vehicles) and counts["pending"] == 0

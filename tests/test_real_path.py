@@ -86,5 +86,5 @@ def test_capture_times_fall_within_their_stated_uncertainty(demo):
         error_ms = abs((datetime.fromisoformat(p["captured_at"]) - true_utc)
                        .total_seconds()) * 1000
         errors.append((error_ms, p["clock_uncertainty_ms"], p["clock_status"]))
-    assert all(status == "synced" for *_, status in errors)
+    assert all(status == "synced" and u is not None for _, u, status in errors)
     assert all(e <= u for e, u, _ in errors), max(errors)

@@ -149,7 +149,10 @@ class DeviceClockFit:
         the fit (a frame later than ``max_delay_s`` does not)."""
         self.points_in += 1
         y = t_host_s - min_delay_s
-        if self._x and (t_device_s <= self._x[-1] or self._contradicts(t_device_s, y)):
+        if self._origin is not None and (t_device_s - self._origin[0] <= self._x[-1]
+                                         or (self.ready and self._contradicts(t_device_s, y))):
+            # the device clock went back, or stepped forward: a fit of too few points
+            # proves neither (one frame held up in a burst would look like a step)
             self.restart()
             self.restarts += 1
         if self.ready and y - self.host_time(t_device_s) > self.settings.max_delay_s:

@@ -98,7 +98,8 @@ def _passes_table(site: RealPathSite) -> Table:
                       f"{p['gross_kg'] / 1000:.1f}",
                       f"{p['limit_kg'] / 1000:.1f}" if p["limit_kg"] else "",
                       f"[{ACTION_STYLE.get(action, 'magenta')}]{action}[/]", escape(plate),
-                      f"{p['clock_status']} ±{p['clock_uncertainty_ms']:.0f} ms",
+                      p["clock_status"] + (f" ±{p['clock_uncertainty_ms']:.0f} ms"
+                                           if p["clock_uncertainty_ms"] is not None else ""),
                       str(len(p["images"])), " ".join(p["flags"]))
     return table
 
