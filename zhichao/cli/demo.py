@@ -144,6 +144,10 @@ def _summary(console: Console, site: RealPathSite, score: CaseScore) -> None:
     console.print(
         f"[bold]center[/]: {score.cases} cases. Of the {len(score.overloaded)} overloaded "
         f"trucks driven and weighed cleanly, {len(score.with_case)} became cases with "
-        f"their own plate ({score.share:.0%}); cases with a plate no overloaded truck had: "
+        f"their own plate ({score.share:.0%}); cases with another vehicle's plate: "
         f"{len(score.wrong_plate_cases)}."
-        + (f" Missed: {', '.join(score.missed)}." if score.missed else ""))
+        + (f" Missed: {', '.join(score.missed)}." if score.missed else "")
+        + (f" Weighed within the limit though over it: {', '.join(score.weighed_under)}."
+           if score.weighed_under else "")
+        + (f" Weighed over the limit though within it: {', '.join(score.weighed_over)}."
+           if score.weighed_over else ""))
