@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from center.db import make_engine
 from center.law_models import Capture
-from zhichao.cli.demo_site import RealPathSite, match_pass
+from zhichao.cli.demo_site import RealPathSite, unaccounted
 
 READER_NICE = 19
 """The reader's priority in this test: how the starver tells it from the unit's cameras."""
@@ -87,7 +87,7 @@ def test_the_weighing_keeps_real_time_and_loses_no_vehicle(starved):
     passes = starved.edge_passes()
     truth = starved.truth()
     assert len(truth) >= 30
-    assert all(match_pass(v, passes) is not None for v in truth)
+    assert unaccounted(truth, passes) == []
 
 
 def test_the_backlog_was_real_and_its_plates_are_read_at_the_center(starved):

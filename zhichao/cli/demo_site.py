@@ -276,7 +276,7 @@ class CaseScore:
 
     margin: float
     overloaded: list[str]       # plates of the trucks scored
-    with_case: list[str]        # ... of those, with a case of their plate
+    with_case: list[str]        # ... of those, in a case of their plate opened from them
     missed: list[str]
     flagged: int                # overloaded trucks left out: their pass was flagged
     weighed_under: list[str]    # overloaded trucks the unit weighed within the limit
@@ -327,6 +327,25 @@ def match_pass(v: dict[str, Any], passes: list[dict[str, Any]]) -> dict[str, Any
                default=None)
 
 
+def unaccounted(truth: list[dict[str, Any]], passes: list[dict[str, Any]]) -> list[str]:
+    """Simulated vehicles the unit lost: no pass of theirs, or a pass they share with
+    another vehicle without the pass saying so (the flag ``merged``)."""
+    shared: dict[int, list[dict[str, Any]]] = {}
+    lost = []
+    for v in truth:
+        p = match_pass(v, passes)
+        if p is None:
+            lost.append(f"{v['plate']} (lane {v['lane']}, {v['t0_s']:.1f} s): no pass")
+        else:
+            shared.setdefault(id(p), []).append(v)
+    by_id = {id(p): p for p in passes}
+    for key, vs in shared.items():
+        if len(vs) > 1 and "merged" not in by_id[key]["flags"]:
+            lost += [f"{v['plate']} (lane {v['lane']}, {v['t0_s']:.1f} s): in a pass of "
+                     f"{len(vs)} vehicles not flagged merged" for v in vs]
+    return lost
+
+
 def score_cases(truth: list[dict[str, Any]], passes: list[dict[str, Any]],
                 cases: list[dict[str, Any]], margin: float = 0.0) -> CaseScore:
     """Score the center's cases against the truth (see :class:`CaseScore`). Trucks the
@@ -334,7 +353,9 @@ def score_cases(truth: list[dict[str, Any]], passes: list[dict[str, Any]],
     error, not the evidence path's) and counted as misses only with ``margin`` above 0."""
     case_plates = {c["plate"] for c in cases if c["plate"]}
     over_plates = {v["plate"] for v in truth_over(truth)}
-    scored, flagged, lost, under = [], 0, [], []
+    own = {(c["plate"], s) for c in cases for s in c.get("sequences", [])}
+    scored: list[tuple[str, int | None]] = []
+    flagged, lost, under = 0, [], []
     for v in truth_over(truth, margin):
         p = match_pass(v, passes)
         if p is None:
@@ -344,12 +365,12 @@ def score_cases(truth: list[dict[str, Any]], passes: list[dict[str, Any]],
         elif not p["suspected"] and margin == 0:
             under.append(v["plate"])
         else:
-            scored.append(v["plate"])
-    scored += lost  # a truck the unit did not weigh is a miss, not an exclusion
-    return CaseScore(margin=margin, overloaded=scored,
-                     with_case=[p for p in scored if p in case_plates],
-                     missed=[p for p in scored if p not in case_plates], flagged=flagged,
-                     weighed_under=under, not_weighed=lost,
+            scored.append((v["plate"], p["sequence"]))
+    scored += [(plate, None) for plate in lost]  # not weighed: a miss, not an exclusion
+    return CaseScore(margin=margin, overloaded=[plate for plate, _ in scored],
+                     with_case=[plate for plate, seq in scored if (plate, seq) in own],
+                     missed=[plate for plate, seq in scored if (plate, seq) not in own],
+                     flagged=flagged, weighed_under=under, not_weighed=lost,
                      wrong_plate_cases=wrong_plates(truth, passes, cases),
                      weighed_over=sorted(case_plates - over_plates), cases=len(cases))
 
