@@ -17,6 +17,7 @@ whose capture exists does nothing, so a packet seen twice counts once.
 
 import functools
 import logging
+import math
 import time
 import zlib
 from collections.abc import Sequence
@@ -54,6 +55,7 @@ from center.unread_plates import needs_reading
 from evidence.packet import Packet, PacketError, decode_packet
 from overload import RuleBook, RuleError, grade, load_rules
 from overload.plates import PlateGrammar, load_plate_grammar
+from overload.tables import Benchmark
 from zhichao.errors import ZhichaoError
 
 log = logging.getLogger("zhichao.center.cases")
@@ -508,18 +510,60 @@ TRANSITIONS = {
 """Review actions: the states a case may be in, and the state it goes to."""
 
 
+CASE_ID_MAX = 2**63 - 1
+"""The largest id a case can have (the databases' 64-bit integer key)."""
+
+
 def get_case(session: Session, case_id: int) -> Case:
-    """The case, or CaseError naming the id."""
+    """The case, or CaseError naming the id (an id outside 1 … 2^63 − 1 included)."""
+    if not 1 <= case_id <= CASE_ID_MAX:
+        raise CaseError(f"case id {case_id} out of range (1 to {CASE_ID_MAX})")
     case = session.get(Case, case_id)
     if case is None:
         raise CaseError(f"case {case_id} does not exist")
     return case
 
 
+FEN = 0.005
+"""Two fines differing by less than this many yuan (half a fen) are the same fine."""
+
+
+def check_fine(case: Case, fine_yuan: float, note: str,
+               benchmark: Benchmark | None) -> None:
+    """CaseError unless ``fine_yuan`` may be decided for ``case``: a finite number, 0 or
+    more, and — under ``benchmark``, the discretion benchmark in force — within its cap
+    (``total_cap``: 公路安全保护条例 Art. 64, at most 30 000 yuan) and equal to the graded
+    fine, or lower (no fine: 0) only with the reason in ``note`` (行政处罚法 Art. 32: lighter
+    or reduced penalty; Art. 33: no penalty). Without ``benchmark`` only the first two are
+    checked."""
+    where = f"case {case.id}: --fine-yuan"
+    if not math.isfinite(fine_yuan):
+        raise CaseError(f"{where} must be a finite number of yuan (got {fine_yuan})")
+    if fine_yuan < 0:
+        raise CaseError(f"{where} must be 0 or more (got {fine_yuan:g})")
+    if benchmark is None:
+        return
+    cap = benchmark.total_cap
+    if fine_yuan > cap.cap_yuan:
+        raise CaseError(f"{where} must be at most {cap.cap_yuan:g} yuan, the cap of rule "
+                        f"{cap.id} ({cap.source.cite()}) (got {fine_yuan:g})")
+    graded = case.fine_yuan or 0.0
+    rule = f"the graded fine of benchmark {benchmark.id} ({benchmark.title})"
+    if fine_yuan > graded + FEN:
+        raise CaseError(f"{where} must not exceed {rule}, {graded:g} yuan (got {fine_yuan:g})")
+    if fine_yuan < graded - FEN and not note.strip():
+        raise CaseError(f"{where} {fine_yuan:g} is below {rule}, {graded:g} yuan: give the "
+                        "reason with --note (行政处罚法 第三十二条 lighter or reduced, "
+                        "第三十三条 no penalty)")
+
+
 def review_case(session: Session, case_id: int, action: str, by: str, note: str = "", *,
-                decision: str | None = None, fine_yuan: float | None = None) -> Case:
+                decision: str | None = None, fine_yuan: float | None = None,
+                benchmark: Benchmark | None = None) -> Case:
     """Confirm, reject or close a case as staff member ``by``, audited; CaseError when the
-    case's state does not allow it. Closing records the decision and the fine decided."""
+    case's state does not allow it. Closing records the decision and the fine decided
+    (default: the graded fine), checked by :func:`check_fine` under ``benchmark``, the
+    discretion benchmark in force; ``note`` is the reason recorded in the audit."""
     allowed, to = TRANSITIONS[action]
     if not by.strip():
         raise CaseError(f"case {case_id}: {action} needs the name of who does it (--by)")
@@ -527,6 +571,8 @@ def review_case(session: Session, case_id: int, action: str, by: str, note: str 
     if case.status not in allowed:
         raise CaseError(f"case {case_id} is {case.status}; {action} needs it "
                         f"{' or '.join(sorted(allowed))}")
+    if action == "close" and fine_yuan is not None:
+        check_fine(case, fine_yuan, note, benchmark)
     now = datetime.now(UTC)
     before, case.status = case.status, to
     if action == "close":

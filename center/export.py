@@ -10,11 +10,23 @@ the decision, the fine, and where, when and by which device it was captured; the
 certificate, driver, source unit and loading slip come from registers the center does not
 hold yet and are exported as null. The national system's own exchange format is not known
 here: this is a plain JSON and CSV rendering of the fields, one row per case.
+
+Both renderings are safe to open where the data set goes. In CSV every text cell is quoted,
+and a text cell that begins with a character a spreadsheet takes as the start of a formula
+(``=``, ``+``, ``-``, ``@``, tab, carriage return, or the full-width ``＝ ＋ － ＠`` a Chinese
+input method types) is prefixed with a single quote, as the OWASP guidance on CSV injection
+says: a plate or road ``=HYPERLINK(…)`` is shown as text, never run. Numbers the center
+holds as numbers (mass, fine, coordinates) are written bare, so a negative longitude stays
+a number: it is data the center computed or parsed as a number, not text from outside. A
+number that is not finite (NaN, infinity) has no place in either rendering: the export is
+refused with an ExportError naming the case and the field, rather than writing a value
+that JSON cannot carry or quietly writing null for a value the center does hold.
 """
 
 import csv
 import io
 import json
+import math
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
@@ -22,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from center.cases import utc
 from center.law_models import Capture, Case, CaseCapture, DeviceRecord
+from zhichao.errors import ZhichaoError
 
 FIELDS = (
     "case_id", "plate", "plate_colour", "vehicle_type", "axle_code", "company",
@@ -37,6 +50,15 @@ NOTE = ("Order 62 Art. 44 data set as summarised in rules-cn.md §5 (the article
         "not checked); company, transport_certificate, driver, source_unit and loading_slip "
         "are null where unknown; report_due counts Monday to Friday only (public holidays "
         "not known).")
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
+"""A text cell beginning with one of these is taken by a spreadsheet as a formula (OWASP,
+CSV injection; the last four are the full-width forms)."""
+
+
+class ExportError(ZhichaoError):
+    """The data set cannot be written as it stands."""
 
 
 def add_working_days(day: date, n: int) -> date:
@@ -93,18 +115,50 @@ def closed_rows(session: Session, report_working_days: int) -> list[dict]:
     return rows
 
 
+def check_finite(rows: list[dict]) -> None:
+    """ExportError naming the case and field of the first number that is not finite."""
+    for row in rows:
+        for name, value in row.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ExportError(f"case {row['case_id']}: {name} is {value}, not a finite "
+                                  "number; the data set carries none (correct the case)")
+
+
 def to_json(rows: list[dict]) -> str:
-    """The data set as one JSON object: what it is, when it was made, the cases."""
+    """The data set as one JSON object: what it is, when it was made, the cases; strict
+    JSON (no NaN or Infinity: ExportError)."""
+    check_finite(rows)
     return json.dumps({"dataset": "order62-art44", "generated_at": _iso(datetime.now(UTC)),
                        "note": NOTE, "fields": list(FIELDS), "cases": rows},
-                      ensure_ascii=False, indent=1) + "\n"
+                      ensure_ascii=False, indent=1, allow_nan=False) + "\n"
+
+
+def csv_cell(value: object) -> object:
+    """One CSV cell: a number as it is, null as an empty cell, text neutralised when a
+    spreadsheet would take it as a formula (a single quote before it).
+
+    Examples
+    --------
+    >>> [csv_cell(v) for v in ("=1+2", "-x", "浙A12345", -120.5, None)]
+    ["'=1+2", "'-x", '浙A12345', -120.5, '']
+    """
+    if value is None:
+        return ""
+    if isinstance(value, int | float):
+        return value
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def to_csv(rows: list[dict]) -> str:
-    """The data set as CSV with a header row; null is an empty cell."""
+    """The data set as CSV with a header row; null is an empty cell, every text cell is
+    quoted and neutralised (:func:`csv_cell`), numbers are bare; ExportError for a number
+    that is not finite."""
+    check_finite(rows)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n",
+                            quoting=csv.QUOTE_NONNUMERIC)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
     return out.getvalue()

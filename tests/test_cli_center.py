@@ -3,6 +3,7 @@ processing stored packets, review, export — and the example settings."""
 
 import csv
 import gc
+import io
 import json
 import socket
 import subprocess
@@ -16,9 +17,13 @@ import yaml
 from center_factory import REGISTRY_CSV, T0, make_packet
 from center_factory import store_packets as store_in
 from pydantic import BaseModel
+from sqlalchemy import update
+from sqlalchemy.orm import Session
 
+from center.cases import process_pending
 from center.db import make_engine
-from center.export import add_working_days
+from center.export import FORMULA_STARTS, add_working_days
+from center.law_models import Case, DeviceRecord
 from center.settings import CenterSettings, load_center_settings
 from zhichao.cli import main
 from zhichao.resources import config_dir
@@ -107,7 +112,8 @@ def test_run_process_review_export(capsys, site, tmp_path, monkeypatch):
     code, out, _ = cli(capsys, "export", "--closed", "--config", str(site))
     assert json.loads(out)["cases"] == []
     assert cli(capsys, "cases", "close", str(case["id"]), "--by", "张三", "--decision",
-               "fine", "--fine-yuan", "3500", "--config", str(site))[0] == 0
+               "fine", "--fine-yuan", "3500", "--note", "first act, load corrected at once",
+               "--config", str(site))[0] == 0
 
     code, out, _ = cli(capsys, "export", "--closed", "--config", str(site))
     data = json.loads(out)
@@ -125,6 +131,117 @@ def test_run_process_review_export(capsys, site, tmp_path, monkeypatch):
     (csv_row,) = csv.DictReader(out_csv.open(encoding="utf-8"))
     assert csv_row["plate"] == "浙A12345" and csv_row["driver"] == "" \
         and csv_row["fine_yuan"] == "3500.0"
+
+
+def _confirmed_case(capsys, site: Path) -> int:
+    """A case of 浙A12345 graded 3 000 yuan (55 400 kg on a 157 combination), confirmed."""
+    assert cli(capsys, "devices", "import", str(site.parent / "devices.csv"),
+               "--config", str(site))[0] == 0
+    store_packets(site.parent / "center.db", [make_packet(sequence=1)])
+    engine = make_engine(site.parent / "center.db")
+    assert process_pending(engine, load_center_settings(site)) == 1
+    engine.dispose()
+    _, out, _ = cli(capsys, "cases", "list", "--config", str(site), "--json")
+    (case,) = [json.loads(line) for line in out.splitlines()]
+    assert (case["action"], case["fine_yuan"]) == ("fine", 3000)
+    assert cli(capsys, "cases", "confirm", str(case["id"]), "--by", "张三",
+               "--config", str(site))[0] == 0
+    return case["id"]
+
+
+def test_a_fine_is_refused_unless_the_law_allows_it(capsys, site):
+    case_id = _confirmed_case(capsys, site)
+    close = ("cases", "close", str(case_id), "--by", "张三", "--config", str(site))
+    for fine, words in (
+            ("99999", "must be at most 30000 yuan, the cap of rule national.total-cap "
+                      "(公路安全保护条例（2011） 第六十四条) (got 99999)"),
+            ("30001", "must be at most 30000 yuan"),
+            ("-500", "must be 0 or more (got -500)"),
+            ("inf", "must be a finite number of yuan (got inf)"),
+            ("nan", "must be a finite number of yuan (got nan)"),
+            ("3500", "must not exceed the graded fine of benchmark national"),
+            ("2000", "2000 is below the graded fine of benchmark national"),
+            ("0", "0 is below the graded fine"),
+    ):
+        code, out, err = cli(capsys, *close, "--fine-yuan", fine, "--note", "  "
+                             if fine in ("2000", "0") else "")
+        assert (code, out, err.count("\n")) == (2, "", 1), fine
+        assert f"case {case_id}: --fine-yuan" in err and words in err, (fine, err)
+        assert "--note" in err or fine not in ("2000", "0")
+    code, out, _ = cli(capsys, "cases", "list", "--config", str(site), "--json")
+    assert json.loads(out)["status"] == "confirmed"  # nothing refused was recorded
+    assert cli(capsys, *close, "--fine-yuan", "2000", "--note", "行政处罚法 第三十二条: "
+               "unloaded the excess at once")[0] == 0
+    code, out, _ = cli(capsys, "cases", "show", str(case_id), "--config", str(site), "--json")
+    detail = json.loads(out)
+    assert detail["case"]["decision_fine_yuan"] == 2000
+    assert "unloaded the excess at once" in detail["audit"][-1]["detail"]
+
+
+def test_the_graded_fine_closes_without_a_reason(capsys, site):
+    case_id = _confirmed_case(capsys, site)
+    assert cli(capsys, "cases", "close", str(case_id), "--by", "张三", "--fine-yuan", "3000",
+               "--config", str(site))[0] == 0
+
+
+def test_a_case_id_out_of_range_is_one_line(capsys, site):
+    for command in (("show", "12345678901234567890"), ("show", "-1"),
+                    ("confirm", "12345678901234567890", "--by", "x")):
+        code, out, err = cli(capsys, "cases", *command, "--config", str(site))
+        assert (code, out, err.count("\n")) == (2, "", 1), command
+        assert f"case id {command[1]} out of range (1 to {2**63 - 1})" in err
+
+
+def _formula_case(capsys, site: Path) -> None:
+    """A closed case whose plate, registry fields and decision begin with formula
+    characters (a plate stored before the center checked plates against the grammar, a
+    registry edited by hand)."""
+    case_id = _confirmed_case(capsys, site)
+    engine = make_engine(site.parent / "center.db")
+    with Session(engine) as session, session.begin():
+        session.execute(update(Case).values(plate='=HYPERLINK("http://x.example/","浙A")'))
+        session.execute(update(DeviceRecord).where(DeviceRecord.device_id == "D1").values(
+            road="+G60", stake="-1+cmd|' /C calc'!A0", direction="@SUM(A1:A9)",
+            certificate_number="\tJD-2026-001", longitude=-120.16))
+    engine.dispose()
+    assert cli(capsys, "cases", "close", str(case_id), "--by", "张三", "--decision",
+               "=1+2", "--config", str(site))[0] == 0
+
+
+def test_the_csv_export_neutralises_formulas(capsys, site, tmp_path):
+    _formula_case(capsys, site)
+    out_csv = tmp_path / "art44.csv"
+    assert cli(capsys, "export", "--closed", "--format", "csv", "--out", str(out_csv),
+               "--config", str(site))[0] == 0
+    text = out_csv.read_text(encoding="utf-8")
+    header, row = list(csv.reader(io.StringIO(text)))
+    cells = dict(zip(header, row, strict=True))
+    numeric = {"case_id", "fine_yuan", "latitude", "longitude", "gross_kg", "limit_kg",
+               "tolerance_kg", "excess_kg", "cases_12m", "attached_captures"}
+    for name, cell in cells.items():
+        if cell.startswith(FORMULA_STARTS):
+            assert name in numeric and float(cell) == float(cell), (name, cell)
+    assert cells["longitude"] == "-120.16"  # a number the center holds stays a number
+    assert cells["plate"] == '\'=HYPERLINK("http://x.example/","浙A")'
+    assert (cells["road"], cells["stake"], cells["direction"], cells["certificate_number"],
+            cells["decision"]) == ("'+G60", "'-1+cmd|' /C calc'!A0", "'@SUM(A1:A9)",
+                                   "'\tJD-2026-001", "'=1+2")
+    assert cells["place"] == "'+G60 -1+cmd|' /C calc'!A0 @SUM(A1:A9)"
+    # every text cell is quoted in the file, numbers are bare
+    assert ',"\'+G60",' in text and ",30.25,-120.16," in text
+
+
+def test_no_export_carries_a_number_that_is_not_finite(capsys, site, tmp_path):
+    _formula_case(capsys, site)
+    engine = make_engine(site.parent / "center.db")
+    with Session(engine) as session, session.begin():  # a fine closed before it was checked
+        session.execute(update(Case).values(decision_fine_yuan=float("inf")))
+    engine.dispose()
+    for fmt in ("json", "csv"):
+        code, out, err = cli(capsys, "export", "--closed", "--format", fmt,
+                             "--config", str(site))
+        assert (code, out, err.count("\n")) == (2, "", 1), fmt
+        assert "fine_yuan is inf, not a finite number" in err
 
 
 def test_report_due_counts_working_days():

@@ -97,7 +97,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             q.add_argument("--decision", metavar="TEXT",
                            help="the decision (default: the graded action)")
             q.add_argument("--fine-yuan", type=float, metavar="N",
-                           help="the fine decided (default: the graded fine)")
+                           help="the fine decided (default: the graded fine): at most the "
+                           "graded fine and the benchmark's cap; a lower one needs --note")
         q.set_defaults(run=run_cases_review, action=action)
 
     export = _config(center.add_parser("export", help="the Order 62 Art. 44 data set"))
@@ -266,10 +267,14 @@ def _show(detail: dict, console: Console) -> None:
 
 def run_cases_review(args: argparse.Namespace) -> int:
     """Confirm, reject or close a case, audited."""
-    engine = open_db(settings_of(args))
+    settings = settings_of(args)
+    extra = {}
+    if args.action == "close":
+        benchmark = law_rules(settings.law).benchmark(settings.law.benchmark)
+        extra = {"decision": args.decision, "fine_yuan": args.fine_yuan,
+                 "benchmark": benchmark}
+    engine = open_db(settings)
     with Session(engine) as session, session.begin():
-        extra = {"decision": args.decision, "fine_yuan": args.fine_yuan} \
-            if args.action == "close" else {}
         case = review_case(session, args.case_id, args.action, args.by, args.note, **extra)
         _console().print(f"case {case.id}: {case.status} (by {args.by})")
     return 0
