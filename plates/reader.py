@@ -18,6 +18,7 @@ For a vehicle (:meth:`PlateReader.read_vehicle`) every frame is read and the rea
 (:func:`vote`); front and rear are compared by :func:`compare_front_rear`.
 """
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from overload.plates import PlateColour, PlateGrammar, PlateTemplate, load_plate_grammar
 from plates.colour import BANDS, is_greyscale, nearest_paint, plate_colour, shares
@@ -173,14 +175,45 @@ class _Crop:
     rows: tuple[np.ndarray, ...]
 
 
-def load_image(path: Path) -> np.ndarray:
+MAX_PIXELS = 12_000_000
+"""``load_image`` decodes no image with more pixels than this (width × height from its
+header): a 4000 × 3000 camera frame. A 40 000 × 30 000 header would otherwise make the
+decoder allocate 3.6 GB."""
+
+
+def load_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A BGR image from a file (any path, Chinese names included); PlateImageError if the
-    file is missing or not an image."""
+    file is missing, not an image, or its header gives it more than ``max_pixels`` pixels.
+
+    The size is read from the header alone (Pillow opens lazily and reads no pixels), so
+    an oversized image is refused before anything is decoded; only then is the file read
+    and decoded by OpenCV. A format Pillow cannot identify is refused as not an image:
+    its size could not be bounded first.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as header:
+                width, height = header.size
+    except Image.DecompressionBombError as exc:
+        raise PlateImageError(f"{path}: more than the {max_pixels} pixels read (refused "
+                              f"from its header: {exc})") from None
+    except FileNotFoundError as exc:
+        raise PlateImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise PlateImageError(f"{path}: not an image whose size can be read from its "
+                              f"header ({exc})") from None
+    if width * height > max_pixels:
+        raise PlateImageError(f"{path}: {width} × {height} px is more than the "
+                              f"{max_pixels} pixels read (refused from its header)")
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise PlateImageError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as exc:
+        raise PlateImageError(f"{path}: not an image OpenCV can decode ({exc.err})") from None
     if image is None:
         raise PlateImageError(f"{path}: not an image OpenCV can decode "
                               f"({data.size} bytes)")

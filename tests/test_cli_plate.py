@@ -1,6 +1,8 @@
 """``zhichao plate read`` through the real command line (in-process, the ONNX engine)."""
 
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -74,3 +76,48 @@ def test_the_table_names_each_plate(capsys):
     assert main(["plate", "read", str(SCENE)]) == 0
     out = capsys.readouterr().out
     assert "京H99999" in out and "blue" in out
+
+
+def _png_header(path: Path, width: int, height: int) -> None:
+    """A PNG whose header says ``width`` × ``height`` RGB, with a few rows of pixel data
+    only (what a hostile or broken camera may send: the header is all a reader trusts
+    before decoding)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = zlib.compress(b"\0" * (3 * width + 1) * 4)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+def test_a_huge_image_is_refused_from_its_header_and_the_others_still_read(capsys, tmp_path):
+    huge = tmp_path / "huge.png"
+    _png_header(huge, 40_000, 30_000)
+    large = tmp_path / "large.png"  # below OpenCV's own limit, above the reader's
+    _png_header(large, 5_000, 4_000)
+    assert main(["plate", "read", "--json", str(huge), str(large), str(CROP)]) == 1
+    captured = capsys.readouterr()
+    out = lines(captured.out)
+    assert [o["image"] for o in out] == [str(huge), str(large), str(CROP)]
+    assert "more than" in out[0]["error"] and out[0]["plates"] == []
+    assert "5000 × 4000 px is more than the 12000000 pixels" in out[1]["error"]
+    assert out[2]["plates"][0]["text"] == "沪C21F13"
+    assert captured.err.count("\n") == 2 and "huge.png" in captured.err
+
+
+def test_crops_to_a_folder_that_cannot_be_made_is_one_line(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    for crops in (blocker / "crops", blocker):
+        code = main(["plate", "read", "--crops", str(crops), str(CROP)])
+        captured = capsys.readouterr()
+        assert (code, captured.out, captured.err.count("\n")) == (2, "", 1), crops
+        assert f"option --crops {crops}: cannot make the folder" in captured.err
+
+
+def test_crops_to_a_missing_folder_makes_it(capsys, tmp_path):
+    crops = tmp_path / "new" / "crops"
+    assert main(["plate", "read", "--json", "--crops", str(crops), str(CROP)]) == 0
+    assert [p.name for p in crops.iterdir()] == ["沪C21F13.0.沪C21F13.png"]

@@ -6,7 +6,10 @@ an empty list. With ``--json``, one JSON object per image and line:
 ``--vehicle`` the images are frames of one vehicle: every frame is read and the readings
 vote; ``--rear`` adds the frames of a rear camera and reports whether front and rear agree.
 An image that cannot be read is reported (``"error"``) and the others still are; the exit
-status is then 1.
+status is then 1. An image whose header gives it more than
+:data:`plates.reader.MAX_PIXELS` pixels is such an image, refused before it is decoded.
+``--crops`` names an output folder: it is made (with its parents) when missing, and a
+folder that cannot be made or written is one line, exit 2.
 """
 
 import argparse
@@ -101,8 +104,12 @@ class Printer:
         self.failed = False
         self.console = Console(highlight=False, soft_wrap=True)
         self.errors = Console(stderr=True, highlight=False, soft_wrap=True)
-        if crops is not None:
-            crops.mkdir(parents=True, exist_ok=True)
+        if crops is not None:  # an output folder, made like --out's file
+            try:
+                crops.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"option --crops {crops}: cannot make the folder "
+                                  f"({exc.strerror or exc})") from None
 
     def image(self, path: Path, reader: PlateReader) -> list[PlateReading] | None:
         """Read and print one image; None if it could not be read."""
@@ -169,5 +176,10 @@ class Printer:
         for k, r in enumerate(readings):
             target = self.crops / f"{path.stem}.{k}.{r.text}.png"
             ok, data = cv2.imencode(".png", r.crop)
-            if ok:
+            if not ok:
+                continue
+            try:
                 target.write_bytes(data.tobytes())
+            except OSError as exc:
+                raise ConfigError(f"option --crops {self.crops}: cannot write {target.name} "
+                                  f"({exc.strerror or exc})") from None
