@@ -31,8 +31,18 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def database_url(value: str | Path) -> str:
-    """A URL from a URL or a plain file path (a path means SQLite)."""
+    """A URL from a URL or a plain file path (a path means SQLite). A ``postgresql://``
+    URL without a driver gets psycopg, the one zhichao installs (SQLAlchemy's default,
+    psycopg2, is not).
+
+    Examples
+    --------
+    >>> database_url("postgresql://zc@db.local/zhichao")
+    'postgresql+psycopg://zc@db.local/zhichao'
+    """
     text = str(value)
+    if text.startswith("postgresql://"):
+        return "postgresql+psycopg://" + text.removeprefix("postgresql://")
     return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
 
 

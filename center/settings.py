@@ -11,27 +11,42 @@ reads plates from) is a setting here.
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-from zhichao.settings import load_model
+from zhichao.settings import BindEndpoint, count, load_model, number
+
+KEEPALIVE_IDLE_MAX_S = 32767
+"""The longest TCP keepalive idle time Linux takes (``MAX_TCP_KEEPIDLE``): a longer
+heartbeat cannot be set on the socket."""
+DATABASES = "a SQLite file path (center.db), sqlite:///PATH or postgresql://USER@HOST/DB"
+"""What ``database`` may be: the two databases the center's migrations are written for."""
 
 
 class ReceiverSettings(BaseModel):
     """Where the center listens for roadside units, and with which CURVE key."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    listen: list[str] = Field(default_factory=lambda: ["tcp://127.0.0.1:5760"],
-                              min_length=1, description="ZeroMQ endpoints the ROUTER binds")
+    listen: list[BindEndpoint] = Field(default_factory=lambda: ["tcp://127.0.0.1:5760"],
+                                       min_length=1, description="ZeroMQ endpoints the "
+                                       "ROUTER binds (tcp://HOST:PORT, ipc://PATH)")
     server_secret_key: Path = Field(Path("keys/center.key_secret"),
                                     description="the center's CURVE secret key file "
                                     "(zhichao keys new --curve-only)")
     zap_domain: str = Field("zhichao", min_length=1,
                             description="ZAP domain; the edges must set the same")
-    batch_max: int = Field(500, ge=1, description="packets committed in one transaction")
-    batch_wait_ms: int = Field(20, ge=0, description="how long a batch waits to fill")
-    heartbeat_s: float = Field(5.0, gt=0, description="TCP keepalive: silence before "
-                              "probing a connection; three unanswered probes drop it")
+    batch_max: count(10_000, "one transaction, whose every packet waits for its commit "
+                     "to be acknowledged") = Field(
+        500, description="packets committed in one transaction")
+    batch_wait_ms: count(60_000, "a minute; a packet's ack waits this long, and an edge "
+                         "resends what is not acknowledged in resend_max_s", at_least=0,
+                         unit=" ms") = Field(20, description="how long a batch waits to fill")
+    heartbeat_s: number(KEEPALIVE_IDLE_MAX_S, "the longest TCP keepalive idle time the "
+                        "kernel takes", unit=" s") = Field(
+        5.0, description="TCP keepalive: silence before probing a connection; three "
+        "unanswered probes drop it")
 
 
 MOVED_TO_RULES = {"notice_lead_days": "notice_lead", "repeat_window_days": "repeat_window",
@@ -43,7 +58,7 @@ MOVED_TO_RULES = {"notice_lead_days": "notice_lead", "repeat_window_days": "repe
 class LawSettings(BaseModel):
     """How captures become cases: legality, grading and grouping."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     rules_folder: Path | None = Field(None, description="the center's own rule tables, "
                                       "enforcement.yaml among them (notice lead time, "
@@ -52,8 +67,10 @@ class LawSettings(BaseModel):
     vendor: str = "generic"
     benchmark: str = Field("national", description="discretion benchmark table")
     tolerance: str = Field("none", description="tolerance policy of tolerance.yaml")
-    trip_window_h: float = Field(6.0, gt=0, description="captures of one plate this close "
-                                 "together are one continuous trip, one case")
+    trip_window_h: number(72, "three days; captures further apart are not one continuous "
+                          "trip", unit=" h") = Field(
+        6.0, description="captures of one plate this close together are one continuous "
+        "trip, one case")
     abnormal_driving_flags: tuple[str, ...] = Field(
         ("speed_change", "straddling", "weaving", "off_speed"),
         description="quality flags of abnormal driving: such a pass is weighed outside the "
@@ -83,11 +100,11 @@ class LawSettings(BaseModel):
     plate_read_max_pixels: int = Field(12_000_000, ge=1, description="nor an image with "
                                        "more pixels than this (width × height, from its "
                                        "header, before decoding): a 4000 × 3000 camera")
-    process_interval_s: float = Field(2.0, gt=0, description="the longest `center run` "
-                                      "waits between looks for stored packets without a "
-                                      "capture; its receiver wakes it sooner, after each "
-                                      "batch it commits (with --process-only, the interval "
-                                      "is the only clock)")
+    process_interval_s: number(3600, "an hour; with --process-only stored packets wait "
+                               "this long to become captures and cases", unit=" s") = Field(
+        2.0, description="the longest `center run` waits between looks for stored packets "
+        "without a capture; its receiver wakes it sooner, after each batch it commits (with "
+        "--process-only, the interval is the only clock)")
 
     @model_validator(mode="before")
     @classmethod
@@ -106,13 +123,34 @@ class LawSettings(BaseModel):
 class CenterSettings(BaseModel):
     """Everything a center needs to know about itself."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    database: str = Field("center.db", description="SQLAlchemy URL, or a SQLite file path")
+    database: str = Field("center.db", min_length=1,
+                          description="a SQLite file path, or a sqlite:// or postgresql:// "
+                          "SQLAlchemy URL")
     images_dir: Path = Field(Path("evidence-images"),
                              description="evidence images, one file per SHA-256")
     receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
     law: LawSettings = Field(default_factory=LawSettings)
+
+    @field_validator("database")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        """SQLite or PostgreSQL (with psycopg, the driver zhichao installs), nothing else;
+        a URL's password is never repeated in the message."""
+        if "://" not in value:
+            return value
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"must be {DATABASES} (got {value!r}, not a URL)") from None
+        backend, _, driver = url.drivername.partition("+")
+        if (backend, driver) in {("sqlite", ""), ("sqlite", "pysqlite"), ("postgresql", ""),
+                                 ("postgresql", "psycopg")}:
+            return value
+        raise ValueError(f"must be {DATABASES} (driver psycopg); "
+                         f"{url.drivername} is not supported "
+                         f"(got {url.render_as_string(hide_password=True)!r})")
 
 
 def load_center_settings(path: Path) -> CenterSettings:

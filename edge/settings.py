@@ -14,7 +14,11 @@ from drivers.strips import StripArray
 from edge.plate_workers import PlateSettings
 from edge.signal.settings import SignalSettings
 from edge.timebase.settings import TimeSettings
-from zhichao.settings import load_model
+from zhichao.settings import ConnectEndpoint, count, load_model, number
+
+KEEPALIVE_IDLE_MAX_S = 32767
+"""The longest TCP keepalive idle time Linux takes (``MAX_TCP_KEEPIDLE``): a longer
+heartbeat cannot be set on the socket."""
 
 
 class RulesSettings(BaseModel):
@@ -32,7 +36,7 @@ class EvidenceSettings(BaseModel):
     how they go (the sender). Key files are made by ``zhichao keys new``; relative paths
     are relative to the settings file (:meth:`resolved`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     site: str = Field("", description="road and stake of the site, as the center's "
                       "registry names it")
@@ -41,27 +45,38 @@ class EvidenceSettings(BaseModel):
                              "certificate, carried in every packet")
     calibration_version: str = Field("factory", description="which calibration weighs")
     outbox: Path = Field(Path("outbox.db"), description="SQLite outbox file")
-    keep_days: float = Field(7.0, ge=0, description="acknowledged packets are kept this "
-                             "long, then pruned")
-    hold_max: int = Field(1000, ge=0, description="packets held in memory while the "
-                          "outbox's disk is full; beyond, the oldest are dropped and counted")
+    keep_days: number(3660, "ten years; the outbox file keeps every packet of the time",
+                      unit=" days", above=None, at_least=0) = Field(
+        7.0, description="acknowledged packets are kept this long, then pruned")
+    hold_max: count(100_000, "each packet held carries its images, in memory", at_least=0
+                    ) = Field(1000, description="packets held in memory while the outbox's "
+                              "disk is full; beyond, the oldest are dropped and counted")
     signing_key: Path = Field(Path("keys/edge.sign"), description="Ed25519 private key "
                               "(PEM) that signs every packet")
     curve_secret_key: Path = Field(Path("keys/edge.key_secret"),
                                    description="this unit's CURVE key pair")
     center_public_key: Path = Field(Path("keys/center.key"),
                                     description="the center's CURVE public key")
-    endpoints: list[str] = Field(default_factory=lambda: ["tcp://127.0.0.1:5760"],
-                                 min_length=1, description="centers, tried in this order")
+    endpoints: list[ConnectEndpoint] = Field(
+        default_factory=lambda: ["tcp://127.0.0.1:5760"], min_length=1,
+        description="centers, tried in this order (tcp://HOST:PORT, ipc://PATH)")
     zap_domain: str = Field("zhichao", min_length=1, description="the center's ZAP domain")
-    window: int = Field(1000, ge=1, description="packets sent and not yet acknowledged")
-    window_mb: float = Field(64.0, gt=0, description="... and their megabytes")
-    ack_timeout_s: float = Field(2.0, gt=0, description="shortest wait for an ack before "
-                                 "a resend; the wait is learnt from the acks above it")
-    resend_max_s: float = Field(30.0, gt=0, description="longest wait before a resend")
-    heartbeat_s: float = Field(5.0, gt=0, description="a ping when idle this long; TCP "
-                               "keepalive probes likewise")
-    failover_s: float = Field(10.0, gt=0, description="silence before the next endpoint")
+    window: count(100_000, "every packet of the window is kept to be sent again") = Field(
+        1000, description="packets sent and not yet acknowledged")
+    window_mb: number(4096, "the window's packets are read into memory", unit=" MB") = Field(
+        64.0, description="... and their megabytes")
+    ack_timeout_s: number(3600, "an hour; a lost packet waits this long to be sent again",
+                          unit=" s") = Field(
+        2.0, description="shortest wait for an ack before a resend; the wait is learnt "
+        "from the acks above it")
+    resend_max_s: number(3600, "an hour; a lost packet waits this long to be sent again",
+                         unit=" s") = Field(30.0, description="longest wait before a resend")
+    heartbeat_s: number(KEEPALIVE_IDLE_MAX_S, "the longest TCP keepalive idle time the "
+                        "kernel takes", unit=" s") = Field(
+        5.0, description="a ping when idle this long; TCP keepalive probes likewise")
+    failover_s: number(3600, "an hour; a unit whose center is silent this long tries the "
+                       "next", unit=" s") = Field(
+        10.0, description="silence before the next endpoint")
 
     def resolved(self, base_dir: Path) -> "EvidenceSettings":
         """The same settings with relative paths made relative to ``base_dir``."""
@@ -75,7 +90,7 @@ class EvidenceSettings(BaseModel):
 class UnitSettings(BaseModel):
     """How the roadside unit waits for what a pass needs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     frame_wait_s: float = Field(2.0, gt=0, le=30, description="longest wait for a camera's "
                                 "frame of the wanted moment; then the camera is recorded as "
