@@ -26,13 +26,21 @@ A duplicate (same device and sequence, same hash) is acknowledged and ignored; a
 whose sequence skips ahead records a gap; each packet's ``previous_hash`` is compared with
 the stored hash of the sequence before it (``chain_ok``). What cannot be stored (malformed,
 unknown device, bad signature or image, another device's connection, a different packet
-under a stored sequence) is refused: logged, written to ``refusals``, answered ``refused``.
-A failing database raises :class:`StoreError` and nothing is acknowledged: the edges
-resend.
+under a stored sequence) is refused: counted by its kind, written to ``refusals`` and
+answered ``refused``, and logged once per kind and sender per interval
+(:class:`RefusalLog`), however fast a sender sends it. Before any parsing a message is held
+to the receiver's limits (images per packet, bytes per image and per packet), and its
+metadata to the bounds of :func:`evidence.packet.check_bounds`; a plate text must fit the
+plate grammar (GA 36, ``plates.yaml``). A packet that is refused before it could be decoded
+is still answered to its device when its bytes name an enrolled device, came over that
+device's connection and carry its signature: the unit then stops resending it. A failing
+database raises :class:`StoreError` and nothing is acknowledged: the edges resend.
 """
 
 import logging
 import os
+import re
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -44,6 +52,8 @@ from typing import Literal
 
 import zmq.auth
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
 from sqlalchemy import Connection, Engine, and_, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from zmq.utils import z85
@@ -58,9 +68,11 @@ from center.ingest_models import (
     StoredImage,
     StoredPacket,
 )
-from evidence.packet import GENESIS_HASH, Packet, PacketError, PacketVersionError
-from evidence.signing import KeyFileError, SignedPacket, load_public_key, verify
+from center.settings import ReceiverSettings
+from evidence.packet import GENESIS_HASH, SEQUENCE_MAX, Packet, PacketError
+from evidence.signing import SIGNATURE_BYTES, KeyFileError, SignedPacket, load_public_key, verify
 from evidence.wire import parse_packet
+from overload.plates import PLATE_COLOURS, PlateGrammar, load_plate_grammar
 from zhichao.errors import ZhichaoError
 
 log = logging.getLogger("zhichao.center.ingest")
@@ -74,6 +86,10 @@ Img = StoredImage.__table__
 Links = PacketImage.__table__
 Gaps = SequenceGap.__table__
 Refusals = Refusal.__table__
+REFUSAL_LOG_S = 10.0
+"""Refusals of one kind from one sender are logged once per this interval, with their count."""
+_CLAIMED_DEVICE = re.compile(rb'"device_id":"([^"\\]{1,64})"')
+_CLAIMED_SEQUENCE = re.compile(rb'"sequence":([0-9]{1,20})[,}]')
 
 
 class IngestError(ZhichaoError):
@@ -131,22 +147,64 @@ class _DeviceState:
     last_hash: str | None
 
 
+class RefusalLog:
+    """Refusals logged in bounded lines: the first of a kind from a sender at once, in
+    full; the next ones counted and logged as one line per ``interval_s`` ("refused 740
+    packets from dev-1 in 10 s: nesting too deep (limit 32)"), however many arrive."""
+
+    def __init__(self, interval_s: float = REFUSAL_LOG_S, logger: logging.Logger = log
+                 ) -> None:
+        self.interval_s = interval_s
+        self.logger = logger
+        self._open: dict[tuple[str, str], list] = {}  # (sender, kind) → [start, count, summary]
+
+    def add(self, sender: str, kind: str, summary: str, detail: str) -> None:
+        """One refusal of ``kind`` from ``sender``."""
+        now = time.monotonic()
+        entry = self._open.get((sender, kind))
+        if entry is None:
+            self._open[sender, kind] = [now, 0, summary]
+            self.logger.warning("refused a packet (%s) from %s: %s", kind, sender, detail)
+        else:
+            entry[1] += 1
+            entry[2] = summary
+        self.flush(now)
+
+    def flush(self, now: float | None = None, *, final: bool = False) -> None:
+        """Log the counts of every interval that has ended (``final``: of every one)."""
+        now = time.monotonic() if now is None else now
+        for key, (start, count, summary) in list(self._open.items()):
+            if now - start < self.interval_s and not (final and count):
+                continue
+            if count:
+                self.logger.warning("refused %d packets from %s in %.0f s: %s", count, key[0],
+                                    now - start, summary)
+                self._open[key] = [now, 0, summary]
+            else:
+                del self._open[key]
+
+
 @dataclass
 class _Batch:
     """The outcomes of one batch as they are decided, and the refusals to write."""
 
     outcomes: list[Outcome | None]
     refusals: list[dict] = field(default_factory=list)
+    log: RefusalLog = field(default_factory=RefusalLog)
 
     def refuse(self, index: int, peer: str, reason: str, detail: str, *,
-               device_id: str | None = None, sequence: int | None = None) -> None:
-        """Refuse message ``index``: logged, answered and written to ``refusals``."""
-        where = f"{device_id}#{sequence}" if device_id else f"peer {peer or '?'}"
-        log.warning("refused a packet (%s) from %s: %s", reason, where, detail)
+               device_id: str | None = None, sequence: int | None = None,
+               summary: str = "") -> None:
+        """Refuse message ``index``: logged (in bounded lines), answered and written to
+        ``refusals``."""
+        sender = device_id or f"peer {peer or '?'}"
+        where = f"{device_id}#{sequence}" if device_id else sender
+        self.log.add(sender, reason, summary or reason, f"{where}: {detail}")
         self.outcomes[index] = Outcome("refused", device_id, sequence, reason, detail)
         self.refusals.append({"at": datetime.now(UTC), "peer": peer, "device_id": device_id,
-                              "sequence": sequence, "reason": reason,
-                              "detail": detail[:2000]})
+                              "sequence": sequence if sequence is None
+                              or sequence <= SEQUENCE_MAX else None,
+                              "reason": reason, "detail": detail[:2000]})
 
 
 def enrol_device(engine: Engine, device_id: str, sign_public_pem: bytes | str,
@@ -212,8 +270,17 @@ class Ingestor:
     own cache (device keys; each device's last stored sequence and hash)."""
 
     def __init__(self, engine: Engine, images_dir: Path, fsync_threads: int = 16,
-                 verify_threads: int | None = None) -> None:
+                 verify_threads: int | None = None, *,
+                 limits: ReceiverSettings | None = None,
+                 plates: PlateGrammar | None = None,
+                 refusal_log: RefusalLog | None = None) -> None:
         self.engine = engine
+        self.limits = limits or ReceiverSettings()
+        """Images per packet, bytes per image and per packet (the receiver's settings)."""
+        self.plates = plates or load_plate_grammar()
+        self.refusal_log = refusal_log or RefusalLog()
+        self.refused: dict[str, int] = defaultdict(int)
+        """Committed refusals by kind."""
         self.images_dir = Path(images_dir)
         self.images_dir.mkdir(parents=True, exist_ok=True)
         self._pool = ThreadPoolExecutor(fsync_threads, thread_name_prefix="image-write")
@@ -243,7 +310,7 @@ class Ingestor:
         stored yet, under temporary names (the previous batch's commit and this batch's
         writes then keep the disk busy together); StoreError if the database cannot be
         read. Pass the result to :meth:`store`, or to :meth:`abandon`."""
-        done = _Batch([None] * len(batch))
+        done = _Batch([None] * len(batch), log=self.refusal_log)
         try:
             with self.engine.connect() as conn:
                 valid = self._verify_all(conn, batch, done)
@@ -289,6 +356,8 @@ class Ingestor:
             out = [o for o in done.outcomes if o is not None]
             for o in out:
                 self.counts["duplicate" if o.duplicate else o.status] += 1
+            for r in done.refusals:
+                self.refused[r["reason"]] += 1
             return out
         raise AssertionError("unreachable")
 
@@ -299,14 +368,17 @@ class Ingestor:
         batch uses every core."""
         parsed: list[tuple[int, Incoming, SignedPacket, Ed25519PublicKey]] = []
         for i, msg in enumerate(batch):
-            dev = seq = None
             try:
                 signed = parse_packet(msg.frames)
+            except PacketError as exc:
+                done.refuse(i, msg.peer, exc.kind, str(exc), summary=exc.summary)
+                continue
+            try:
+                self._check_limits(signed)
                 packet = signed.packet
                 dev, seq = packet.device_id, packet.sequence
             except PacketError as exc:
-                reason = "schema" if isinstance(exc, PacketVersionError) else "malformed"
-                done.refuse(i, msg.peer, reason, str(exc))
+                self._refuse_undecoded(conn, i, msg.peer, signed, error=exc, done=done)
                 continue
             keys = self._device_keys(conn, dev)
             if keys is None:
@@ -335,7 +407,64 @@ class Ingestor:
                 "image" if str(error).startswith("image") else "malformed")
             done.refuse(i, msg.peer, reason, str(error), device_id=packet.device_id,
                         sequence=packet.sequence)
-        return valid
+        return [v for v in valid if self._plate_fits(v, done)]
+
+    def _check_limits(self, signed: SignedPacket) -> None:
+        """PacketError unless the message is within the receiver's limits."""
+        lim = self.limits
+        if len(signed.images) > lim.max_images:
+            raise PacketError(f"packet has {len(signed.images)} images; the limit is "
+                              f"{lim.max_images} (receiver.max_images)", "too_many_images",
+                              f"too many images (limit {lim.max_images})")
+        for n, image in enumerate(signed.images, start=1):
+            if len(image) > lim.max_image_bytes:
+                raise PacketError(f"image {n} has {len(image)} bytes; the limit is "
+                                  f"{lim.max_image_bytes} (receiver.max_image_bytes)",
+                                  "image_too_large",
+                                  f"image too large (limit {lim.max_image_bytes} bytes)")
+        if signed.size > lim.max_packet_bytes:
+            raise PacketError(f"packet has {signed.size} bytes with its images; the limit "
+                              f"is {lim.max_packet_bytes} (receiver.max_packet_bytes)",
+                              "packet_too_large",
+                              f"packet too large (limit {lim.max_packet_bytes} bytes)")
+
+    def _refuse_undecoded(self, conn: Connection, index: int, peer: str,
+                          signed: SignedPacket, *, error: PacketError, done: _Batch) -> None:
+        """Refuse a message that could not be decoded (or broke a limit); answered to its
+        device when the bytes name an enrolled device and sequence, over that device's
+        connection, with its signature: its unit then stops resending it."""
+        dev = seq = None
+        kind, detail = error.kind, str(error)
+        claimed = _claimed(signed.meta) if len(signed.meta) <= 2 * 1024 * 1024 else None
+        if claimed is not None:
+            keys = self._device_keys(conn, claimed[0])
+            if keys is not None and (not peer or peer == keys[1]):
+                dev, seq = claimed
+                if not _signed_by(signed, keys[0]):
+                    kind, detail = "signature", ("signature does not match the packet "
+                                                 f"bytes and the device's key ({detail})")
+        done.refuse(index, peer, kind, detail, device_id=dev, sequence=seq,
+                    summary=error.summary if kind == error.kind else "bad signature")
+
+    def _plate_fits(self, v: _Valid, done: _Batch) -> bool:
+        """Whether the packet's plate text fits a template of the plate grammar, in its
+        colour (``unknown`` fits any); an unread plate's empty text fits. Refused if not."""
+        plate = v.packet.plate
+        if plate is None or (plate.text == "" and plate.unread):
+            return True
+        fits = [t for t in self.plates.templates if t.accepts(plate.text)]
+        if plate.colour in PLATE_COLOURS:
+            fits = [t for t in fits if plate.colour in t.colours]
+        elif plate.colour != "unknown":
+            fits = []
+        if fits:
+            return True
+        done.refuse(v.index, v.peer, "plate",
+                    f"plate text {plate.text!r} in colour {plate.colour!r} fits no template "
+                    "of the plate grammar (GA 36, plates.yaml)",
+                    device_id=v.packet.device_id, sequence=v.packet.sequence,
+                    summary="plate text fits no template of the plate grammar")
+        return False
 
     def _device_keys(self, conn: Connection, device_id: str
                      ) -> tuple[Ed25519PublicKey, str] | None:
@@ -603,6 +732,32 @@ def _fsync_dirs(dirs: Sequence[Path]) -> None:
     """:func:`center.durable.fsync_dir` for several folders in turn, in one pool task."""
     for d in dirs:
         fsync_dir(d)
+
+
+def _claimed(meta: bytes) -> tuple[str, int] | None:
+    """The device and sequence a packet's bytes name, found without parsing them (they
+    may be beyond parsing), or None; only trusted once the device's signature holds."""
+    dev = _CLAIMED_DEVICE.search(meta)
+    seq = _CLAIMED_SEQUENCE.search(meta)
+    if dev is None or seq is None:
+        return None
+    try:
+        device_id = dev.group(1).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    sequence = int(seq.group(1))
+    return (device_id, sequence) if sequence < 2**64 else None  # an ack carries 64 bits
+
+
+def _signed_by(signed: SignedPacket, key: Ed25519PublicKey) -> bool:
+    """Whether the signature over the packet's bytes is the key's."""
+    if len(signed.signature) != SIGNATURE_BYTES:
+        return False
+    try:
+        crypto_sign_open(signed.signature + signed.meta, key.public_bytes_raw())
+    except BadSignatureError:
+        return False
+    return True
 
 
 def _verify_chunk(items: Sequence[tuple[SignedPacket, Ed25519PublicKey]]

@@ -44,6 +44,8 @@ from center.ingest import (
 from center.ingest_models import Refusal
 from center.settings import CenterSettings, ReceiverSettings
 from evidence.wire import PACKET, PING, Ack, ack_frames, kind, tcp_keepalive
+from overload.errors import RuleError
+from overload.plates import load_plate_grammar
 from zhichao.errors import ConfigError
 
 log = logging.getLogger("zhichao.center.receiver")
@@ -134,7 +136,12 @@ class Receiver:
         """Set after each committed batch: wakes whoever turns stored packets into cases."""
         self.engine = engine or make_engine(settings.database)
         self.public_key, self.secret_key = server_keys(settings.receiver.server_secret_key)
-        self.ingestor = Ingestor(self.engine, settings.images_dir)
+        try:
+            plates = load_plate_grammar(settings.law.rules_folder)
+        except RuleError as exc:
+            raise ConfigError(f"law.rules_folder: {exc}") from None
+        self.ingestor = Ingestor(self.engine, settings.images_dir, limits=settings.receiver,
+                                 plates=plates)
         self.allow = AllowList(self.engine)
         self.ready = threading.Event()
         self.counts: dict[str, int] = defaultdict(int)
@@ -193,6 +200,7 @@ class Receiver:
             auth.stop()
             ctx.term()
             self.ingestor.close()
+            self.ingestor.refusal_log.flush(final=True)
 
     def _loop(self, sock: zmq.Socket, stop: threading.Event) -> None:
         """Receive and verify here; store in a second thread, one batch behind, so the
@@ -214,6 +222,7 @@ class Receiver:
         try:
             while not stop.is_set():
                 events = dict(poller.poll(POLL_MS))
+                self.ingestor.refusal_log.flush()
                 if wake_rx in events:
                     self._send_results(sock, wake_rx, results)
                 if sock not in events:

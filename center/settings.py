@@ -47,6 +47,18 @@ class ReceiverSettings(BaseModel):
                         "kernel takes", unit=" s") = Field(
         5.0, description="TCP keepalive: silence before probing a connection; three "
         "unanswered probes drop it")
+    max_image_bytes: int = Field(
+        10_000_000, ge=1, description="a packet with an image larger than this is refused "
+        "('image_too_large'): a 4000 × 3000 camera's JPEG has 2-6 MB, and the center reads "
+        "no plate from a file above law.plate_read_max_bytes (the same 10 MB)")
+    max_images: int = Field(
+        16, ge=0, description="a packet with more images than this is refused "
+        "('too_many_images'): a pass has one per camera role (front, side, rear, plate, "
+        "overview), a few more with several cameras a role")
+    max_packet_bytes: int = Field(
+        50_000_000, ge=1, description="a packet larger than this, images included, is "
+        "refused ('packet_too_large'): the receiver holds a whole batch in memory "
+        "(batch_max packets), so this bounds what one sender can make it hold")
 
 
 MOVED_TO_RULES = {"notice_lead_days": "notice_lead", "repeat_window_days": "repeat_window",

@@ -9,11 +9,18 @@ The canonical bytes (:func:`canonical_bytes`) are JSON with sorted keys, no spac
 text and no NaN: the same packet gives the same bytes on every machine, which is what the
 signature and the hash chain are computed over. Times are UTC, written with microseconds
 and a ``Z``.
+
+Bytes from outside are bounded before they are parsed (:func:`check_bounds`): their length,
+the nesting of their arrays and objects, the length of each number and the number of
+values; then the schema gives every field its range (a sequence within a signed 64-bit
+integer, a lane within the lanes a road has, finite numbers). Whatever is wrong is a
+:class:`PacketError` whose ``kind`` names the bound or check that failed.
 """
 
 import base64
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -43,16 +50,49 @@ ClockStatus = Literal["synced", "holdover", "free_running", "unknown"]
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
+MAX_META_BYTES = 1_000_000
+"""The longest packet metadata read (the canonical JSON, images apart): a pass's packet is a
+few kB, its controller's raw record included."""
+MAX_DEPTH = 32
+"""The deepest nesting of arrays and objects read: a packet nests 3 deep, its signal
+parameters a few more; Python's own parser recurses once per level."""
+MAX_NUMBER_CHARS = 32
+"""The longest number read, in characters: a float's shortest repr has at most 24, a 64-bit
+integer 20; Python's int() of a long digit string costs time quadratic in its length."""
+MAX_VALUES = 20_000
+"""The most values (array items and object members) a packet may hold."""
+SEQUENCE_MAX = 2**63 - 1
+"""The largest sequence: the database's BIGINT (signed 64-bit)."""
+LANE_MAX = 99
+"""The largest lane number (lanes are numbered from 1 on each carriageway)."""
+
+
 class PacketError(ZhichaoError):
-    """A packet is malformed, altered, unsigned by a known key, or of an unknown schema."""
+    """A packet is malformed, altered, unsigned by a known key, or of an unknown schema.
+    ``kind`` names what failed, the same for every packet that fails the same way (the
+    center counts refusals by it); ``summary`` says it in words, with its limit."""
+
+    def __init__(self, message: str, kind: str = "malformed", summary: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.summary = summary or message
 
 
 class PacketVersionError(PacketError):
     """A packet's schema has a major version this code does not read."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "schema", "schema of another major version")
+
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+Text64 = Annotated[str, Field(max_length=64)]
+Load = Annotated[float, Field(ge=-1_000_000, le=1_000_000)]
+"""An axle load as measured: noise can make an empty axle slightly negative."""
+Spacing = Annotated[float, Field(ge=0, le=1_000)]
 
 
 def _utc_text(t: datetime) -> str:
@@ -69,7 +109,7 @@ class ImageRef(_Frozen):
 
     role: ImageRole
     sha256: Sha256Hex
-    size: int = Field(ge=1)
+    size: int = Field(ge=1, le=SEQUENCE_MAX)
     media_type: Literal["image/jpeg", "image/png"] = "image/jpeg"
     camera: str | None = Field(None, max_length=64)
     """The camera device that took it (its name in the unit's settings)."""
@@ -90,15 +130,15 @@ class VehicleRecord(_Frozen):
     """What the weighing measured; ``raw_record`` is the controller's or digitiser's own
     bytes for the pass, kept so the measurement can be re-derived."""
 
-    axle_loads_kg: list[float]
-    axle_groups: list[int]
+    axle_loads_kg: list[Load] = Field(max_length=32)
+    axle_groups: list[Annotated[int, Field(ge=1, le=32)]] = Field(max_length=32)
     """Number of axles in each group, front to back (sums to the axle count)."""
-    spacings_m: list[float]
-    speed_kmh: float = Field(ge=0)
-    gross_kg: float = Field(ge=0)
-    axle_code: str | None
-    tyres: list[str] = []
-    flags: list[str] = []
+    spacings_m: list[Spacing] = Field(max_length=32)
+    speed_kmh: float = Field(ge=0, le=400)
+    gross_kg: float = Field(ge=0, le=1_000_000)
+    axle_code: str | None = Field(max_length=32)
+    tyres: list[Text64] = Field([], max_length=32)
+    flags: list[Text64] = Field([], max_length=32)
     raw_record: Base64Bytes = b""
 
     @field_validator("raw_record", mode="before")
@@ -120,7 +160,8 @@ class PlateRecord(_Frozen):
     text: str = Field(max_length=16)
     colour: str = Field(max_length=16)
     confidence: float = Field(ge=0, le=1)
-    box: list[float] = Field(min_length=5, max_length=5)
+    box: list[Annotated[float, Field(ge=-100_000, le=100_000)]] = Field(min_length=5,
+                                                                         max_length=5)
     """Centre x, y, long side, short side (px) and angle (degrees) in the plate image."""
     province_confidence: float | None = Field(None, ge=0, le=1)
     front_rear: FrontRear | None = None
@@ -136,17 +177,17 @@ class PlateRecord(_Frozen):
 class CalibrationRecord(_Frozen):
     """Which calibration weighed the pass, and the device's verification certificate."""
 
-    version: str
-    factor_set: str
-    certificate: str
+    version: str = Field(max_length=64)
+    factor_set: str = Field(max_length=64)
+    certificate: str = Field(max_length=200)
 
 
 class ProcessingTrail(_Frozen):
     """How the pass was processed: software, signal-stage parameters, rule tables."""
 
-    software_version: str
-    signal_parameters: dict[str, Any] = {}
-    rules_digest: str
+    software_version: str = Field(max_length=64)
+    signal_parameters: dict[str, Any] = Field({}, max_length=256)
+    rules_digest: str = Field(max_length=200)
 
 
 class Packet(_Frozen):
@@ -155,25 +196,26 @@ class Packet(_Frozen):
 
     schema_: str = Field(SCHEMA, alias="schema")
     device_id: str = Field(min_length=1, max_length=64)
-    site: str
-    lane: int = Field(ge=1)
-    direction: str
+    site: str = Field(max_length=200)
+    lane: int = Field(ge=1, le=LANE_MAX)
+    direction: str = Field(max_length=64)
     captured_at: UtcTime
     clock_status: ClockStatus
-    clock_uncertainty_ms: float | None = Field(None, ge=0)
+    clock_uncertainty_ms: float | None = Field(None, ge=0, le=1e9)
     """How far ``captured_at`` may be from the true time (from the clock's error bound
     and the digitiser's fit); None from a unit that does not know."""
-    sequence: int = Field(ge=1)
+    sequence: int = Field(ge=1, le=SEQUENCE_MAX)
     previous_hash: Sha256Hex
     suspected_overload: bool
     vehicle: VehicleRecord
     plate: PlateRecord | None = None
     calibration: CalibrationRecord
     trail: ProcessingTrail
-    images: list[ImageRef] = []
-    missing_images: list[MissingImage] = []
+    images: list[ImageRef] = Field([], max_length=64)
+    missing_images: list[MissingImage] = Field([], max_length=64)
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True,
+                              allow_inf_nan=False)
 
     @field_validator("captured_at")
     @classmethod
@@ -196,13 +238,75 @@ def packet_hash(meta: bytes) -> str:
     return hashlib.sha256(meta).hexdigest()
 
 
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NUMBER = re.compile(rb"[-+0-9.eE]{%d,}" % (MAX_NUMBER_CHARS + 1))
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def check_bounds(meta: bytes) -> None:
+    """PacketError unless ``meta`` is within every bound that keeps parsing it cheap and
+    safe: :data:`MAX_META_BYTES`, :data:`MAX_DEPTH`, :data:`MAX_NUMBER_CHARS` and
+    :data:`MAX_VALUES`. Runs before any parser: it only scans the bytes (strings removed,
+    then the brackets counted), never recursing.
+
+    Examples
+    --------
+    >>> check_bounds(b'{"a":[1,2,{"b":"[[["}]}')
+    >>> try:
+    ...     check_bounds(b"[" * 40 + b"]" * 40)
+    ... except PacketError as exc:
+    ...     print(exc.kind, exc)
+    too_deep packet nests arrays and objects 33 deep at byte 32; the limit is 32
+    """
+    if len(meta) > MAX_META_BYTES:
+        raise PacketError(f"packet metadata has {len(meta)} bytes; the limit is "
+                          f"{MAX_META_BYTES}", "too_large",
+                          f"metadata too large (limit {MAX_META_BYTES} bytes)")
+    bare = _STRING.sub(b'""', meta)
+    long = _NUMBER.search(bare)
+    if long is not None:
+        raise PacketError(f"packet has a number of {len(long.group())} characters; the "
+                          f"limit is {MAX_NUMBER_CHARS}", "number_too_long",
+                          f"number too long (limit {MAX_NUMBER_CHARS} characters)")
+    values = bare.count(b",") + bare.count(b":")
+    if values > MAX_VALUES:
+        raise PacketError(f"packet has {values} values; the limit is {MAX_VALUES}",
+                          "too_many_values", f"too many values (limit {MAX_VALUES})")
+    brackets = bare.translate(None, _NOT_BRACKET)
+    if len(brackets) <= 2 * MAX_DEPTH:
+        return  # cannot nest deeper than the limit
+    depth = 0
+    for n, b in enumerate(brackets):
+        if b in b"[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise PacketError(f"packet nests arrays and objects {depth} deep at byte "
+                                  f"{_nth_bracket(bare, n)}; the limit is {MAX_DEPTH}",
+                                  "too_deep", f"nesting too deep (limit {MAX_DEPTH})")
+        else:
+            depth -= 1
+
+
+def _nth_bracket(bare: bytes, n: int) -> int:
+    """Where the ``n``-th bracket (from 0) is in ``bare`` (for the message)."""
+    seen = -1
+    for i, b in enumerate(bare):
+        if b in b"[]{}":
+            seen += 1
+            if seen == n:
+                return i
+    return len(bare)
+
+
 def decode_packet(meta: bytes) -> Packet:
     """Canonical bytes → Packet; PacketVersionError for another major version,
-    PacketError naming the field for anything else wrong.
+    PacketError naming the bound or the field for anything else wrong.
 
-    A good packet is parsed and validated in one pass (pydantic's JSON parser, twice as
-    fast: the center decodes every packet); anything else is parsed again the slow way,
-    which names the schema or the field that is wrong."""
+    The bytes are bounded first (:func:`check_bounds`). A good packet is then parsed and
+    validated in one pass (pydantic's JSON parser, twice as fast: the center decodes every
+    packet); anything else is parsed again the slow way, which names the schema or the
+    field that is wrong."""
+    check_bounds(meta)
     try:
         packet = Packet.model_validate_json(meta)
     except ValueError:
@@ -210,9 +314,10 @@ def decode_packet(meta: bytes) -> Packet:
     if packet is not None and _schema_major(packet.schema_) == SCHEMA_MAJOR:
         return packet
     try:
-        data = json.loads(meta.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PacketError(f"packet is not UTF-8 JSON: {exc}") from exc
+        data = json.loads(meta.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PacketError(f"packet is not UTF-8 JSON: {exc}", "malformed",
+                          "not UTF-8 JSON") from exc
     if not isinstance(data, dict):
         raise PacketError("packet is not a JSON object")
     schema = data.get("schema")
@@ -225,17 +330,26 @@ def decode_packet(meta: bytes) -> Packet:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "packet"
-        raise PacketError(f"packet field {where}: {first['msg']}") from exc
+        field = ".".join(str(p) for p in first["loc"] if not isinstance(p, int)) or "packet"
+        raise PacketError(f"packet field {where}: {first['msg']}", "field",
+                          f"field {field} out of its range or type") from exc
+
+
+def _no_constant(name: str) -> float:
+    """json.loads' hook for NaN and Infinity, which no packet carries."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _schema_major(schema: object) -> int | None:
     prefix = "zhichao.evidence/"
     if not isinstance(schema, str) or not schema.startswith(prefix):
-        raise PacketError(f"packet schema {schema!r} is not {prefix}MAJOR.MINOR")
-    try:
-        return int(schema[len(prefix):].split(".")[0])
-    except ValueError as exc:
-        raise PacketError(f"packet schema {schema!r} is not {prefix}MAJOR.MINOR") from exc
+        raise PacketError(f"packet schema {str(schema)[:40]!r} is not {prefix}MAJOR.MINOR",
+                          "schema", "schema not named")
+    major = schema[len(prefix):].split(".")[0]
+    if not (major.isascii() and major.isdigit()) or len(major) > 4:
+        raise PacketError(f"packet schema {schema[:40]!r} is not {prefix}MAJOR.MINOR",
+                          "schema", "schema not named")
+    return int(major)
 
 
 def image_ref(role: ImageRole, data: bytes, media_type: str = "image/jpeg", *,
