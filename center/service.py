@@ -1,7 +1,9 @@
 """The center as one running service: receiver and case processing side by side.
 
 ``zhichao center run`` and the demo both call :func:`run_center`; the command line only
-parses its arguments and prints.
+parses its arguments and prints. A thread that dies stops the whole center, never half
+of it: a receiver acknowledging packets that no cases thread turns into cases, or a cases
+thread waiting for a receiver that is gone.
 """
 
 import gc
@@ -9,13 +11,20 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy import Engine
 
 from center.cases import law_rules, process_forever
 from center.db import make_engine, upgrade
 from center.settings import CenterSettings
-from zhichao.errors import ConfigError
+from zhichao.errors import ConfigError, ZhichaoError
+
+log = logging.getLogger(__name__)
+
+
+class CenterStoppedError(ZhichaoError):
+    """A thread of the running center died, and the center stopped: which one, and why."""
 
 
 def open_db(settings: CenterSettings) -> Engine:
@@ -40,13 +49,22 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
 def run_center(settings: CenterSettings, *, seconds: float | None = None,
                receive: bool = True, stop: threading.Event | None = None) -> None:
     """Receive packets and turn them into captures and cases until ``stop`` is set,
     SIGTERM arrives or ``seconds`` pass. The receiver wakes the cases thread after each
     batch it commits; without it (``receive=False``: another process receives) the cases
-    thread looks every ``law.process_interval_s``. An error of the receiver stops the
-    cases thread too and is raised here."""
+    thread looks every ``law.process_interval_s``.
+
+    A thread that dies (or ends while the center should run) stops the other and the
+    center: its traceback goes to the log, and :class:`CenterStoppedError` is raised here in one
+    line naming the thread and the cause (for an error meant for a person, a ZhichaoError
+    such as a missing key file, its message)."""
     rules = law_rules(settings.law)
     rules.benchmark(settings.law.benchmark)
     rules.tolerance_policy(settings.law.tolerance)
@@ -54,20 +72,31 @@ def run_center(settings: CenterSettings, *, seconds: float | None = None,
     engine = open_db(settings)
     stop = stop or threading.Event()
     stored = threading.Event() if receive else None
-    threads = [threading.Thread(target=process_forever, args=(engine, settings, stop),
-                                kwargs={"stored": stored}, name="cases", daemon=True)]
-    errors: list[BaseException] = []
+    failures: list[tuple[str, BaseException | None]] = []
+
+    def guarded(name: str, work: Callable[[], None]) -> threading.Thread:
+        """A thread doing ``work`` whose end, unless the center is stopping, stops it."""
+        def run() -> None:
+            try:
+                work()
+            except BaseException as exc:  # reported by run_center, after the others stop
+                log.error("the %s thread died; stopping the center: %s", name,
+                          _first_line(exc), exc_info=not isinstance(exc, ZhichaoError))
+                failures.append((name, exc))
+            else:
+                if not stop.is_set():
+                    failures.append((name, None))
+            stop.set()
+            if stored is not None:
+                stored.set()  # the cases thread sees the stop at once
+        return threading.Thread(target=run, name=name, daemon=True)
+
+    threads = [guarded("cases", lambda: process_forever(engine, settings, stop,
+                                                        stored=stored))]
     if receive:
         from center.receiver import run_receiver  # noqa: PLC0415 (zmq only when receiving)
 
-        def receiver() -> None:
-            try:
-                run_receiver(settings, stop, stored)
-            except BaseException as exc:  # reported below, after the others stop
-                errors.append(exc)
-                stop.set()
-
-        threads.append(threading.Thread(target=receiver, name="receiver", daemon=True))
+        threads.append(guarded("receiver", lambda: run_receiver(settings, stop, stored)))
     settle_heap()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -85,5 +114,8 @@ def run_center(settings: CenterSettings, *, seconds: float | None = None,
             t.join(timeout=10)
         engine.dispose()
         gc.unfreeze()  # run in-process (tests, an embedding program): leave the heap as found
-    if errors:
-        raise errors[0]
+    if failures:
+        name, exc = failures[0]
+        why = ("ended by itself" if exc is None else f"failed: {exc}"
+               if isinstance(exc, ZhichaoError) else f"died: {_first_line(exc)}")
+        raise CenterStoppedError(f"the center stopped: its {name} thread {why}") from exc
