@@ -2,38 +2,126 @@
 certificate, signs, public notice, enforcement start and suspensions — imported from a CSV
 or YAML file that the authority keeps.
 
-Every row is validated before any is written, and the rows go in one transaction, so a
-file with one bad row changes nothing; the error names the file, the row and the value
-("devices.csv row 4: certificate_valid_to '2025-13-01' is not a date (YYYY-MM-DD)"). In a
-CSV file the row is the spreadsheet's row (the header is row 1); in a YAML file it is the
-device's place in the list, from 1. Importing again updates the devices named and leaves
-the others; a device's suspensions are replaced by those of the file.
+A file is read row by row and every row is validated, by form and by meaning: an accuracy
+class the tolerance table knows, a notice URL that is an http(s) address, dates from
+:data:`EARLIEST_DATE` to a year ahead (:data:`DAYS_AHEAD`). Valid rows go to the database
+in chunks of :data:`CHUNK_ROWS` as the file is read, in the caller's transaction, so a
+registry of 50 000 devices is imported in bounded memory. The import is all or nothing:
+after a bad row nothing more is written, the rest of the file is still checked, and the
+error lists every bad row (up to :data:`MAX_ERRORS`, then their number) for the caller to
+roll back. The error names the file, the row, the column and the value ("devices.csv row
+4: certificate_valid_to '2025-13-01' is not a date (YYYY-MM-DD)"). In a CSV file the row
+is the spreadsheet's row (the header is row 1); in a YAML file it is the device's place in
+the list, from 1. Importing again updates the devices named and leaves the others; a
+device's suspensions are replaced by those of the file.
+
+Files are read in the encodings a spreadsheet writes: UTF-8 with or without its byte order
+mark, UTF-16 with one (Excel's "Unicode text", tab-separated), GB18030 and its subset GBK
+(Excel's CSV on a Chinese desktop): a byte order mark decides; without one the file is
+UTF-8 if all of it decodes as UTF-8, else GB18030. ``encoding=`` chooses instead. A file
+that does not decode is named with its line.
 
 CSV suspensions are one cell: ``FROM..TO reason; FROM.. reason`` (an empty TO: open).
 """
 
+import codecs
 import csv
-import io
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+import functools
+import itertools
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import delete, select
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from center.db import bulk_insert
 from center.law_models import AuditEntry, DeviceRecord, DeviceSuspension
 from zhichao.errors import ZhichaoError
 
 MAX_ERRORS = 50
 """Errors listed at most; a file with more is surely in the wrong format."""
+CHUNK_ROWS = 2000
+"""Devices written to the database at a time."""
+EARLIEST_DATE = date(2000, 1, 1)
+"""No registry date is earlier: no device of this kind was reviewed or certified before.
+A date before it is a slip — a 0 or a serial number read as a date gives 1970-01-01."""
+DAYS_AHEAD = 366
+"""A review, a certificate's start, signs, a notice, an enforcement start or a suspension's
+start may be planned up to a year after today (China Standard Time); later is a typo."""
+END_YEARS_AHEAD = 10
+"""A certificate's last day or a suspension's end may lie up to ten years ahead."""
+CHINA = timedelta(hours=8)
+"""China Standard Time's offset: the calendar the registry's dates are written in."""
+READ_BYTES = 1 << 16
+"""Bytes of the file decoded at a time."""
+BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"))
+"""Byte order marks and the encoding each one announces."""
+FALLBACK_ENCODING = "gb18030"
+"""A file without a byte order mark that is not UTF-8 is read as GB18030 (GBK's superset)."""
 
 
 class RegistryError(ZhichaoError):
     """A registry file cannot be imported; nothing of it was written."""
+
+
+def _china_today() -> date:
+    return (datetime.now(UTC) + CHINA).date()
+
+
+@functools.cache
+def shipped_accuracy_classes() -> tuple[str, ...]:
+    """The accuracy classes of the shipped tolerance table."""
+    from overload import load_rules  # noqa: PLC0415 (the rule tables only when needed)
+
+    return accuracy_classes(load_rules())
+
+
+def accuracy_classes(rules: Any) -> tuple[str, ...]:
+    """Every accuracy class of the rule book's tolerance table (its ``mpe`` policies), as
+    the table's keys ('0.2', '5')."""
+    from overload.tolerance import class_key  # noqa: PLC0415
+
+    keys: dict[str, None] = {}
+    for policy in rules.tolerance.policies:
+        for key in policy.mpe_percent_of_measured or {}:
+            keys[class_key(key)] = None
+    return tuple(keys)
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+_NOT_IN_URL = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def _iso_date(value: Any) -> date | None:
+    """A calendar day written YYYY-MM-DD (or a YAML date); never a number or a time."""
+    if type(value) is str and _ISO_DATE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    elif value is None or type(value) is date:
+        return value
+    raise ValueError("is not a date (YYYY-MM-DD)")
+
+
+Day = Annotated[date | None, BeforeValidator(_iso_date)]
 
 
 class SuspensionRow(BaseModel):
@@ -41,8 +129,8 @@ class SuspensionRow(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    starts: date
-    ends: date | None = None
+    starts: Annotated[date, BeforeValidator(_iso_date)]
+    ends: Day = None
     reason: str = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -52,37 +140,96 @@ class SuspensionRow(BaseModel):
         return self
 
 
+PLANNED_DATES = ("review_date", "certificate_valid_from", "signs_installed", "notice_date",
+                 "enforcement_start")
+"""Dates of a device that lie at most :data:`DAYS_AHEAD` days ahead."""
+
+
 class DeviceRow(BaseModel):
-    """One device of the registry file."""
+    """One device of the registry file. Validation takes a context of ``today`` (a date)
+    and ``classes`` (the tolerance table's accuracy classes); by default today in China
+    and the shipped table."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     device_id: str = Field(min_length=1, max_length=64)
-    road: str = Field(min_length=1)
-    stake: str = Field(min_length=1, description="桩号, e.g. K123+450")
-    direction: str = Field(min_length=1)
-    latitude: float = Field(ge=-90, le=90)
-    longitude: float = Field(ge=-180, le=180)
-    review_date: date | None = None
-    certificate_number: str | None = None
+    road: str = Field(min_length=1, max_length=128)
+    stake: str = Field(min_length=1, max_length=64, description="桩号, e.g. K123+450")
+    direction: str = Field(min_length=1, max_length=64)
+    latitude: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    longitude: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    review_date: Day = None
+    certificate_number: str | None = Field(None, max_length=128)
     accuracy_class: str | None = None
-    certificate_valid_from: date | None = None
-    certificate_valid_to: date | None = None
-    signs_installed: date | None = None
-    notice_date: date | None = None
-    notice_document: str | None = None
-    notice_url: str | None = None
-    enforcement_start: date | None = None
+    certificate_valid_from: Day = None
+    certificate_valid_to: Day = None
+    signs_installed: Day = None
+    notice_date: Day = None
+    notice_document: str | None = Field(None, max_length=256)
+    notice_url: str | None = Field(None, max_length=2000)
+    enforcement_start: Day = None
     active: bool = True
     suspensions: list[SuspensionRow] = []
 
+    @field_validator("accuracy_class", mode="before")
+    @classmethod
+    def _known_class(cls, value: Any, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        known = (info.context or {}).get("classes") or shipped_accuracy_classes()
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            try:
+                key = f"{float(value):g}"
+            except ValueError:
+                key = None
+            if key in known:
+                return key
+        raise ValueError(f"is not an accuracy class of the tolerance table (known: "
+                         f"{', '.join(known)})")
+
+    @field_validator("notice_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname \
+                or _NOT_IN_URL.search(value):
+            raise ValueError("must be an http:// or https:// address")
+        return value
+
     @model_validator(mode="after")
-    def _certificate_ordered(self) -> "DeviceRow":
+    def _plausible(self, info: ValidationInfo) -> "DeviceRow":
         start, end = self.certificate_valid_from, self.certificate_valid_to
         if start is not None and end is not None and end < start:
             raise ValueError(f"certificate_valid_to {end} is before certificate_valid_from "
                              f"{start}")
+        planned, ends = _latest_days((info.context or {}).get("today") or _china_today())
+        days = [(name, getattr(self, name), planned) for name in PLANNED_DATES]
+        days.append(("certificate_valid_to", end, ends))
+        for i, stop in enumerate(self.suspensions):
+            days += [(f"suspensions.{i} starts", stop.starts, planned),
+                     (f"suspensions.{i} ends", stop.ends, ends)]
+        for name, day, latest in days:
+            if day is not None and not EARLIEST_DATE <= day <= latest:
+                _implausible(name, day, latest is planned, latest)
         return self
+
+
+@functools.lru_cache(maxsize=4)
+def _latest_days(today: date) -> tuple[date, date]:
+    """The latest day a planned date and an end date may be, from ``today``."""
+    return (today + timedelta(days=DAYS_AHEAD),
+            today.replace(year=today.year + END_YEARS_AHEAD, day=min(today.day, 28)))
+
+
+def _implausible(name: str, day: date, planned: bool, latest: date) -> None:
+    """Raise the reason why the day ``name`` cannot be."""
+    if day < EARLIEST_DATE:
+        raise ValueError(f"{name} {day} is before {EARLIEST_DATE}: no device was certified "
+                         f"then (a number read as a date gives 1970-01-01)")
+    ahead = "more than a year ahead" if planned else f"more than {END_YEARS_AHEAD} years ahead"
+    raise ValueError(f"{name} {day} is {ahead} (latest {latest})")
 
 
 @dataclass(frozen=True)
@@ -101,6 +248,25 @@ class BadRow:
     message: str
 
 
+@dataclass
+class Refusals:
+    """The bad rows of a file: the first :data:`MAX_ERRORS` lines, and how many."""
+
+    lines: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, messages: Iterable[str]) -> None:
+        for message in messages:
+            self.count += 1
+            if len(self.lines) < MAX_ERRORS:
+                self.lines.append(message)
+
+    def error(self) -> RegistryError:
+        more = f"\n… and {self.count - len(self.lines)} more" \
+            if self.count > len(self.lines) else ""
+        return RegistryError("nothing imported:\n" + "\n".join(self.lines) + more)
+
+
 FIELDS = tuple(DeviceRow.model_fields)
 _WORDS = {
     "date_from_datetime_parsing": "is not a date (YYYY-MM-DD)",
@@ -108,6 +274,7 @@ _WORDS = {
     "date_type": "is not a date (YYYY-MM-DD)",
     "float_parsing": "is not a number",
     "float_type": "is not a number",
+    "finite_number": "is not a finite number",
     "bool_parsing": "is not true or false",
     "missing": "is required but missing",
     "extra_forbidden": "is not a known column",
@@ -146,36 +313,124 @@ def _parse_suspensions(cell: str) -> list[dict[str, Any]]:
     return out
 
 
-def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each data row of a CSV file as (where, dict); empty cells are absent values."""
-    reader = csv.DictReader(io.StringIO(text))
-    unknown = [c for c in reader.fieldnames or () if c and c.strip() not in FIELDS]
-    if not reader.fieldnames:
-        raise RegistryError(f"{path}: empty file (the header row names the columns: "
-                            f"{', '.join(FIELDS)})")
-    if unknown:
-        raise RegistryError(f"{path} row 1: unknown column(s) {', '.join(unknown)} "
-                            f"(known: {', '.join(FIELDS)})")
-    for row in reader:
-        where = f"{path.name} row {reader.line_num}"
-        data: dict[str, Any] = {k.strip(): v for k, v in row.items()
-                                if k is not None and v is not None and v.strip() != ""}
-        if None in row:
-            yield where, BadRow(f"{where}: more cells than the header has columns")
-            continue
-        if "suspensions" in data:
+def _bom(path: Path) -> tuple[str | None, int, bytes]:
+    """The encoding a byte order mark announces and the mark's length; the file's head."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    for mark, name in BOMS:
+        if head.startswith(mark):
+            return name, len(mark), head
+    return None, 0, head
+
+
+def _decodes(path: Path, encoding: str) -> bool:
+    """Whether the whole file decodes in ``encoding`` (read a piece at a time)."""
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    with path.open("rb") as f:
+        try:
+            for piece in iter(lambda: f.read(READ_BYTES), b""):
+                decoder.decode(piece)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def choose_encoding(path: Path, encoding: str | None = None) -> tuple[str, int, str]:
+    """The codec to read ``path`` with, the bytes of byte order mark to skip, and how
+    the codec is named in errors."""
+    if encoding is not None:
+        try:
+            name = codecs.lookup(encoding).name
+        except LookupError:
+            raise RegistryError(f"{path}: unknown encoding {encoding!r} (e.g. utf-8, gbk, "
+                                f"gb18030, utf-16)") from None
+        announced, skip, _ = _bom(path)
+        if name in ("utf-16", "utf-8-sig") and announced is not None:
+            return announced, skip, name  # the mark says which UTF-16
+        if name == "utf-16":
+            return "utf-16-le", 0, name
+        return ("utf-8", skip, name) if name == "utf-8-sig" else (name, 0, name)
+    announced, skip, head = _bom(path)
+    if announced is not None:
+        return announced, skip, announced
+    if b"\x00" in head:
+        raise RegistryError(f"{path}: NUL bytes and no byte order mark: UTF-16 without a "
+                            f"byte order mark? Choose it: --encoding utf-16-le (or utf-16-be)")
+    if _decodes(path, "utf-8"):
+        return "utf-8", 0, "utf-8"
+    return FALLBACK_ENCODING, 0, f"utf-8 nor {FALLBACK_ENCODING}"
+
+
+def text_lines(path: Path, encoding: str | None = None) -> Iterator[str]:
+    """The file's lines (each with its ``\\n``), decoded a piece at a time; RegistryError
+    naming the line that does not decode."""
+    codec, skip, label = choose_encoding(path, encoding)
+    decoder = codecs.getincrementaldecoder(codec)("strict")
+    line, tail = 1, ""
+    with path.open("rb") as f:
+        f.seek(skip)
+        while True:
+            piece = f.read(READ_BYTES)
             try:
-                data["suspensions"] = _parse_suspensions(data["suspensions"])
-            except ValueError as exc:
-                yield where, BadRow(f"{where}: {exc}")
+                text = tail + decoder.decode(piece, final=not piece)
+            except UnicodeDecodeError as exc:
+                before = exc.object[:exc.start].decode(codec, errors="replace")
+                bad = exc.object[exc.start:exc.start + 2].hex(" ")
+                raise RegistryError(
+                    f"{path} line {line + before.count(chr(10))}: not {label} (bytes {bad}); "
+                    f"choose the file's encoding with --encoding (e.g. gbk, gb18030, "
+                    f"utf-16)") from None
+            *whole, tail = text.split("\n")
+            for one in whole:
+                yield one + "\n"
+            line += len(whole)
+            if not piece:
+                break
+    if tail:
+        yield tail
+
+
+def _csv_rows(path: Path, lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any] | BadRow]]:
+    """Each data row of a CSV file as (where, dict); empty cells are absent values. The
+    header decides the separator: a tab if it has tabs and no commas, else a comma."""
+    first = next(lines, "")
+    delimiter = "\t" if "\t" in first and "," not in first else ","
+    reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
+    try:
+        names = [c.strip() for c in next(reader, [])]
+        if not any(names):
+            raise RegistryError(f"{path}: empty file (the header row names the columns: "
+                                f"{', '.join(FIELDS)})")
+        unknown = [c for c in names if c and c not in FIELDS]
+        if unknown:
+            raise RegistryError(f"{path} row 1: unknown column(s) {', '.join(unknown)} "
+                                f"(known: {', '.join(FIELDS)})")
+        width = len(names)
+        for cells in reader:
+            where = f"{path.name} row {reader.line_num}"
+            if not cells:
                 continue
-        yield where, data
+            if len(cells) > width and any(c.strip() for c in cells[width:]):
+                yield where, BadRow(f"{where}: more cells than the header has columns")
+                continue
+            data: dict[str, Any] = {k: v.strip() for k, v in zip(names, cells, strict=False)
+                                    if k and v and not v.isspace()}
+            if "suspensions" in data:
+                try:
+                    data["suspensions"] = _parse_suspensions(data["suspensions"])
+                except ValueError as exc:
+                    yield where, BadRow(f"{where}: {exc}")
+                    continue
+            yield where, data
+    except csv.Error as exc:
+        raise RegistryError(f"{path} row {reader.line_num}: not CSV: {exc}") from None
 
 
-def _yaml_rows(path: Path, text: str) -> Iterator[tuple[str, Any]]:
+def _yaml_rows(path: Path, lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
     """Each device of a YAML file (a list, or a mapping with ``devices:``)."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load("".join(lines))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
@@ -191,81 +446,143 @@ def _yaml_rows(path: Path, text: str) -> Iterator[tuple[str, Any]]:
         yield f"{path.name} row {i}{label}", item
 
 
-def read_registry(path: Path) -> list[DeviceRow]:
-    """Read and validate every row of a CSV or YAML registry file; RegistryError listing
-    every bad row (up to MAX_ERRORS) if any is wrong."""
+def validated_rows(path: Path, refusals: Refusals, *, encoding: str | None = None,
+                   classes: tuple[str, ...] | None = None, today: date | None = None
+                   ) -> Iterator[DeviceRow]:
+    """Each valid device of a CSV or YAML registry file, as the file is read; each bad row
+    goes to ``refusals`` (a device id seen before too)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise RegistryError(f"{path}: cannot read: {exc.strerror or exc}") from None
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        rows = _csv_rows(path, text)
-    elif suffix in (".yaml", ".yml"):
-        rows = _yaml_rows(path, text)
-    else:
+    if suffix not in (".csv", ".yaml", ".yml"):
         raise RegistryError(f"{path}: unknown format {suffix!r} (use .csv, .yaml or .yml)")
-    devices: list[DeviceRow] = []
-    errors: list[str] = []
+    if not path.is_file():
+        raise RegistryError(f"{path}: cannot read: no such file")
+    lines = text_lines(path, encoding)
+    rows = _csv_rows(path, lines) if suffix == ".csv" else _yaml_rows(path, lines)
+    context = {"today": today or _china_today(),
+               "classes": classes or shipped_accuracy_classes()}
     seen: dict[str, str] = {}
     for where, data in rows:
         if isinstance(data, BadRow):
-            errors.append(data.message)
+            refusals.add([data.message])
             continue
         try:
-            row = DeviceRow.model_validate(data)
+            row = DeviceRow.model_validate(data, context=context)
         except ValidationError as exc:
-            errors.extend(_describe(where, exc))
+            refusals.add(_describe(where, exc))
             continue
         if row.device_id in seen:
-            errors.append(f"{where}: device_id {row.device_id!r} is also in "
-                          f"{seen[row.device_id]}")
+            refusals.add([f"{where}: device_id {row.device_id!r} is also in "
+                          f"{seen[row.device_id]}"])
             continue
         seen[row.device_id] = where
-        devices.append(row)
-    if errors:
-        more = f"\n… and {len(errors) - MAX_ERRORS} more" if len(errors) > MAX_ERRORS else ""
-        raise RegistryError("nothing imported:\n" + "\n".join(errors[:MAX_ERRORS]) + more)
+        yield row
+
+
+def read_registry(path: Path, encoding: str | None = None, *,
+                  classes: tuple[str, ...] | None = None) -> list[DeviceRow]:
+    """Read and validate every row of a CSV or YAML registry file; RegistryError listing
+    every bad row (up to MAX_ERRORS) if any is wrong."""
+    refusals = Refusals()
+    devices = list(validated_rows(path, refusals, encoding=encoding, classes=classes))
+    if refusals.count:
+        raise refusals.error()
     if not devices:
         raise RegistryError(f"{path}: no devices in the file")
     return devices
 
 
-def import_registry(session: Session, path: Path, actor: str = "import") -> ImportResult:
-    """Validate the whole file, then add or update its devices in the session's
-    transaction (the caller commits; an exception leaves nothing written)."""
-    rows = read_registry(path)
+def _write_chunk(session: Session, rows: list[DeviceRow], now: datetime) -> int:
+    """Add or update a chunk of devices and replace their suspensions; how many were new."""
+    conn = session.connection()
+    ids = [r.device_id for r in rows]
+    records = DeviceRecord.__table__
+    known = set(conn.scalars(select(records.c.device_id).where(records.c.device_id.in_(ids))))
+    values = [{**r.model_dump(exclude={"suspensions"}), "updated_at": now} for r in rows]
+    bulk_insert(conn, records, [v for v in values if v["device_id"] not in known])
+    if known:
+        columns = [c for c in values[0] if c != "device_id"]
+        conn.execute(update(records).where(records.c.device_id == bindparam("key"))
+                     .values({c: bindparam(c) for c in columns}),
+                     [{**v, "key": v.pop("device_id")} for v in values
+                      if v["device_id"] in known])
+        conn.execute(delete(DeviceSuspension).where(DeviceSuspension.device_id.in_(known)))
+    bulk_insert(conn, DeviceSuspension.__table__,
+                [{"device_id": r.device_id, **s.model_dump()} for r in rows
+                 for s in r.suspensions])
+    return len(rows) - len(known)
+
+
+def import_registry(session: Session, path: Path, actor: str = "import", *,
+                    encoding: str | None = None, classes: tuple[str, ...] | None = None,
+                    chunk_rows: int = CHUNK_ROWS) -> ImportResult:
+    """Add or update the file's devices in the session's transaction, a chunk at a time
+    as the file is read (the caller commits). On RegistryError some chunks may have been
+    written: the caller rolls back (``with session.begin():`` does), and nothing is
+    imported."""
     now = datetime.now(UTC)
-    added = updated = 0
-    for row in rows:
-        values = row.model_dump(exclude={"suspensions"})
-        record = session.scalars(select(DeviceRecord).where(
-            DeviceRecord.device_id == row.device_id)).first()
-        if record is None:
-            session.add(DeviceRecord(**values, updated_at=now))
-            added += 1
-        else:
-            for key, value in values.items():
-                setattr(record, key, value)
-            record.updated_at = now
-            updated += 1
-        session.execute(delete(DeviceSuspension).where(
-            DeviceSuspension.device_id == row.device_id))
-        session.add_all(DeviceSuspension(device_id=row.device_id, **s.model_dump())
-                        for s in row.suspensions)
+    refusals = Refusals()
+    added = total = 0
+    devices: list[str] = []
+    chunk: list[DeviceRow] = []
+    for row in validated_rows(path, refusals, encoding=encoding, classes=classes):
+        devices.append(row.device_id)
+        if refusals.count:
+            continue  # nothing more is written; the rest is only checked
+        chunk.append(row)
+        if len(chunk) >= chunk_rows:
+            added += _write_chunk(session, chunk, now)
+            total += len(chunk)
+            chunk = []
+    if refusals.count:
+        raise refusals.error()
+    if not devices:
+        raise RegistryError(f"{path}: no devices in the file")
+    if chunk:
+        added += _write_chunk(session, chunk, now)
+        total += len(chunk)
     session.add(AuditEntry(at=now, actor=actor, case_id=None, action="devices_import",
-                           detail=f"{path}: {added} added, {updated} updated"))
+                           detail=f"{path}: {added} added, {total - added} updated"))
     session.flush()
-    return ImportResult(added, updated, tuple(r.device_id for r in rows))
+    return ImportResult(added, total - added, tuple(devices))
 
 
-def list_devices(session: Session) -> list[tuple[DeviceRecord, list[DeviceSuspension]]]:
-    """Every registered device with its suspensions, by device id."""
-    records = session.scalars(select(DeviceRecord).order_by(DeviceRecord.device_id)).all()
-    suspensions = session.scalars(select(DeviceSuspension).order_by(
-        DeviceSuspension.starts)).all()
-    by_device: dict[str, list[DeviceSuspension]] = {}
-    for s in suspensions:
-        by_device.setdefault(s.device_id, []).append(s)
-    return [(r, by_device.get(r.device_id, [])) for r in records]
+def count_devices(session: Session) -> int:
+    """How many devices the registry holds."""
+    return session.scalar(select(func.count()).select_from(DeviceRecord)) or 0
+
+
+def list_devices(session: Session, *, limit: int | None = None, offset: int = 0,
+                 after: str | None = None
+                 ) -> list[tuple[DeviceRecord, list[DeviceSuspension]]]:
+    """A page of registered devices with their suspensions, by device id: ``limit``
+    devices (all when None) from the ``offset``-th, or those after the device id
+    ``after``."""
+    query = select(DeviceRecord).order_by(DeviceRecord.device_id).offset(offset or None)
+    if after is not None:
+        query = query.where(DeviceRecord.device_id > after)
+    records = session.scalars(query.limit(limit)).all()
+    ids = [r.device_id for r in records]
+    by_device: dict[str, list[DeviceSuspension]] = {i: [] for i in ids}
+    query = select(DeviceSuspension).order_by(DeviceSuspension.starts)
+    if limit is not None or after is not None or offset:
+        query = query.where(DeviceSuspension.device_id.in_(ids))
+    stops = session.scalars(query) if ids else ()
+    for s in stops:
+        by_device[s.device_id].append(s)
+    return [(r, by_device[r.device_id]) for r in records]
+
+
+def iter_devices(session: Session, page_rows: int = 1000, offset: int = 0
+                 ) -> Iterator[tuple[DeviceRecord, list[DeviceSuspension]]]:
+    """Every device from the ``offset``-th with its suspensions, by device id, read
+    ``page_rows`` at a time (each page after the last id of the one before)."""
+    after = None
+    while True:
+        page = list_devices(session, limit=page_rows, after=after,
+                            offset=offset if after is None else 0)
+        yield from page
+        if len(page) < page_rows:
+            return
+        after = page[-1][0].device_id
+        session.expunge_all()

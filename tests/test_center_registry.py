@@ -154,3 +154,141 @@ def test_the_shipped_example_registry_reads():
     rows = read_registry(config_dir() / "registry.example.csv")
     assert [r.device_id for r in rows] == ["demo-site-01", "demo-site-02"]
     assert rows[0].suspensions[0].reason == "sensor repair"
+
+
+# Values checked by meaning, encodings, and registries of many devices (issue 17).
+
+def csv_with(**cells: str) -> str:
+    """REGISTRY_CSV with cells of its first device (D1) replaced, by column."""
+    lines = REGISTRY_CSV.splitlines()
+    header = lines[0].split(",")
+    first = lines[1].split(",")
+    for column, value in cells.items():
+        first[header.index(column)] = value
+    return "\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n"
+
+
+@pytest.mark.parametrize(("cells", "words"), [
+    ({"accuracy_class": "banana"},
+     "devices.csv row 2: accuracy_class 'banana' is not an accuracy class of the tolerance "
+     "table (known: 0.2, 0.5, 1, 2, 5, 10)"),
+    ({"notice_url": "javascript:alert(1)"},
+     "devices.csv row 2: notice_url 'javascript:alert(1)' must be an http:// or https:// "
+     "address"),
+    ({"notice_url": "https://"}, "devices.csv row 2: notice_url 'https://' must be an http"),
+    ({"review_date": "0"}, "devices.csv row 2: review_date '0' is not a date (YYYY-MM-DD)"),
+    ({"review_date": "1999-12-31"},
+     "devices.csv row 2: review_date 1999-12-31 is before 2000-01-01"),
+    ({"signs_installed": "2099-01-01"},
+     "devices.csv row 2: signs_installed 2099-01-01 is more than a year ahead"),
+])
+def test_values_are_checked_by_meaning(tmp_path, cells, words):
+    with pytest.raises(RegistryError) as err:
+        read_registry(write(tmp_path, "devices.csv", csv_with(**cells)))
+    assert words in str(err.value)
+
+
+def test_a_class_written_as_a_number_is_the_table_key(tmp_path):
+    d1, _ = read_registry(write(tmp_path, "devices.csv", csv_with(accuracy_class="5.0")))
+    assert d1.accuracy_class == "5"
+
+
+@pytest.mark.parametrize(("edit", "words"), [
+    (("review_date: 2026-02-01", "review_date: 0"),
+     "devices.yaml row 1 (D3): review_date 0 is not a date (YYYY-MM-DD)"),
+    (('accuracy_class: "5"', "accuracy_class: banana"),
+     "devices.yaml row 1 (D3): accuracy_class 'banana' is not an accuracy class"),
+    (("notice_url: https://example.gov.cn/n/3", "notice_url: 'javascript:alert(1)'"),
+     "devices.yaml row 1 (D3): notice_url 'javascript:alert(1)' must be an http"),
+])
+def test_yaml_values_are_checked_by_meaning(tmp_path, edit, words):
+    with pytest.raises(RegistryError) as err:
+        read_registry(write(tmp_path, "devices.yaml", YAML.replace(*edit)))
+    assert words in str(err.value)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "gbk", "gb18030", "utf-16"])
+def test_files_excel_writes_are_read(tmp_path, encoding):
+    path = tmp_path / "devices.csv"
+    path.write_bytes(REGISTRY_CSV.replace("\n", "\r\n").encode(encoding))
+    d1, d2 = read_registry(path)
+    assert d1.notice_document == "浙交〔2026〕1号" and d2.suspensions[0].reason == "repair"
+
+
+def test_excel_unicode_text_is_tab_separated_utf16(tmp_path):
+    path = tmp_path / "devices.csv"
+    text = REGISTRY_CSV.replace(",", "\t").replace("\n", "\r\n")
+    path.write_bytes(text.encode("utf-16"))
+    assert [d.device_id for d in read_registry(path)] == ["D1", "D2"]
+
+
+def test_a_yaml_file_in_gbk_is_read(tmp_path):
+    path = tmp_path / "devices.yaml"
+    path.write_bytes(YAML.encode("gbk"))
+    (d3,) = read_registry(path)
+    assert d3.notice_document == "杭交〔2026〕3号"
+
+
+def test_an_encoding_can_be_chosen_and_a_wrong_one_names_the_line(tmp_path):
+    path = tmp_path / "devices.csv"
+    path.write_bytes(REGISTRY_CSV.encode("gbk"))
+    assert len(read_registry(path, encoding="gbk")) == 2
+    with pytest.raises(RegistryError) as err:
+        read_registry(path, encoding="utf-8")
+    assert f"{path} line 2: not utf-8" in str(err.value)
+    path.write_bytes(REGISTRY_CSV.encode("gbk") + b"D9,\x81\x20,K1\n")
+    with pytest.raises(RegistryError) as err:
+        read_registry(path)
+    assert f"{path} line 4: not utf-8 nor gb18030" in str(err.value)
+    path.write_bytes(REGISTRY_CSV.encode("utf-16-le"))
+    with pytest.raises(RegistryError, match="UTF-16 without a byte order mark"):
+        read_registry(path)
+    with pytest.raises(RegistryError, match="unknown encoding 'klingon'"):
+        read_registry(path, encoding="klingon")
+
+
+def many_devices(n: int, *, cert: str = "JD") -> str:
+    """A registry CSV of n devices D00000…, every tenth with a suspension."""
+    lines = [REGISTRY_CSV.splitlines()[0]]
+    for i in range(n):
+        stop = "2026-05-30..2026-06-02 repair" if i % 10 == 0 else ""
+        lines.append(f"D{i:05d},G60,K{i}+000,east,30.25,120.16,2026-01-10,{cert}-{i},5,"
+                     f"2026-01-15,2027-01-14,2026-01-20,2026-02-01,浙交〔2026〕1号,"
+                     f"https://example.gov.cn/n/{i},2026-03-01,true,{stop}")
+    return "\n".join(lines) + "\n"
+
+
+def test_many_devices_import_in_chunks_and_list_in_pages(center_db_url, tmp_path):
+    engine = center_engine(center_db_url)
+    path = write(tmp_path, "many.csv", many_devices(300))
+    with Session(engine) as session, session.begin():
+        result = import_registry(session, path, chunk_rows=64)
+    assert (result.added, result.updated, len(result.devices)) == (300, 0, 300)
+    again = many_devices(350, cert="NEW").replace(
+        "2026-05-30..2026-06-02 repair", "2026-07-01.. works")
+    with Session(engine) as session, session.begin():
+        result = import_registry(session, write(tmp_path, "more.csv", again), chunk_rows=64)
+    assert (result.added, result.updated) == (50, 300)
+    with Session(engine) as session:
+        page = list_devices(session, limit=100, offset=250)
+        assert [r.device_id for r, _ in page] == [f"D{i:05d}" for i in range(250, 350)]
+        assert page[0][0].certificate_number == "NEW-250"
+        assert [(s.starts, s.reason) for s in page[0][1]] == [(date(2026, 7, 1), "works")]
+        assert page[1][1] == []
+        assert len(list_devices(session, limit=1000)) == 350
+    engine.dispose()
+
+
+def test_a_bad_row_among_many_is_reported_and_nothing_is_written(center_db_url, tmp_path):
+    engine = center_engine(center_db_url)
+    text = many_devices(200).replace("D00150,G60,K150+000,east,30.25", "D00150,G60,K150+000,"
+                                     "east,north").replace("K170+000,east,30.25,120.16,"
+                                     "2026-01-10,JD-170,5,", "K170+000,east,30.25,120.16,"
+                                     "2026-01-10,JD-170,banana,")
+    with pytest.raises(RegistryError) as err, Session(engine) as session, session.begin():
+        import_registry(session, write(tmp_path, "many.csv", text), chunk_rows=64)
+    assert "many.csv row 152: latitude 'north' is not a number" in str(err.value)
+    assert "many.csv row 172: accuracy_class 'banana'" in str(err.value)
+    with Session(engine) as session:
+        assert list_devices(session) == []
+    engine.dispose()

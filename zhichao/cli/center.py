@@ -28,13 +28,23 @@ from center.cases import (
     review_case,
 )
 from center.export import closed_rows, to_csv, to_json
-from center.registry import import_registry, list_devices
+from center.registry import (
+    accuracy_classes,
+    count_devices,
+    import_registry,
+    iter_devices,
+    list_devices,
+)
 from center.service import open_db
 from center.settings import CenterSettings, load_center_settings
 from overload.applied import fmt_num
 from zhichao.errors import ConfigError
 
 CASE_STATUSES = ("awaiting_review", "confirmed", "rejected", "closed")
+LIST_PAGE = 100
+"""Devices shown by ``devices list`` without ``--limit`` (the table; --json gives all)."""
+IDS_SHOWN = 10
+"""Device ids named after an import; the others are counted."""
 
 
 def _config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -63,9 +73,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     imp = _config(devices.add_parser("import", help="import devices from CSV or YAML"))
     imp.add_argument("file", type=Path, metavar="FILE", help="devices.csv or devices.yaml")
     imp.add_argument("--by", default="import", metavar="NAME", help="who imports (audit)")
+    imp.add_argument("--encoding", metavar="NAME",
+                     help="the file's encoding (utf-8, gbk, gb18030, utf-16…); default: "
+                     "its byte order mark, else utf-8 if it decodes, else gb18030")
     imp.set_defaults(run=run_devices_import)
     lst = _config(devices.add_parser("list", help="list registered devices"))
     lst.add_argument("--json", action="store_true", help="one JSON object per device")
+    lst.add_argument("--limit", type=_count, metavar="N",
+                     help=f"at most N devices (default: {LIST_PAGE} in the table, all with "
+                     "--json, read a page at a time)")
+    lst.add_argument("--offset", type=_count, default=0, metavar="N",
+                     help="skip the first N devices (by device id)")
     lst.set_defaults(run=run_devices_list)
     enrol = _config(devices.add_parser("enrol", help="accept a roadside unit's keys"))
     enrol.add_argument("--id", required=True, metavar="ID", help="device id")
@@ -109,6 +127,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     export.set_defaults(run=run_export)
 
 
+def _count(text: str) -> int:
+    """A count of the command line: a whole number ≥ 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 0 (got {text!r})")
+    return value
+
+
 def settings_of(args: argparse.Namespace) -> CenterSettings:
     """The settings file given, or the defaults."""
     return load_center_settings(args.config) if args.config else CenterSettings()
@@ -128,19 +157,30 @@ def run_center(args: argparse.Namespace) -> int:
 
 def run_devices_import(args: argparse.Namespace) -> int:
     """Import a registry file in one transaction; print what changed."""
-    engine = open_db(settings_of(args))
+    settings = settings_of(args)
+    classes = accuracy_classes(law_rules(settings.law))
+    engine = open_db(settings)
     with Session(engine) as session, session.begin():
-        result = import_registry(session, args.file, actor=args.by)
+        result = import_registry(session, args.file, actor=args.by, encoding=args.encoding,
+                                 classes=classes)
+    ids = ", ".join(result.devices[:IDS_SHOWN])
+    more = len(result.devices) - IDS_SHOWN
+    ids += f" and {more} more" if more > 0 else ""
     _console().print(f"{args.file}: {result.added} devices added, {result.updated} updated "
-                     f"({', '.join(result.devices)})")
+                     f"({ids})")
     return 0
 
 
 def run_devices_list(args: argparse.Namespace) -> int:
-    """Every registered device, its certificate, notice and suspensions."""
+    """Registered devices, their certificates, notices and suspensions: a page of them,
+    read from the database a page at a time."""
     engine = open_db(settings_of(args))
     with Session(engine) as session:
-        devices = list_devices(session)
+        if args.json and args.limit is None:
+            devices = iter_devices(session, offset=args.offset)
+        else:
+            limit = LIST_PAGE if args.limit is None else args.limit
+            devices = list_devices(session, limit=limit, offset=args.offset)
         if args.json:
             for record, stops in devices:
                 data = {c.name: getattr(record, c.name) for c in record.__table__.columns
@@ -164,6 +204,13 @@ def run_devices_list(args: argparse.Namespace) -> int:
                 str(r.enforcement_start or "—"), "yes" if r.active else "no",
                 "; ".join(f"{s.starts}–{s.ends or ''} {s.reason}" for s in stops) or "—")
             table.add_row(*(escape(cell) for cell in cells))
+        total = count_devices(session)
+        first, last = args.offset + 1, args.offset + len(devices)
+        if len(devices) < total:
+            table.caption = (f"devices {first}–{last} of {total}" if devices
+                             else f"no device after the first {args.offset} of {total}")
+            if last < total:
+                table.caption += f"; --offset {last} for the next"
         _console().print(table)
     return 0
 
