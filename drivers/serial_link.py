@@ -11,6 +11,7 @@ to 5 s while it keeps failing. :func:`diagnose` turns the counts into hints a te
 can act on.
 """
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -241,7 +242,9 @@ class SerialDevice:
                                          **self.line)
         except (serial.SerialException, OSError, ValueError) as exc:
             self._open_failures += 1
-            self._last_error = f"cannot open {self.port}: {exc}"
+            errno = getattr(exc, "errno", None)  # pyserial repeats the port thrice otherwise
+            reason = os.strerror(errno) if isinstance(errno, int) else str(exc)
+            self._last_error = f"cannot open {self.port}: {reason}"
             return None
         self._serial, self._connected = port, True
         return port

@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 DIGITISER_HEADER_BYTES = 16
 """Bytes of a digitiser frame besides its samples (header and CRC), for its transmit time."""
+NOT_CONNECTED_S = 3.0
+"""A device not connected this long after the start is named in the log with its port or
+URL and the reason (a serial port that does not exist weighs nothing, quietly, otherwise)."""
 
 
 @dataclass
@@ -116,6 +119,8 @@ class RoadsideUnit:
                       "images_missing": 0}
         self.started_at_s: float | None = None
         self.lag = LagMeter()
+        self._connected_once: set[str] = set()
+        self._named_late: set[str] = set()
 
     # -- life ---------------------------------------------------------------------------
 
@@ -141,6 +146,7 @@ class RoadsideUnit:
         while self.pending and time.monotonic() < deadline:
             self._advance()
             time.sleep(0.05)
+        never = self._check_connections(final=True)
         for device in self.devices.values():
             device.stop()
         now = time.monotonic()
@@ -153,7 +159,7 @@ class RoadsideUnit:
         return {**self.stats, "loop_lag": self.lag.summary(),
                 "blocks_dropped": self.loop.stats.blocks_dropped,
                 "gaps": self.loop.stats.gaps, "plate_workers": dict(self.plates.counts),
-                "evidence": counts}
+                "evidence": counts, "never_connected": never}
 
     def run(self, seconds: float, period_s: float = 0.05) -> None:
         """Poll until ``seconds`` have passed (Ctrl-C ends it early)."""
@@ -173,7 +179,36 @@ class RoadsideUnit:
             for reading in device.readings():
                 for vehicle in self._take(name, reading):
                     self._add_pass(vehicle, time.monotonic())
+        self._check_connections()
         return self._advance()
+
+    def _check_connections(self, final: bool = False) -> dict[str, str]:
+        """Name, once, each device not connected :data:`NOT_CONNECTED_S` after the start,
+        with its port (or URL) and the reason; with ``final``, name those that never
+        connected. The devices never connected so far, with their ports."""
+        if self.started_at_s is None:
+            return {}
+        late = time.monotonic() - self.started_at_s >= NOT_CONNECTED_S
+        never = {}
+        for name, device in self.devices.items():
+            if name in self._connected_once:
+                continue
+            status = device.get_status()
+            if status.connected or status.frames or status.reconnects:
+                self._connected_once.add(name)
+                continue
+            where = str(status.extra.get("port") or status.extra.get("url") or "")
+            never[name] = where
+            if late and name not in self._named_late:
+                self._named_late.add(name)
+                log.warning("device %s (%s) not connected %.0f s after the start, nothing is "
+                            "read from it: %s", name, where or "no address",
+                            time.monotonic() - self.started_at_s,
+                            status.last_error or "no answer")
+        if final and never:
+            log.warning("devices never connected: %s", ", ".join(
+                f"{name} ({where or 'no address'})" for name, where in never.items()))
+        return never
 
     def _advance(self) -> list[Pass]:
         """Frames, plates and commits of the passes in the unit; the passes committed."""
