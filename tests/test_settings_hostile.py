@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from center.settings import load_center_settings
+from center.settings import CenterSettings, load_center_settings
 from edge.settings import load_edge_settings
 from zhichao.errors import ConfigError
-from zhichao.settings import read_yaml
+from zhichao.settings import load_model, read_yaml
 
 
 def write(tmp_path: Path, text: str, name: str = "settings.yaml") -> Path:
@@ -178,3 +178,9 @@ def test_read_yaml_takes_a_chosen_encoding(tmp_path):
     path.write_bytes(b"a: \xff\xff\n")
     with pytest.raises(ConfigError, match=re.escape(f"{path}: line 1 column 4")):
         read_yaml(path, encoding="big5")
+
+
+def test_load_model_takes_a_chosen_encoding(tmp_path):
+    path = tmp_path / "center.yaml"
+    path.write_bytes("database: 中心.db\n".encode("big5"))
+    assert load_model(path, CenterSettings, encoding="big5").database == "中心.db"

@@ -174,11 +174,13 @@ def _lookup(data: Any, dotted: str) -> Any:
 
 
 def load_model(
-    path: Path, model: type[M], error: type[Exception] = ConfigError
+    path: Path, model: type[M], error: type[Exception] = ConfigError,
+    encoding: str | None = None
 ) -> M:
-    """Read ``path`` as YAML and validate it as ``model``. A number that is not finite is
-    refused in any section (the models need not each say so)."""
-    data = read_yaml(path, error)
+    """Read ``path`` as YAML (in ``encoding``, else as :func:`decode` finds it) and validate
+    it as ``model``. A number that is not finite is refused in any section (the models
+    need not each say so)."""
+    data = read_yaml(path, error, encoding)
     if bad := non_finite(data):
         raise error("\n".join(f"{path}: option '{where}' must be a finite number (got "
                                f"{_lookup(data, where)!r})" for where in bad))
