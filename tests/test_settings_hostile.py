@@ -44,6 +44,7 @@ def edge_fails(path: Path) -> str:
 def test_an_infinite_process_interval_is_refused_naming_the_option(tmp_path):
     message = center_fails(write(tmp_path, "law:\n  process_interval_s: .inf\n"))
     assert "option 'law.process_interval_s'" in message and "finite" in message
+    assert "at most 3600 s: an hour" in message
 
 
 @pytest.mark.parametrize("text", ["1e12", "1.0e+12"])  # YAML reads the first as a string

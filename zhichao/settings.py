@@ -181,26 +181,42 @@ def load_model(
     it as ``model``. A number that is not finite is refused in any section (the models
     need not each say so)."""
     data = read_yaml(path, error, encoding)
-    if bad := non_finite(data):
-        raise error("\n".join(f"{path}: option '{where}' must be a finite number (got "
-                               f"{_lookup(data, where)!r})" for where in bad))
-    return validate(model, data, str(path), error)
+    lines: list[str] = []
+    said: set[str] = set()
+    try:
+        result = model.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        lines = describe_validation_error(str(path), exc).splitlines()
+        said = {".".join(map(str, err["loc"])) for err in exc.errors()}
+    lines += [f"{path}: option '{where}' must be a finite number (got "
+              f"{_lookup(data, where)!r})" for where in non_finite(data)
+              if not any(where == loc or where.startswith(f"{loc}.") for loc in said)]
+    if lines:
+        raise error("\n".join(lines))
+    return result
 
 
 # Constrained types -------------------------------------------------------------------
 
 
-def _at_most(limit: float, unit: str, why: str, value: float) -> float:
-    if value > limit:
-        raise ValueError(f"must be at most {limit:g}{unit}: {why} (got {value!r})")
+def _within(value: float, *, low: float, low_included: bool, high: float, unit: str,
+            why: str) -> float:
+    """``value`` if finite, above ``low`` (or at it, when ``low_included``) and at most
+    ``high``; else ValueError saying which bound and, for the upper one, ``why``."""
+    if not math.isfinite(value) or value > high:
+        finite = "a finite number, " if not math.isfinite(value) else ""
+        raise ValueError(f"must be {finite}at most {high:g}{unit}: {why} (got {value!r})")
+    if value < low or (value == low and not low_included):
+        than = "greater than or equal to" if low_included else "greater than"
+        raise ValueError(f"must be {than} {low:g} (got {value!r})")
     return value
 
 
 def number(at_most: float, why: str, *, unit: str = "", above: float | None = 0.0,
            at_least: float | None = None) -> Any:
     """A finite float above ``above`` (or at least ``at_least``) and at most ``at_most``;
-    the message of a value too large says ``why`` that is the bound. Used as a field's
-    annotation, with the default and description in its ``Field``.
+    the message of a value too large, infinite or NaN says ``why`` that is the bound.
+    Used as a field's annotation, with the default and description in its ``Field``.
 
     Examples
     --------
@@ -208,22 +224,23 @@ def number(at_most: float, why: str, *, unit: str = "", above: float | None = 0.
     >>> seconds = TypeAdapter(number(3600, "an hour", unit=" s"))
     >>> seconds.validate_python(2.5)
     2.5
-    >>> seconds.validate_python(1e12)
+    >>> seconds.validate_python(float("inf"))
     Traceback (most recent call last):
     ...
     pydantic_core._pydantic_core.ValidationError: 1 validation error for function-after[...]
-      Value error, must be at most 3600 s: an hour (got 1000000000000.0) ...
+      Value error, must be a finite number, at most 3600 s: an hour (got inf) ...
     """
-    lower = {"ge": at_least} if at_least is not None else {"gt": above}
-    return Annotated[float, Field(allow_inf_nan=False, **lower),
-                     AfterValidator(partial(_at_most, at_most, unit, why))]
+    low, included = (at_least, True) if at_least is not None else (above, False)
+    return Annotated[float, Field(allow_inf_nan=True),  # refused by _within, saying why
+                     AfterValidator(partial(_within, low=low, low_included=included,
+                                            high=at_most, unit=unit, why=why))]
 
 
 def count(at_most: int, why: str, *, at_least: int = 1, unit: str = "") -> Any:
     """An integer from ``at_least`` to ``at_most``, the message of one too large saying
     ``why``."""
-    return Annotated[int, Field(ge=at_least), AfterValidator(partial(_at_most, at_most, unit,
-                                                                     why))]
+    return Annotated[int, AfterValidator(partial(_within, low=at_least, low_included=True,
+                                                 high=at_most, unit=unit, why=why))]
 
 
 ENDPOINT_FORMS = "tcp://HOST:PORT or ipc://PATH"
