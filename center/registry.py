@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -47,7 +46,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Column, Connection, MetaData, Table, delete, func, select, text
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from center.db import bulk_insert
@@ -106,7 +106,10 @@ def accuracy_classes(rules: Any) -> tuple[str, ...]:
 
 
 _ISO_DATE = re.compile(r"\d{4}-\d\d-\d\d")
-_NOT_IN_URL = re.compile(r"[\s\x00-\x1f\x7f]")
+_WEB_ADDRESS = re.compile(r"https?://[^\s/?#@\\\x00-\x1f\x7f]+(?:[/?#][^\s\x00-\x1f\x7f]*)?",
+                          re.IGNORECASE)
+"""http(s)://, a host (no user name: ``https://gov.cn@elsewhere`` is not the authority's
+page), then a path, query or fragment, with no space or control character anywhere."""
 
 
 def _iso_date(value: Any) -> date | None:
@@ -192,9 +195,7 @@ class DeviceRow(BaseModel):
     def _web_address(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname \
-                or _NOT_IN_URL.search(value):
+        if not _WEB_ADDRESS.fullmatch(value):
             raise ValueError("must be an http:// or https:// address")
         return value
 
@@ -492,20 +493,41 @@ def read_registry(path: Path, encoding: str | None = None, *,
     return devices
 
 
+RECORDS = DeviceRecord.__table__
+STAGE = Table("device_records_stage", MetaData(),
+              *(Column(c.name, c.type) for c in RECORDS.columns if c.name != "id"))
+"""PostgreSQL: a chunk is copied here (a temporary table, dropped at commit), then added
+or updated with one INSERT … ON CONFLICT."""
+
+
+def _upsert(conn: Connection, values: list[dict[str, Any]]) -> None:
+    """Add the devices that are new and update the others, in one statement."""
+    columns = list(values[0])
+    changed = [c for c in columns if c != "device_id"]
+    if conn.dialect.name != "postgresql":
+        statement = sqlite_insert(RECORDS)
+        conn.execute(statement.on_conflict_do_update(
+            index_elements=["device_id"],
+            set_={c: statement.excluded[c] for c in changed}), values)
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    names = ", ".join(quote(c) for c in columns)
+    conn.execute(text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE.name} ON COMMIT DROP "
+                      f"AS SELECT {names} FROM {RECORDS.name} WITH NO DATA"))
+    bulk_insert(conn, STAGE, values)
+    updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in changed)
+    conn.execute(text(f"INSERT INTO {RECORDS.name} ({names}) SELECT {names} FROM {STAGE.name} "
+                      f"ON CONFLICT (device_id) DO UPDATE SET {updates}"))
+    conn.execute(text(f"TRUNCATE {STAGE.name}"))
+
+
 def _write_chunk(session: Session, rows: list[DeviceRow], now: datetime) -> int:
     """Add or update a chunk of devices and replace their suspensions; how many were new."""
     conn = session.connection()
     ids = [r.device_id for r in rows]
-    records = DeviceRecord.__table__
-    known = set(conn.scalars(select(records.c.device_id).where(records.c.device_id.in_(ids))))
-    values = [{**r.model_dump(exclude={"suspensions"}), "updated_at": now} for r in rows]
-    bulk_insert(conn, records, [v for v in values if v["device_id"] not in known])
+    known = set(conn.scalars(select(RECORDS.c.device_id).where(RECORDS.c.device_id.in_(ids))))
+    _upsert(conn, [{**r.model_dump(exclude={"suspensions"}), "updated_at": now} for r in rows])
     if known:
-        columns = [c for c in values[0] if c != "device_id"]
-        conn.execute(update(records).where(records.c.device_id == bindparam("key"))
-                     .values({c: bindparam(c) for c in columns}),
-                     [{**v, "key": v.pop("device_id")} for v in values
-                      if v["device_id"] in known])
         conn.execute(delete(DeviceSuspension).where(DeviceSuspension.device_id.in_(known)))
     bulk_insert(conn, DeviceSuspension.__table__,
                 [{"device_id": r.device_id, **s.model_dump()} for r in rows

@@ -176,6 +176,8 @@ def csv_with(**cells: str) -> str:
      "devices.csv row 2: notice_url 'javascript:alert(1)' must be an http:// or https:// "
      "address"),
     ({"notice_url": "https://"}, "devices.csv row 2: notice_url 'https://' must be an http"),
+    ({"notice_url": "https://example.gov.cn@elsewhere.example/n/1"},
+     "devices.csv row 2: notice_url 'https://example.gov.cn@elsewhere.example/n/1' must be"),
     ({"review_date": "0"}, "devices.csv row 2: review_date '0' is not a date (YYYY-MM-DD)"),
     ({"review_date": "1999-12-31"},
      "devices.csv row 2: review_date 1999-12-31 is before 2000-01-01"),
