@@ -197,6 +197,7 @@ class _Batch:
                summary: str = "") -> None:
         """Refuse message ``index``: logged (in bounded lines), answered and written to
         ``refusals``."""
+        detail = detail.replace("\x00", "\\x00")  # PostgreSQL stores no NUL in a text
         sender = device_id or f"peer {peer or '?'}"
         where = f"{device_id}#{sequence}" if device_id else sender
         self.log.add(sender, reason, summary or reason, f"{where}: {detail}")

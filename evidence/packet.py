@@ -12,9 +12,10 @@ and a ``Z``.
 
 Bytes from outside are bounded before they are parsed (:func:`check_bounds`): their length,
 the nesting of their arrays and objects, the length of each number and the number of
-values; then the schema gives every field its range (a sequence within a signed 64-bit
-integer, a lane within the lanes a road has, finite numbers). Whatever is wrong is a
-:class:`PacketError` whose ``kind`` names the bound or check that failed.
+values, and no text holds a NUL character; then the schema gives every field its range
+(a sequence within a signed 64-bit integer, a lane within the lanes a road has, finite
+numbers). Whatever is wrong is a :class:`PacketError` whose ``kind`` names the bound or
+check that failed.
 """
 
 import base64
@@ -240,6 +241,7 @@ def packet_hash(meta: bytes) -> str:
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NUMBER = re.compile(rb"[-+0-9.eE]{%d,}" % (MAX_NUMBER_CHARS + 1))
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 
 
@@ -262,6 +264,10 @@ def check_bounds(meta: bytes) -> None:
         raise PacketError(f"packet metadata has {len(meta)} bytes; the limit is "
                           f"{MAX_META_BYTES}", "too_large",
                           f"metadata too large (limit {MAX_META_BYTES} bytes)")
+    if _NUL.search(meta):
+        raise PacketError("packet has a NUL character (\\u0000) in a text; no text of a "
+                          "packet holds one, and PostgreSQL cannot store one",
+                          "nul_character", "NUL character in a text")
     bare = _STRING.sub(b'""', meta)
     long = _NUMBER.search(bare)
     if long is not None:

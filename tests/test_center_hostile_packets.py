@@ -136,6 +136,18 @@ def test_a_50_mb_image_is_refused_not_stored(center):
     assert not [p for p in ingestor.images_dir.rglob("*") if p.is_file()]
 
 
+def test_a_nul_character_in_a_text_is_refused_and_its_batch_stored(center):
+    engine, ingestor = center
+    data = good(9)
+    data["site"] = "G60\u0000"  # PostgreSQL stores no NUL in a text
+    assert_refused_alone(engine, ingestor, signed_data(data), "nul_character", 9)
+    data = good(4, device="dev\u0000x")  # unknown device: its refusal row names it
+    out = ingestor.ingest([Incoming(packet_frames(signed_data(data, key=new_signing_key()))),
+                           Incoming(packet_frames(signed_data(good(4))))])
+    assert [o.status for o in out] == ["refused", "ok"], out
+    assert out[0].reason == "nul_character" and count(engine, StoredPacket) == 4
+
+
 def test_limits_are_settings(center_db_url, tmp_path):
     engine = make_engine(center_db_url)
     upgrade(engine)
@@ -225,6 +237,13 @@ JSON = st.recursive(
     max_leaves=40)
 
 
+@pytest.mark.slow
+@settings(max_examples=20_000, deadline=None, derandomize=True)
+@given(st.binary(max_size=20_000) | JSON.map(lambda v: json.dumps(v).encode()))
+def test_arbitrary_bytes_decode_or_raise_packet_error_longer(meta):
+    _decodes_or_packet_error(meta)
+
+
 def _decodes_or_packet_error(meta: bytes) -> None:
     with contextlib.suppress(PacketError):
         decode_packet(meta)
@@ -234,6 +253,7 @@ def _decodes_or_packet_error(meta: bytes) -> None:
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes_decode_or_raise_packet_error(meta):
     _decodes_or_packet_error(meta)
+
 
 
 @settings(max_examples=300, deadline=None, derandomize=True,
