@@ -57,8 +57,8 @@ class ReceiverSettings(BaseModel):
         "overview), a few more with several cameras a role")
     max_packet_bytes: int = Field(
         50_000_000, ge=1, description="a packet larger than this, images included, is "
-        "refused ('packet_too_large'): the receiver holds a whole batch in memory "
-        "(batch_max packets), so this bounds what one sender can make it hold")
+        "refused ('packet_too_large'), never verified or stored: one sender's packets "
+        "cannot fill the disk or the store's batches however large they are")
 
 
 MOVED_TO_RULES = {"notice_lead_days": "notice_lead", "repeat_window_days": "repeat_window",
