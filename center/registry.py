@@ -112,6 +112,17 @@ _WEB_ADDRESS = re.compile(r"https?://[^\s/?#@\\\x00-\x1f\x7f]+(?:[/?#][^\s\x00-\
 page), then a path, query or fragment, with no space or control character anywhere."""
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(value: str | None) -> str | None:
+    """Text without control characters (PostgreSQL stores no NUL; a tab or a line break
+    in a cell is a paste gone wrong)."""
+    if value is not None and _CONTROL.search(value):
+        raise ValueError("holds a control character (NUL, tab, line break…)")
+    return value
+
+
 def _iso_date(value: Any) -> date | None:
     """A calendar day written YYYY-MM-DD (or a YAML date); never a number or a time."""
     if type(value) is str and _ISO_DATE.fullmatch(value):
@@ -134,7 +145,9 @@ class SuspensionRow(BaseModel):
 
     starts: Annotated[date, BeforeValidator(_iso_date)]
     ends: Day = None
-    reason: str = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=1000)
+
+    _text = field_validator("reason")(_printable)
 
     @model_validator(mode="after")
     def _ordered(self) -> "SuspensionRow":
@@ -173,6 +186,9 @@ class DeviceRow(BaseModel):
     enforcement_start: Day = None
     active: bool = True
     suspensions: list[SuspensionRow] = []
+
+    _text = field_validator("device_id", "road", "stake", "direction", "certificate_number",
+                            "notice_document")(_printable)
 
     @field_validator("accuracy_class", mode="before")
     @classmethod
@@ -355,7 +371,7 @@ def choose_encoding(path: Path, encoding: str | None = None) -> tuple[str, int, 
     announced, skip, head = _bom(path)
     if announced is not None:
         return announced, skip, announced
-    if b"\x00" in head:
+    if head.count(b"\x00") * 4 > len(head):  # UTF-16 text: one byte in two is NUL
         raise RegistryError(f"{path}: NUL bytes and no byte order mark: UTF-16 without a "
                             f"byte order mark? Choose it: --encoding utf-16-le (or utf-16-be)")
     if _decodes(path, "utf-8"):

@@ -179,6 +179,8 @@ def csv_with(**cells: str) -> str:
     ({"notice_url": "https://example.gov.cn@elsewhere.example/n/1"},
      "devices.csv row 2: notice_url 'https://example.gov.cn@elsewhere.example/n/1' must be"),
     ({"review_date": "0"}, "devices.csv row 2: review_date '0' is not a date (YYYY-MM-DD)"),
+    ({"road": "G60\x00"},
+     "devices.csv row 2: road 'G60\\x00' holds a control character (NUL, tab, line break…)"),
     ({"review_date": "1999-12-31"},
      "devices.csv row 2: review_date 1999-12-31 is before 2000-01-01"),
     ({"signs_installed": "2099-01-01"},
@@ -293,4 +295,13 @@ def test_a_bad_row_among_many_is_reported_and_nothing_is_written(center_db_url, 
     assert "many.csv row 172: accuracy_class 'banana'" in str(err.value)
     with Session(engine) as session:
         assert list_devices(session) == []
+    engine.dispose()
+
+
+def test_a_nul_in_a_cell_is_refused_on_both_databases(center_db_url, tmp_path):
+    engine = center_engine(center_db_url)
+    text = REGISTRY_CSV.replace("repair", "re\x00pair")
+    with pytest.raises(RegistryError, match=r"row 3: suspensions.0.reason 're\\x00pair' holds"), \
+            Session(engine) as session, session.begin():
+        import_registry(session, write(tmp_path, "devices.csv", text))
     engine.dispose()
