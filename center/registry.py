@@ -444,23 +444,97 @@ def _csv_rows(path: Path, lines: Iterator[str]) -> Iterator[tuple[str, dict[str,
         raise RegistryError(f"{path} row {reader.line_num}: not CSV: {exc}") from None
 
 
+YAML_DEPTH = 8
+"""Nesting of a device's YAML at most (a device, its suspensions, each suspension)."""
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Reader:
+    """Lines as a file that YAML's parser reads a piece at a time."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+
+    def read(self, size: int = -1) -> str:
+        return "".join(itertools.islice(self._lines, max(1, size // 80)))
+
+
+def _yaml_node(loader: Any, depth: int = 0) -> yaml.Node:
+    """The next node of the YAML stream, built from its events (no aliases)."""
+    event = loader.get_event()
+    if depth > YAML_DEPTH:
+        raise yaml.MarkedYAMLError(problem=f"nested deeper than {YAML_DEPTH}",
+                                   problem_mark=event.start_mark)
+    if isinstance(event, yaml.ScalarEvent):
+        tag = event.tag if event.tag not in (None, "!") else \
+            loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        return yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark,
+                               style=event.style)
+    if isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+        sequence = isinstance(event, yaml.SequenceStartEvent)
+        end = yaml.SequenceEndEvent if sequence else yaml.MappingEndEvent
+        children: list[Any] = []
+        while not loader.check_event(end):
+            child = _yaml_node(loader, depth + 1)
+            children.append(child if sequence else (child, _yaml_node(loader, depth + 1)))
+        loader.get_event()
+        kind = yaml.SequenceNode if sequence else yaml.MappingNode
+        tag = event.tag if event.tag not in (None, "!") else \
+            loader.resolve(kind, None, event.implicit)
+        return kind(tag, children, event.start_mark, event.end_mark,
+                    flow_style=event.flow_style)
+    raise yaml.MarkedYAMLError(problem="an alias (*name) is not read in a registry",
+                               problem_mark=event.start_mark)
+
+
+def _yaml_devices(path: Path, loader: Any) -> Iterator[Any]:
+    """Each device of the list, built one at a time from the parser's events."""
+    expected = RegistryError(f"{path}: expected a list of devices (or 'devices:' with one)")
+    loader.get_event()  # the stream starts
+    if loader.check_event(yaml.StreamEndEvent):
+        raise expected
+    loader.get_event()  # the document starts
+    named = loader.check_event(yaml.MappingStartEvent)
+    if named:
+        loader.get_event()
+        if not loader.check_event(yaml.ScalarEvent) or loader.peek_event().value != "devices":
+            raise expected
+        loader.get_event()
+    if not loader.check_event(yaml.SequenceStartEvent):
+        raise expected
+    loader.get_event()
+    while not loader.check_event(yaml.SequenceEndEvent):
+        yield loader.construct_document(_yaml_node(loader))
+    loader.get_event()
+    if named and not loader.check_event(yaml.MappingEndEvent):
+        raise expected
+    while not loader.check_event(yaml.StreamEndEvent):  # the rest must parse too
+        loader.get_event()
+
+
 def _yaml_rows(path: Path, lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
-    """Each device of a YAML file (a list, or a mapping with ``devices:``)."""
+    """Each device of a YAML file (a list, or a mapping with ``devices:``), read a device
+    at a time."""
+    loader = _YamlLoader(_Reader(lines))
+    devices = _yaml_devices(path, loader)
+    i = 0
     try:
-        data = yaml.safe_load("".join(lines))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise RegistryError(f"{path}:{line} not valid YAML: "
-                            f"{getattr(exc, 'problem', exc)}") from None
-    if isinstance(data, dict) and set(data) == {"devices"}:
-        data = data["devices"]
-    if not isinstance(data, list):
-        raise RegistryError(f"{path}: expected a list of devices (or 'devices:' with one)")
-    for i, item in enumerate(data, start=1):
-        label = f" ({item['device_id']})" if isinstance(item, dict) and "device_id" in item \
-            else ""
-        yield f"{path.name} row {i}{label}", item
+        while True:
+            try:
+                item = next(devices)
+            except StopIteration:
+                break
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                line = f" line {mark.line + 1}" if mark is not None else ""
+                raise RegistryError(f"{path}:{line} not valid YAML: "
+                                    f"{getattr(exc, 'problem', exc)}") from None
+            i += 1
+            label = f" ({item['device_id']})" \
+                if isinstance(item, dict) and "device_id" in item else ""
+            yield f"{path.name} row {i}{label}", item
+    finally:
+        loader.dispose()
 
 
 def validated_rows(path: Path, refusals: Refusals, *, encoding: str | None = None,

@@ -305,3 +305,28 @@ def test_a_nul_in_a_cell_is_refused_on_both_databases(center_db_url, tmp_path):
             Session(engine) as session, session.begin():
         import_registry(session, write(tmp_path, "devices.csv", text))
     engine.dispose()
+
+
+def test_a_yaml_registry_is_read_a_device_at_a_time(tmp_path):
+    item = YAML.split("devices:\n", 1)[1]
+    text = "devices:\n" + "".join(item.replace("D3", f"D{i:03d}") for i in range(300))
+    devices = read_registry(write(tmp_path, "devices.yaml", text))
+    assert [d.device_id for d in devices] == [f"D{i:03d}" for i in range(300)]
+    assert all(len(d.suspensions) == 2 for d in devices)
+    plain = read_registry(write(tmp_path, "list.yaml", text.replace("devices:\n", "")
+                                .replace("\n  ", "\n").removeprefix("  ")))
+    assert len(plain) == 300
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    (YAML + "  - *first\n", "line 21 not valid YAML: an alias (*name) is not read"),
+    (YAML.replace("  - device_id: D3", "  - &first\n    device_id: D3") + "  - *first\n",
+     "not valid YAML: an alias"),
+    ("devices:\n  - " + "[" * 20 + "]" * 20 + "\n", "not valid YAML: nested deeper than 8"),
+    (YAML + "others: 1\n", "expected a list of devices"),
+    (YAML + "  - [\n", "not valid YAML"),
+])
+def test_bad_yaml_structures_are_refused(tmp_path, text, words):
+    with pytest.raises(RegistryError) as err:
+        read_registry(write(tmp_path, "devices.yaml", text))
+    assert words in str(err.value)
