@@ -4,7 +4,7 @@ the real-path tests assert on must be able to come out wrong."""
 from zhichao.cli.demo_site import score_cases, unaccounted
 
 
-def vehicle(plate, lane, t, code="157", gross=55_000.0, bad=None):
+def vehicle(plate, lane, t, *, code="157", gross=55_000.0, bad=None):
     return {"plate": plate, "lane": lane, "t0_s": t, "t0_mono_s": 100.0 + t, "code": code,
             "gross_kg": gross, "tyres": ["single"] + ["dual"] * 5, "bad": bad,
             "is_car": code == "11"}
