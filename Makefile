@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/transport.py
 	$(BIN)/python benchmarks/cameras.py
 	$(BIN)/python benchmarks/latency.py
+	$(BIN)/python benchmarks/registry.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
