@@ -65,7 +65,7 @@ def open_device(name: str, section: Mapping[str, Any], *, source: str = "setting
     zhichao.errors.ConfigError: settings: option 'devices.scale.kind' must be one of ...
     """
     kind = section.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # a list or map is no kind
         raise ConfigError(f"{source}: option 'devices.{name}.kind' must be one of "
                           f"{', '.join(sorted(KINDS))} (got {kind!r})")
     options = {k: v for k, v in section.items() if k != "kind"}

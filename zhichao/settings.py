@@ -14,6 +14,7 @@ ZeroMQ endpoints are parsed at load (:data:`ConnectEndpoint`, :data:`BindEndpoin
 import codecs
 import math
 import re
+import reprlib
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -100,11 +101,13 @@ def read_yaml(path: Path, error: type[Exception] = ConfigError,
     The encoding is found by :func:`decode` unless ``encoding`` names it."""
     try:
         data = Path(path).read_bytes()
-    except OSError as exc:
-        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise error(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     text = decode(data, str(path), encoding, error)
     try:
         return yaml.safe_load(text)
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise error(f"{path}: not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -117,8 +120,10 @@ def describe_validation_error(source: str, exc: ValidationError, prefix: str = "
     for err in exc.errors():
         loc = ".".join(str(part) for part in (prefix, *err["loc"]) if part != "")
         msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = f"is not a known option (a typo?) (got {err['input']!r})"
+        if err["type"] == "extra_forbidden":  # reprlib: an alias may repeat a list 9^9 times
+            shown = reprlib.repr(err["input"]) if isinstance(err["input"], dict | list) \
+                else repr(err["input"])
+            msg = f"is not a known option (a typo?) (got {shown})"
         elif err["type"] == "missing":
             msg = "is required but missing"
         elif err["type"] == "value_error":
@@ -151,26 +156,31 @@ def non_finite(data: Any, prefix: str = "") -> list[str]:
     >>> non_finite({"a": 1.0, "b": {"c": [2.0, float("inf")]}, "d": "1e999", "e": "x"})
     ['b.c.1', 'd']
     """
-    if isinstance(data, dict):
-        return [where for key, value in data.items()
-                for where in non_finite(value, f"{prefix}{key}.")]
-    if isinstance(data, list):
-        return [where for i, value in enumerate(data)
-                for where in non_finite(value, f"{prefix}{i}.")]
-    if isinstance(data, float | str):
-        try:
-            number = float(data)
-        except ValueError:
-            return []
-        if not math.isfinite(number):
-            return [prefix.removesuffix(".")]
-    return []
+    return [where for where, _ in _non_finite(data, prefix)]
 
 
-def _lookup(data: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        data = data[int(part)] if isinstance(data, list) else data[part]
-    return data
+def _non_finite(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """:func:`non_finite` with the values. Each list and map is looked at once, without
+    recursion: YAML's aliases can repeat one billions of times or put it inside itself,
+    and a document can nest deeper than Python's stack."""
+    found: list[tuple[str, Any]] = []
+    seen: set[int] = set()
+    todo: list[tuple[str, Any]] = [(prefix, data)]
+    while todo:
+        where, node = todo.pop()
+        if isinstance(node, dict | list):
+            if id(node) not in seen:
+                seen.add(id(node))
+                pairs = list(node.items() if isinstance(node, dict) else enumerate(node))
+                todo.extend((f"{where}{key}.", value) for key, value in reversed(pairs))
+        elif isinstance(node, float | str):
+            try:
+                number = float(node)
+            except ValueError:
+                continue
+            if not math.isfinite(number):
+                found.append((where.removesuffix("."), node))
+    return found
 
 
 def load_model(
@@ -188,8 +198,8 @@ def load_model(
     except ValidationError as exc:
         lines = describe_validation_error(str(path), exc).splitlines()
         said = {".".join(map(str, err["loc"])) for err in exc.errors()}
-    lines += [f"{path}: option '{where}' must be a finite number (got "
-              f"{_lookup(data, where)!r})" for where in non_finite(data)
+    lines += [f"{path}: option '{where}' must be a finite number (got {value!r})"
+              for where, value in _non_finite(data)
               if not any(where == loc or where.startswith(f"{loc}.") for loc in said)]
     if lines:
         raise error("\n".join(lines))
