@@ -333,7 +333,8 @@ class RoadsideUnit:
         for name, t_want in list(p.wanted.items()):
             cam = self.cameras[name]
             newest = cam.ring.newest_s
-            ripe = newest is not None and newest >= t_want + cam.settings.max_dt_s
+            ripe = newest is not None and \
+                newest >= t_want + cam.offset_s + cam.settings.max_dt_s
             if not (ripe or final or now >= t_want + wait_s):
                 continue
             del p.wanted[name]
