@@ -47,7 +47,7 @@ def screen(vehicle: Mapping[str, Any], rules: overload.RuleBook) -> dict[str, An
             "action": grade.action, "fine_yuan": grade.fine_yuan, "tyres": tyres}
 
 
-def finite_loads(loads: list[float]) -> list[float]:
-    """Axle loads fit for a packet: an axle not weighed (NaN) is written as 0 kg; the
+def finite_or_zero(values: list[float]) -> list[float]:
+    """Loads or spacings fit for a packet: an axle not weighed (NaN) is written as 0; the
     pass carries the flag that says why, so it is never taken as a measurement."""
-    return [x if math.isfinite(x) else 0.0 for x in loads]
+    return [x if math.isfinite(x) else 0.0 for x in values]

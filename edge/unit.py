@@ -30,6 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from drivers import digitiser
 from drivers.base import Device
 from drivers.camera import Camera
 from drivers.camera_process import ProcessCamera
@@ -38,7 +39,7 @@ from drivers.registry import open_device
 from edge.evidence_link import EvidenceLink
 from edge.packets import CapturedImage
 from edge.plate_workers import PlateJob, PlateResult, PlateWorkers
-from edge.screening import finite_loads, screen
+from edge.screening import finite_or_zero, screen
 from edge.settings import EdgeSettings
 from edge.signal.vehicles import Vehicle
 from edge.timebase import Timebase
@@ -49,8 +50,6 @@ from zhichao.errors import ConfigError, ZhichaoError
 
 log = logging.getLogger(__name__)
 
-DIGITISER_HEADER_BYTES = 16
-"""Bytes of a digitiser frame besides its samples (header and CRC), for its transmit time."""
 NOT_CONNECTED_S = 3.0
 """A device not connected this long after the start is named in the log with its port or
 URL and the reason (a serial port that does not exist weighs nothing, quietly, otherwise)."""
@@ -241,7 +240,7 @@ class RoadsideUnit:
         if t_host is not None:
             self.lag.add(time.monotonic() - float(t_host))
             n = samples.shape[-1]
-            frame_bytes = DIGITISER_HEADER_BYTES + 2 * samples.size
+            frame_bytes = digitiser.HEADER_BYTES + 2 * samples.size + digitiser.CRC_BYTES
             self.clock_fit.add(t_device_s + n / fs, float(t_host),
                                min_delay_s=transmit_s(frame_bytes, self.baudrate)
                                if self.baudrate else 0.0)
@@ -297,8 +296,8 @@ class RoadsideUnit:
     def _new_pass(self, vehicle: dict[str, Any], now: float) -> None:
         """Screen a finished vehicle, time it, and say which frames it needs."""
         vehicle = {**vehicle, **screen(vehicle, self.rules)}
-        vehicle["axle_loads_kg"] = finite_loads(vehicle["axle_loads_kg"])
-        vehicle["spacings_m"] = finite_loads(vehicle.get("spacings_m", []))
+        vehicle["axle_loads_kg"] = finite_or_zero(vehicle["axle_loads_kg"])
+        vehicle["spacings_m"] = finite_or_zero(vehicle.get("spacings_m", []))
         speed = float(vehicle.get("speed_mps") or 0.0)
         vehicle["speed_mps"] = speed if math.isfinite(speed) and speed >= 0 else 0.0
         if vehicle["gross_kg"] is None:

@@ -204,14 +204,15 @@ class LaneScene:
         return max(ends, default=t_start_s + 1.0)
 
     def draw(self, t_s: float, number: int | None = None) -> np.ndarray:
-        """The frame showing simulation time ``t_s``, its ``number`` coded along the top."""
+        """The frame showing simulation time ``t_s``, its ``number`` coded along the top
+        (modulo the code's range: a live camera's numbers run on, and may start below 0)."""
         frame = self._background.copy()
         for v in self.vehicles:
             front_m = float(front_position_m(v, t_s))
             if -80.0 < front_m < 80.0:  # out of the picture either way: nothing to draw
                 _draw_vehicle(frame, v, self.looks[v.vehicle_id], front_m, self.scene)
         if number is not None:
-            encode_frame_number(frame, number)
+            encode_frame_number(frame, number % 2**CODE_BITS)
         return frame
 
 

@@ -33,9 +33,6 @@ import numpy as np
 
 from drivers.errors import DeviceError
 
-CODE_BITS = 20
-"""Bits of the frame number a drawn frame carries (sim.camera_twin's bar code)."""
-
 RTP_CLOCK_HZ = 90_000
 RTP_PAYLOAD_BYTES = 1400
 JPEG_PAYLOAD_TYPE = 26
@@ -336,7 +333,6 @@ class LiveFrames:
         self.draw, self.fps, self.epoch_s = draw, fps, epoch_s
         self._jpegs: dict[int, bytes] = {}
         self._lock = threading.Lock()
-        self.drawn = 0
 
     def index_at(self, t_mono: float) -> int:
         """The frame showing host-monotonic time ``t_mono``."""
@@ -350,8 +346,7 @@ class LiveFrames:
         """Frame ``k`` as baseline JPEG, drawn once whoever asks first."""
         with self._lock:
             if k not in self._jpegs:
-                self._jpegs[k] = _encode(self.draw(k / self.fps, k % 2**CODE_BITS))
-                self.drawn += 1
+                self._jpegs[k] = _encode(self.draw(k / self.fps, k))
                 for old in [i for i in self._jpegs if i < k - self.KEEP]:
                     del self._jpegs[old]
             return self._jpegs[k]

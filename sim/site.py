@@ -19,6 +19,7 @@ writes the unit's settings for them; :meth:`truth` lists every vehicle with its 
 """
 
 import contextlib
+import json
 import math
 import time
 from pathlib import Path
@@ -154,7 +155,5 @@ class SimulatedSite:
 
     def write_truth(self, path: Path) -> None:
         """:meth:`truth` as JSON, for a test or a demo to score the unit against."""
-        import json  # noqa: PLC0415
-
         Path(path).write_text(json.dumps(self.truth(), ensure_ascii=False, indent=1),
                               encoding="utf-8")

@@ -258,5 +258,6 @@ def _report(console: Console, p: Pass, as_json: bool) -> None:
     console.print(f"{v['source']:>10} lane {v['lane']} {(v['speed_mps'] or 0) * 3.6:5.1f} km/h"
                   f"  {v['axle_code'] or '?':>5}  {v['gross_kg'] / 1000:6.1f} t  {v['action']}"
                   + (f" ¥{v['fine_yuan']:,.0f}" if v["fine_yuan"] else "")
-                  + f"  {text}  {p.captured_at:%H:%M:%S.%f}"[:-3] + f" {p.clock_status}"
+                  + f"  {text}  {p.captured_at:%H:%M:%S}.{p.captured_at.microsecond // 1000:03d}"
+                  + f" {p.clock_status}"
                   + (f"  [{' '.join(v['flags'])}]" if v["flags"] else ""))
