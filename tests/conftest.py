@@ -1,7 +1,11 @@
 """Shared fixtures. Keep each one small; several layers add theirs here."""
 
+import faulthandler
+import multiprocessing
 import os
 import shutil
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,3 +55,20 @@ def center_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# How long the test process may take to exit once the last test has run. A thread or
+# child process a test left behind would otherwise hold the process open until CI's
+# own limit; instead every thread's stack is printed and the process ends with status 1.
+EXIT_BOUND_S = 120
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Name what the tests left running, then bound the time the exit may take."""
+    threads = [t for t in threading.enumerate()
+               if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    children = multiprocessing.active_children()
+    if threads or children:
+        print(f"\nleft running after the tests: threads {[t.name for t in threads]}, "
+              f"child processes {[p.name for p in children]}", file=sys.stderr)
+    faulthandler.dump_traceback_later(EXIT_BOUND_S, exit=True)
