@@ -8,9 +8,11 @@ STAMP  := $(VENV)/.installed
 
 all: test
 
-# Debian packages the tests and the simulated devices use: a CJK font for the plates the
-# simulated camera draws, socat for serial links between pseudo-terminals.
-DEBS := fonts-wqy-zenhei socat
+# Debian packages the software, the tests and the simulated devices use: a CJK font for the
+# plates the simulated camera draws and for the procedure's documents, Pango for WeasyPrint
+# (documents to PDF), socat for serial links between pseudo-terminals, poppler-utils
+# (pdftotext) for the tests that read the documents back.
+DEBS := fonts-wqy-zenhei socat libpango-1.0-0 libpangoft2-1.0-0 poppler-utils
 
 system:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
