@@ -50,7 +50,7 @@ def dimension_band(
         return None
     scale = bench.dimensions
     if scale is None and bench.dimensions_from is not None:
-        scale = rules.benchmark(bench.dimensions_from).dimensions
+        scale = rules.benchmark(bench.dimensions_from.benchmark).dimensions
     if scale is None:
         raise RuleError(f"benchmark {bench.id!r} has no dimension scale")
     for band in scale.bands:
@@ -61,14 +61,20 @@ def dimension_band(
 
 
 def dimension_rules(
-    checks: tuple[DimensionCheck, ...], band: DimensionBand, rules: RuleBook
+    checks: tuple[DimensionCheck, ...], band: DimensionBand, rules: RuleBook,
+    bench: Benchmark | None = None,
 ) -> list[AppliedRule]:
-    """Cite each exceeded limit and the band."""
+    """Cite each exceeded limit, the borrowed scale's legal path when there is one, the band."""
     cited = [
         AppliedRule.of(rules.rules[c.rule_id],
                        f"{c.quantity} {fmt_num(c.measured_m)} m > {fmt_num(c.limit_m)} m")
         for c in checks if c.over
     ]
+    if bench is not None and bench.dimensions_from is not None:
+        link = bench.dimensions_from
+        via = f" via {link.via.cite()}" if link.via is not None else ""
+        cited.append(AppliedRule.of(link, f"dimensions graded by the {link.benchmark!r} "
+                                          f"scale under {link.source.cite()}{via}"))
     cited.append(AppliedRule.of(band, (
         f"dimension fine {fmt_num(band.fine_min_yuan)}–{fmt_num(band.fine_max_yuan)} yuan")))
     return cited

@@ -21,7 +21,7 @@ from overload.errors import RuleError
 from overload.limits import Limit, vehicle_limit
 from overload.results import Grade
 from overload.rulebook import RuleBook
-from overload.tables import Bound, CapYuan, MassBand, TolerancePolicy
+from overload.tables import Bound, CapYuan, MassBand, TolerancePolicy, ZeroFine
 from overload.tolerance import PERCENT, class_key, tolerance_kg
 
 ROUNDINGS = ("floor", "ceil", "pro_rata")
@@ -34,7 +34,9 @@ _FEN_DECIMALS = 2  # yuan to the fen
 class GradeTable:
     """Grades of many vehicles as arrays (shape (n,) each); ``row(i)`` gives one Grade.
 
-    ``band`` is ``""`` and ``fine_yuan`` NaN where there is none.
+    ``band`` is ``""`` and ``fine_yuan`` NaN where there is none. ``action`` is ``none``,
+    ``education`` (批评教育, no penalty), ``warning`` (警告, a penalty) or ``fine``: the band's
+    action, or the benchmark's ``zero_fine`` row where a fine band's fine rounds to 0.
     """
 
     axle_code: np.ndarray
@@ -61,6 +63,8 @@ class GradeTable:
     _band_fines_yuan: np.ndarray
     _cap: CapYuan
     _cap_binds: np.ndarray
+    _zero_fine: np.ndarray
+    _zero_fine_rule: ZeroFine
     _policy: TolerancePolicy
 
     def __len__(self) -> int:
@@ -114,6 +118,9 @@ class GradeTable:
                     f"{fmt_num(float(self._band_fines_yuan[b, i]))} yuan")
             if details:
                 cited.append(AppliedRule.of(band, "; ".join(details)))
+        if self._zero_fine[i]:
+            rule = self._zero_fine_rule
+            cited.append(AppliedRule.of(rule, f"the fine rounds to 0 yuan: {rule.action}"))
         if self._cap_binds[i]:
             capped = f"fine capped at {fmt_num(self._cap.cap_yuan)} yuan"
             cited.append(AppliedRule.of(self._cap, capped))
@@ -203,8 +210,9 @@ def _grade_arrays(
     fine = np.round(np.minimum(raw, cap.cap_yuan), _FEN_DECIMALS)
     where = np.argmax(inside, axis=0)
     band_action = np.array([b.action for b in bands])[where]
-    action = np.where(~over, "none",
-                      np.where((band_action == "fine") & (fine > 0), "fine", "warning"))
+    zero_fine = over & (band_action == "fine") & ~(fine > 0)
+    action = np.where(~over, "none", np.where(zero_fine, bench.mass.zero_fine.action,
+                                              band_action))
     return GradeTable(
         axle_code=codes,
         measured_kg=gross,
@@ -230,6 +238,8 @@ def _grade_arrays(
         _band_fines_yuan=fines,
         _cap=cap,
         _cap_binds=raw > cap.cap_yuan,
+        _zero_fine=zero_fine,
+        _zero_fine_rule=bench.mass.zero_fine,
         _policy=policy,
     )
 
@@ -323,7 +333,7 @@ def _add_dimensions(
     cap = bench.total_cap.cap_yuan
     low = min(mass_fine + band.fine_min_yuan, cap)
     high = min(mass_fine + band.fine_max_yuan, cap)
-    cited = dimension_rules(checks, band, rules)
+    cited = dimension_rules(checks, band, rules, bench)
     if mass_fine + band.fine_max_yuan > cap:
         capped = f"all fines together capped at {fmt_num(cap)} yuan"
         cited.append(AppliedRule.of(bench.total_cap, capped))

@@ -90,16 +90,27 @@ def _air(
 
 
 def _deductions(
-    parsed: AxleCode, vehicle: Vehicle, tyres: Sequence[str], driven: frozenset[int]
-) -> list[int]:
-    """Axles (1-based) that are single-tyred, not driven, and in a group or on a trailer."""
-    found = []
+    parsed: AxleCode, vehicle: Vehicle, tyres: Sequence[str], driven: frozenset[int],
+    exempt_drive_groups: bool = False,
+) -> tuple[list[int], list[int]]:
+    """Axles (1-based) that are single-tyred, not driven, and in a group or on a trailer:
+    those deducted, and those exempt as the tag axle of a drive group (when the limit row
+    is one of the table's ``tag_axle_exemption.limits``)."""
+    found: list[int] = []
+    exempt: list[int] = []
     for group in parsed.groups:
         for i in range(group.first_axle, group.first_axle + group.axles):
             in_group_or_trailer = group.axles > 1 or group.number in vehicle.trailer_groups
             if tyres[i] == "single" and i not in driven and in_group_or_trailer:
-                found.append(i + 1)
-    return found
+                tag = exempt_drive_groups and group.number in vehicle.drive_groups
+                (exempt if tag else found).append(i + 1)
+    return found, exempt
+
+
+def _tag_exempt(base_id: str, rules: RuleBook) -> bool:
+    """Whether the table exempts a drive group's tag axle under the limit row ``base_id``."""
+    rule = rules.limits.tag_axle_exemption
+    return rule is not None and base_id in rule.limits
 
 
 def _check_spacings(parsed: AxleCode, group_spacings_m) -> None:
@@ -186,7 +197,14 @@ def vehicle_limit(
             limit = limit + rule.add_kg if rule.add_kg is not None else rule.limit_kg
             applied.append(AppliedRule.of(rule, f"air suspension: limit {fmt_num(limit)} kg"))
             assumptions += [note] if note else []
-    deducted = _deductions(parsed, vehicle, axle_tyres, driven)
+    deducted, exempt = _deductions(parsed, vehicle, axle_tyres, driven,
+                                   _tag_exempt(base.id, rules))
+    if exempt:
+        rule = rules.limits.tag_axle_exemption
+        applied.append(AppliedRule.of(rule, (
+            f"axle(s) {', '.join(map(str, exempt))}: single-tyred non-drive axle of the "
+            f"tractor's drive group, not deducted: {base.id} already sets the limit for a "
+            f"single drive axle ({fmt_num(limit)} kg)")))
     if deducted:
         rule = rules.limits.single_tyre_deduction
         limit -= rule.deduct_kg_per_axle * len(deducted)

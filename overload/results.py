@@ -59,7 +59,8 @@ class Grade:
     band : str or None
         Id of the benchmark band the excess falls in.
     action : str
-        ``none``, ``warning`` or ``fine``.
+        ``none``, ``education`` (批评教育, no penalty), ``warning`` (警告, a penalty) or
+        ``fine``.
     fine_yuan : float or None
         The fine when it is one number; None for no fine or a range.
     fine_min_yuan, fine_max_yuan : float or None

@@ -306,12 +306,12 @@ def _check_defaults(codes: AxleCodesTable, limits: dict, root: Path) -> None:
 
 def _check_benchmark_links(benchmarks: dict[str, Benchmark], root: Path) -> None:
     for name, bench in benchmarks.items():
-        ref = bench.dimensions_from
+        ref = bench.dimensions_from.benchmark if bench.dimensions_from is not None else None
         if ref is not None and (ref not in benchmarks or benchmarks[ref].dimensions is None):
             with_dims = sorted(n for n, b in benchmarks.items() if b.dimensions is not None)
             raise RuleError(
                 f"{_display(root / BENCHMARK_FOLDER / f'{name}.yaml')}: option "
-                f"'dimensions_from' names {ref!r}, which has no dimension scale "
+                f"'dimensions_from.benchmark' names {ref!r}, which has no dimension scale "
                 f"(benchmarks with one: {', '.join(with_dims)})"
             )
 

@@ -78,6 +78,14 @@ class SingleTyreDeduction(Rule):
     deduct_kg_per_axle: NonNegative
 
 
+class TagAxleExemption(Rule):
+    """Where these limit rows apply, a single-tyred non-drive axle in the tractor's drive
+    group (the tag or pusher axle beside a single drive axle) is not deducted: the row's
+    limit is already the one for that axle arrangement."""
+
+    limits: list[RuleId] = Field(min_length=1)
+
+
 class WideBaseTyre(Rule):
     """The section widths from which a single tyre counts as wide-base."""
 
@@ -119,6 +127,7 @@ class LimitsTable(Frozen):
     title: str
     mass_limits: list[MassLimit] = Field(min_length=1)
     single_tyre_deduction: SingleTyreDeduction
+    tag_axle_exemption: TagAxleExemption | None = None
     wide_base_tyre: WideBaseTyre
     air_suspension: list[AirSuspension] = []
     licence_mass_cap: Cap
@@ -142,6 +151,13 @@ class LimitsTable(Frozen):
                         f"rule '{rule.id}' applies_to unknown limit '{ref}' "
                         f"(known: {', '.join(sorted(known))})"
                     )
+        exempt = self.tag_axle_exemption.limits if self.tag_axle_exemption else []
+        for ref in exempt:
+            if ref not in known:
+                raise ValueError(
+                    f"tag_axle_exemption.limits names unknown limit '{ref}' "
+                    f"(known: {', '.join(sorted(known))})"
+                )
         quantities = sorted(d.quantity for d in self.dimensions)
         if quantities != ["height", "length", "width"]:
             raise ValueError(
@@ -445,12 +461,17 @@ class Bound(Frozen):
         return self.kg if self.kg is not None else self.fraction_of_limit  # type: ignore[return-value]
 
 
+Action = Literal["none", "education", "warning", "fine"]
+"""Grade actions: ``none`` (not over), ``education`` (批评教育, no penalty), ``warning`` (警告,
+a penalty: 行政处罚法 Art. 9(一)), ``fine``."""
+
+
 class MassBand(Rule):
     """A band of graded excess (``above`` < excess <= ``up_to``) and what it brings."""
 
     above: Bound
     up_to: Bound | None = None
-    action: Literal["warning", "fine"]
+    action: Literal["education", "warning", "fine"]
     applies_to: Literal["whole_excess", "band_part"] | None = None
     rate_yuan: NonNegative | None = None
     per_kg: Positive | None = None
@@ -461,9 +482,20 @@ class MassBand(Rule):
         present = [getattr(self, f) is not None for f in fields]
         if self.action == "fine" and not all(present):
             raise ValueError(f"band '{self.id}' with action 'fine' needs {', '.join(fields)}")
-        if self.action == "warning" and any(present):
-            raise ValueError(f"band '{self.id}' with action 'warning' must not set {fields}")
+        if self.action != "fine" and any(present):
+            raise ValueError(
+                f"band '{self.id}' with action '{self.action}' must not set {fields}")
         return self
+
+
+class ZeroFine(Rule):
+    """What a fine band whose fine rounds to 0 yuan brings instead (a fine of 0 is none).
+
+    The answer differs by benchmark (a 警告 is a penalty only a scale that has it may give),
+    so it is a row with its source, not a choice of the code.
+    """
+
+    action: Literal["education", "warning"]
 
 
 class CapYuan(Rule):
@@ -478,6 +510,7 @@ class MassScale(Frozen):
     rounding: Literal["floor", "ceil", "pro_rata"]
     rounding_note: str | None = None
     bands: list[MassBand] = Field(min_length=1)
+    zero_fine: ZeroFine
     cap: CapYuan
 
     @model_validator(mode="after")
@@ -532,6 +565,17 @@ class DimensionScale(Frozen):
         return self
 
 
+class DimensionsFrom(Rule):
+    """Dimensions graded by another benchmark's scale, with the legal path that leads there.
+
+    ``source`` is the provision that sets the liability (e.g. 公路安全保护条例 Art. 64);
+    ``via`` the provincial provision that defers to it (e.g. 浙江省公路条例 Art. 51).
+    """
+
+    benchmark: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")]
+    via: Source | None = None
+
+
 class Benchmark(Frozen):
     """``benchmarks/<id>.yaml``: one province's (or the national) discretion benchmark."""
 
@@ -539,7 +583,7 @@ class Benchmark(Frozen):
     title: str
     mass: MassScale
     dimensions: DimensionScale | None = None
-    dimensions_from: str | None = None
+    dimensions_from: DimensionsFrom | None = None
     total_cap: CapYuan
 
     @model_validator(mode="after")

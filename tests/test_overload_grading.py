@@ -6,7 +6,15 @@ import math
 import numpy as np
 import pytest
 
-from overload import RuleError, grade, grade_many
+from overload import RuleError, grade, grade_many, load_rules
+
+
+def edit(folder, name: str, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` once in one table, insisting that ``old`` is there."""
+    path = folder / name
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {name}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def rule_ids(result):
@@ -76,8 +84,11 @@ def test_zhejiang_2_axle_at_25000(rules):
 
 
 def test_zhejiang_up_to_20_percent_is_education_only(rules):
+    # Art. 53(一): 批评教育, 可以不予处罚. Not a 警告: a 警告 is itself a penalty
+    # (行政处罚法 Art. 9(一)), so the band's action is education, with no fine.
     g = grade("12", 18000 * 1.2, rules, benchmark="zhejiang")
-    assert (g.action, g.fine_yuan, g.band) == ("warning", None, "zhejiang.mass.education")
+    assert (g.action, g.fine_yuan, g.band) == ("education", None, "zhejiang.mass.education")
+    assert "zhejiang.mass.zero-fine" not in rule_ids(g)
 
 
 def test_zhejiang_above_50_percent_adds_500_per_tonne_for_that_part(rules):
@@ -94,8 +105,52 @@ def test_zhejiang_cap_30000(rules):
 
 
 def test_zhejiang_tiny_part_above_20_percent_rounds_to_no_fine(rules):
+    # 400 kg above 20 % floors to 0 t × 300 yuan = 0: Art. 53 has no 警告, so the table's
+    # zero_fine row gives education (行政处罚法 Art. 33 ¶3), cited in the grade.
     g = grade("12", 18000 * 1.2 + 400, rules, benchmark="zhejiang")
-    assert (g.band, g.action, g.fine_yuan) == ("zhejiang.mass.20-50pct", "warning", None)
+    assert (g.band, g.action, g.fine_yuan) == ("zhejiang.mass.20-50pct", "education", None)
+    zero = g.rules[-1]
+    assert (zero.id, zero.source.article, zero.verify) == ("zhejiang.mass.zero-fine",
+                                                           "第三十三条", True)
+    assert zero.detail == "the fine rounds to 0 yuan: education"
+    assert grade("12", 18000 * 1.2 + 1000, rules, benchmark="zhejiang").fine_yuan == 300
+
+
+def test_national_zero_fine_row_gives_a_warning(rules_copy):
+    # With 2 000 kg per unit an excess of 1 500 kg floors to 0 units: the national row says
+    # warning (the national scale has the 警告), and cites itself.
+    edit(rules_copy, "benchmarks/national.yaml", "per_kg: 1000", "per_kg: 2000")
+    g = grade("157", 50500, load_rules(rules_copy))
+    assert (g.band, g.action, g.fine_yuan) == ("national.mass.fine", "warning", None)
+    assert g.rules[-1].id == "national.mass.zero-fine"
+
+
+def test_zero_fine_action_is_data(rules_copy):
+    edit(rules_copy, "benchmarks/zhejiang.yaml", "  zero_fine:\n    id: zhejiang.mass.zero-fine\n"
+         "    description: a fine that rounds to 0 yuan is criticism and education (批评教育), "
+         "no penalty\n    action: education", "  zero_fine:\n    id: zhejiang.mass.zero-fine\n"
+         "    description: changed\n    action: warning")
+    g = grade("12", 18000 * 1.2 + 400, load_rules(rules_copy), benchmark="zhejiang")
+    assert g.action == "warning"
+
+
+def test_zhejiang_dimensions_cite_art_64_via_art_51(rules):
+    g = grade("12", 18000, rules, benchmark="zhejiang", height_m=4.3)
+    link = next(r for r in g.rules if r.id == "zhejiang.dimensions-from")
+    assert link.source.cite() == "公路安全保护条例（2011） 第六十四条"
+    assert "via 浙江省公路条例（2020） 第五十一条" in link.detail
+    assert g.rules[-1].id == "national.dimensions.medium"
+    assert (g.action, g.fine_min_yuan, g.fine_max_yuan) == ("fine", 200, 1000)
+
+
+def test_149_worked_example_grades_at_46000(rules):
+    # 6×2 tractor 149 at 49 400 kg: limit 46 000 kg (the tag axle of the tractor's drive
+    # tandem is not deducted, limits.yaml tag_axle_exemption), excess 3 400 kg → 3 × 500.
+    # Deducting it (43 000 kg) would give 6 400 kg → 3 000 yuan.
+    g = grade("149", 49400, rules)
+    assert (g.limit_kg, g.excess_kg, g.action, g.fine_yuan) == (46000, 3400, "fine", 1500)
+    assert "limit.tag-axle-exemption" in rule_ids(g)
+    assert "limit.single-tyre-deduction" not in rule_ids(g)
 
 
 def test_tolerance_policies_change_the_grade(rules):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from overload import RuleError, tyre_from_width, vehicle_limit
+from overload import RuleError, load_rules, tyre_from_width, vehicle_limit
 
 
 def ids(limit):
@@ -44,10 +44,31 @@ def test_149_single_drive_with_wide_base_tag_axle_takes_46000(rules):
     assert vehicle_limit("149", rules, tyres=tyres).limit_kg == 46000
 
 
-def test_149_from_digits_alone_deducts_its_single_tyred_tag_axle(rules):
+def test_149_from_digits_alone_keeps_46000_its_tag_axle_exempt(rules):
+    # The 46 000 kg row is the limit for a tractor with one drive axle and a non-drive axle
+    # beside it; deducting 3 000 kg for that tag axle again (43 000 kg) would count it twice
+    # (limits.yaml tag_axle_exemption, with its [verify]). rules-cn.md §2 gives 149 46 t.
     limit = vehicle_limit("149", rules)
+    assert limit.limit_kg == 46000
+    assert ids(limit)[-1] == "limit.tag-axle-exemption"
+    assert "axle(s) 2" in limit.rules[-1].detail
+    assert limit.rules[-1].verify
+
+
+def test_149_single_tyred_trailer_axle_is_still_deducted(rules):
+    tyres = ["single", "single", "dual", "single", "wide_base", "wide_base"]
+    limit = vehicle_limit("149", rules, tyres=tyres)
     assert limit.limit_kg == 46000 - 3000
-    assert ids(limit)[-1] == "limit.single-tyre-deduction"
+    assert ids(limit)[-2:] == ["limit.tag-axle-exemption", "limit.single-tyre-deduction"]
+    assert "axle(s) 4" in limit.rules[-1].detail
+
+
+def test_without_the_exemption_row_149_takes_43000(rules_copy):
+    path = rules_copy / "limits.yaml"
+    text = path.read_text(encoding="utf-8")
+    start = text.index("tag_axle_exemption:")
+    path.write_text(text[:start] + text[text.index("wide_base_tyre:"):], encoding="utf-8")
+    assert vehicle_limit("149", load_rules(rules_copy)).limit_kg == 43000
 
 
 def test_single_tyred_trailer_axle_lowers_the_limit_by_3000(rules):

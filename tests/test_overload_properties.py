@@ -24,7 +24,7 @@ OPTIONS = st.fixed_dictionaries(
         "rounding": st.sampled_from([None, "floor", "ceil", "pro_rata"]),
     }
 )
-SEVERITY = {"none": 0, "warning": 1, "fine": 2}
+SEVERITY = {"none": 0, "education": 1, "warning": 2, "fine": 3}
 
 
 @SEEDED
