@@ -179,7 +179,7 @@ class EmailSettings(BaseModel):
     port: count(65535, "the highest TCP port") = Field(
         25, description="its port: 25 (relay), 587 (submission, with starttls)")
     sender: str = Field(min_length=3, description="the From address of every message")
-    timeout_s: number(120, "two minutes; a party waits for no longer a server", unit=" s") \
+    timeout_s: number(120, "two minutes; a slower server holds up every later notice", unit=" s") \
         = Field(10.0, description="the longest any one network step (connect, a reply) may "
                 "take before the attempt counts as failed")
     starttls: bool = Field(False, description="encrypt the connection with STARTTLS "
