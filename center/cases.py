@@ -7,10 +7,18 @@ benchmark and tolerance policy (the device's accuracy class from the registry, f
 review, or joins the case of the same plate whose captures lie within ``trip_window_h``:
 repeated captures of one continuous trip are one act (行政处罚法 Art. 29), one case, the
 capture with the largest graded excess as its evidence and the others attached. Each case
-counts the vehicle's evidential overload captures and cases (acts) in the look-back of the
-rule tables (``enforcement.yaml``: ``repeat_window``, and more than ``repeat_more_than`` is
-the repeat of 公路安全保护条例 Art. 66) and is marked a first violation when the plate has no
-earlier case that was not rejected (行政处罚法 Art. 33: the decision to waive is staff's).
+counts the vehicle's cases (acts) that passed review, and their evidential overload
+captures, in the look-back of the rule tables (``enforcement.yaml``: ``repeat_window``, and
+more than ``repeat_more_than`` is the repeat of 公路安全保护条例 Art. 66), and is marked a
+first violation when the plate has no earlier case that passed review (行政处罚法 Art. 33:
+the decision to waive is staff's). A case awaiting review is no established act, so it
+counts for neither; both are recounted on every refresh and by :func:`recount`, which the
+procedure calls after each step.
+
+Grading takes the vehicle register's facts (:mod:`center.vehicles`: kind, licence mass,
+air suspension) for the capture's plate and colour, and the grade records them under
+``register`` (or that none was found). Legality takes the device's registry row in force
+on the capture's day in China (:func:`center.registry.device_on`).
 The notice lead time of the legality checks comes from the same table. Processing a packet
 whose capture exists does nothing, so a packet seen twice counts once.
 """
@@ -22,7 +30,7 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from threading import Event
 
@@ -48,10 +56,13 @@ from center.law_models import (
     DeviceRecord,
     DeviceSuspension,
     UtcTime,
+    VehicleRow,
 )
-from center.legality import Check, PlateFacts, evidential, grammar_fits
+from center.legality import Check, PlateFacts, evidential, grammar_fits, local_day
+from center.registry import device_on
 from center.settings import CenterSettings, LawSettings
 from center.unread_plates import needs_reading
+from center.vehicles import grading_facts, lookup
 from evidence.packet import Packet, PacketError, decode_packet
 from overload import RuleBook, RuleError, grade, load_rules
 from overload.plates import PlateGrammar, load_plate_grammar
@@ -103,32 +114,78 @@ def law_rules(law: LawSettings) -> RuleBook:
 
 
 def _grade(packet: Packet, record: DeviceRecord | None, law: LawSettings,
-           rules: RuleBook) -> tuple[dict | None, str | None]:
-    """The packet's grade as plain data, or why it could not be graded."""
+           rules: RuleBook, *, registered: VehicleRow | None = None,
+           plate: tuple[str | None, str | None] = (None, None)
+           ) -> tuple[dict | None, str | None]:
+    """The packet's grade as plain data, or why it could not be graded. ``registered``:
+    the vehicle register's entry of the plate (``plate``: text and colour), whose kind,
+    licence mass and air suspension grading takes; the grade records them under
+    ``register``. A kind of the register for which the tables have no limit of the
+    measured axle count (a register naming a truck for a six-axle pass) cannot be right
+    for this pass: the pass is graded as its axle code says, and the grade says so."""
     vehicle = packet.vehicle
     if not vehicle.axle_code:
         return None, "no axle code in the packet: cannot be graded"
     tyres = vehicle.tyres if len(vehicle.tyres) == len(vehicle.axle_loads_kg) else None
     accuracy = record.accuracy_class if record is not None else None
     policy = rules.tolerance_policy(law.tolerance)
+    facts = grading_facts(registered, *plate)
+    given = {} if registered is None else {
+        "kind": registered.kind, "licence_mass_kg": registered.licence_mass_kg,
+        "air_suspension": registered.air_suspension}
+
+    def graded(**extra: object) -> dict:
+        return grade(vehicle.axle_code, vehicle.gross_kg, rules, benchmark=law.benchmark,
+                     tolerance=law.tolerance,
+                     accuracy_class=accuracy if policy.kind == "mpe" else None, tyres=tyres,
+                     **extra).to_dict()
+
     try:
-        g = grade(vehicle.axle_code, vehicle.gross_kg, rules, benchmark=law.benchmark,
-                  tolerance=law.tolerance,
-                  accuracy_class=accuracy if policy.kind == "mpe" else None, tyres=tyres)
+        try:
+            data = graded(**given)
+        except RuleError as exc:
+            if not given.get("kind"):
+                raise
+            data = graded(**{**given, "kind": None})
+            facts["kind_refused"] = f"{exc}: graded as the axle code says"
     except RuleError as exc:
         return None, str(exc)
-    return g.to_dict(), None
+    if registered is not None and registered.axle_code not in (None, vehicle.axle_code):
+        facts["axle_code_differs"] = (f"the register's axle code {registered.axle_code} is "
+                                      f"not the measured {vehicle.axle_code}")
+    data["register"] = facts
+    return data, None
 
 
-def _registry(session: Session, device_id: str, cache: dict
-              ) -> tuple[DeviceRecord | None, list[DeviceSuspension]]:
-    if device_id not in cache:
-        record = session.scalars(select(DeviceRecord).where(
-            DeviceRecord.device_id == device_id)).first()
-        suspensions = list(session.scalars(select(DeviceSuspension).where(
-            DeviceSuspension.device_id == device_id)))
-        cache[device_id] = (record, suspensions)
-    return cache[device_id]
+def _registry(session: Session, device_id: str, cache: dict, captured_at: datetime
+              ) -> tuple[DeviceRecord | None, list[DeviceSuspension], date | None]:
+    """The device's registry row in force on the capture's day in China, its
+    suspensions, and — when no row is in force that day — the day its first version is in
+    force from (None: the device is not in the registry at all). Cached per device and
+    day for one batch."""
+    day = local_day(captured_at)
+    key = ("device", device_id, day)
+    if key not in cache:
+        record = device_on(session, device_id, day)
+        first = None if record is not None else session.scalar(
+            select(func.min(DeviceRecord.effective_from)).where(
+                DeviceRecord.device_id == device_id))
+        if ("stops", device_id) not in cache:
+            cache[("stops", device_id)] = list(session.scalars(select(DeviceSuspension).where(
+                DeviceSuspension.device_id == device_id)))
+        cache[key] = (record, cache[("stops", device_id)], first)
+    return cache[key]
+
+
+def _vehicle(session: Session, plate: str | None, colour: str | None, cache: dict
+             ) -> VehicleRow | None:
+    """The vehicle register's entry of a capture's plate, cached for one batch."""
+    if not plate:
+        return None
+    key = ("vehicle", plate, colour)
+    if key not in cache:
+        cache[key] = lookup(session, plate, colour)
+    return cache[key]
 
 
 @functools.cache
@@ -150,21 +207,26 @@ def _capture(session: Session, packet_id: int | None, packet: Packet, law: LawSe
     """Grade and judge one packet into a new capture row (added; the caller flushes).
     ``facts``: the center's reading of a plate the unit left unread. A plate text that
     no GA 36 template accepts is kept in the checks' words only, never as the plate."""
-    record, suspensions = _registry(session, packet.device_id, cache)
+    record, suspensions, first_from = _registry(session, packet.device_id, cache,
+                                                packet.captured_at)
     grammar = _grammar(law.rules_folder)
     verdict = evidential(
         record, suspensions, packet.captured_at, rules.enforcement.notice_lead, packet=packet,
         device_id=packet.device_id, abnormal_driving=law.abnormal_driving_flags,
         faulty_measurement=law.faulty_measurement_flags, trusted_clocks=law.trusted_clocks,
         min_plate_confidence=law.min_plate_confidence,
-        min_province_confidence=law.min_province_confidence, plate=facts, grammar=grammar)
-    graded, error = _grade(packet, record, law, rules)
+        min_province_confidence=law.min_province_confidence, plate=facts, grammar=grammar,
+        first_from=first_from)
     plate = facts.record if facts is not None else packet.plate
     text = plate.text.strip() if plate else ""
+    judged = text if text and grammar_fits(text, plate.colour, grammar) else None
+    colour = plate.colour if plate else None
+    graded, error = _grade(packet, record, law, rules, plate=(judged, colour),
+                           registered=_vehicle(session, judged, colour, cache))
     capture = Capture(
         packet_id=packet_id, device_id=packet.device_id, sequence=packet.sequence,
         captured_at=utc(packet.captured_at),
-        plate=text if text and grammar_fits(text, plate.colour, grammar) else None,
+        plate=judged,
         plate_colour=plate.colour if plate else None,
         plate_confidence=plate.confidence if plate else None,
         plate_source=_plate_source(packet, facts),
@@ -199,18 +261,58 @@ def _trip_case(session: Session, capture: Capture, window: timedelta) -> Case | 
     ).order_by(Case.last_at.desc())).first()
 
 
+NOT_PASSED = ("awaiting_review", "reviewed", "rejected")
+"""Case states that are no established act: not yet through review (the first officer's
+review alone is not enough: 行政处罚法 Art. 42 wants two), or rejected."""
+DECIDED = ("decided", "served", "paid", "closed", "rejected")
+"""Case states whose counts no longer change (the decision was made on them)."""
+
+
+def _passed() -> object:
+    """The condition that a case has passed review and was not rejected."""
+    return Case.status.not_in(NOT_PASSED)
+
+
 def _history(session: Session, plate: str, at: datetime, rules: RuleBook
              ) -> tuple[int, int]:
-    """Evidential overload captures and (not rejected) cases of the plate in the look-back
-    window ending at ``at`` (Art. 66)."""
+    """The plate's cases that passed review, and their evidential overload captures, in
+    the look-back window ending at ``at`` (Art. 66: a case still awaiting review or
+    rejected is no established act)."""
     since = at - timedelta(days=rules.enforcement.repeat_window.value)
-    captures = session.scalar(select(func.count()).select_from(Capture).where(
-        Capture.plate == plate, Capture.evidential, Capture.over,
+    captures = session.scalar(select(func.count()).select_from(Capture).join(
+        CaseCapture, CaseCapture.capture_id == Capture.id).join(
+        Case, Case.id == CaseCapture.case_id).where(
+        Case.plate == plate, _passed(), Capture.evidential, Capture.over,
         Capture.captured_at > since, Capture.captured_at <= at)) or 0
     cases = session.scalar(select(func.count()).select_from(Case).where(
-        Case.plate == plate, Case.status != "rejected",
+        Case.plate == plate, _passed(),
         Case.first_at > since, Case.first_at <= at)) or 0
     return captures, cases
+
+
+def recount(session: Session, case: Case, rules: RuleBook) -> None:
+    """Recount the case's Art. 66 history (acts and captures in the look-back, and whether
+    they are more than allowed) and its first-violation mark (行政处罚法 Art. 33: no
+    earlier case of the plate that passed review), from the cases as they stand now. The
+    procedure calls this after each step, since a review elsewhere changes both."""
+    case.captures_12m, case.cases_12m = _history(session, case.plate, utc(case.last_at),
+                                                 rules)
+    case.repeat_over_limit = case.cases_12m > rules.enforcement.repeat_more_than.value
+    earlier = session.scalar(select(func.count()).select_from(Case).where(
+        Case.plate == case.plate, _passed(), Case.id != case.id,
+        Case.first_at < utc(case.first_at))) or 0
+    case.first_violation = earlier == 0
+    session.flush()
+
+
+def recount_plate(session: Session, plate: str, rules: RuleBook) -> list[Case]:
+    """:func:`recount` every case of the plate not yet decided (a review of one case
+    changes the counts of the others); the cases recounted."""
+    cases = list(session.scalars(select(Case).where(Case.plate == plate,
+                                                    Case.status.not_in(DECIDED))))
+    for case in cases:
+        recount(session, case, rules)
+    return cases
 
 
 def _refresh(session: Session, case: Case, rules: RuleBook) -> None:
@@ -228,9 +330,7 @@ def _refresh(session: Session, case: Case, rules: RuleBook) -> None:
             link.role = "evidence" if c.id == case.best_capture_id else "attached"
     times = [utc(c.captured_at) for c, _ in rows]
     case.first_at, case.last_at = min(times), max(times)
-    case.captures_12m, case.cases_12m = _history(session, case.plate, case.last_at, rules)
-    case.repeat_over_limit = case.cases_12m > rules.enforcement.repeat_more_than.value
-    session.flush()
+    recount(session, case, rules)
 
 
 def _lock_plate(session: Session, plate: str) -> None:
@@ -257,18 +357,16 @@ def _open_or_join(session: Session, capture: Capture, law: LawSettings,
                f"{law.trip_window_h} h{late}")
         _refresh(session, case, rules)
         return case
-    earlier = session.scalar(select(func.count()).select_from(Case).where(
-        Case.plate == capture.plate, Case.status != "rejected", Case.first_at < t)) or 0
     case = Case(plate=capture.plate, plate_colour=capture.plate_colour,
                 status="awaiting_review", created_at=datetime.now(UTC), first_at=t, last_at=t,
-                best_capture_id=capture.id, first_violation=earlier == 0, captures_12m=0,
+                best_capture_id=capture.id, first_violation=False, captures_12m=0,
                 cases_12m=0, repeat_over_limit=False, action=capture.action or "none",
                 fine_yuan=capture.fine_yuan)
     session.add(case)
     session.flush()
     session.add(CaseCapture(case_id=case.id, capture_id=capture.id, role="evidence"))
     session.flush()
-    _refresh(session, case, rules)
+    _refresh(session, case, rules)  # recounts: first violation, Art. 66 history
     first = "; first violation (行政处罚法 Art. 33)" if case.first_violation else ""
     _audit(session, case.id, "case_opened",
            f"capture {capture.id} ({capture.device_id} #{capture.sequence}): {case.action}, "
@@ -644,4 +742,5 @@ def capture_to_dict(c: Capture) -> dict:
         "tolerance_kg": c.tolerance_kg, "excess_kg": c.excess_kg, "over": c.over,
         "action": c.action, "fine_yuan": c.fine_yuan, "evidential": c.evidential,
         "checks": c.checks, "grade": c.grade, "grade_error": c.grade_error,
+        "vehicle_register": (c.grade or {}).get("register"),
     }

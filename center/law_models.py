@@ -1,6 +1,8 @@
 """The tables of the law at the center (built by migration ``0002_law``; the plate's source
-columns by ``0003_plate_source``): the device registry and its suspensions, one graded
-capture per stored packet, cases, the captures of each case, and the audit log.
+columns by ``0003_plate_source``; the registers and the registry's history by
+``0004_registers``): the device registry (every version of each device) and its
+suspensions, the vehicle and staff registers, one graded capture per stored packet, cases,
+the captures of each case, and the audit log.
 
 A capture is keyed by device and sequence, like the packet it comes from, so processing
 a packet twice finds its capture and does nothing. Dates of the registry are calendar
@@ -55,13 +57,20 @@ CASE_STATUSES = ("awaiting_review", "confirmed", "rejected", "closed")
 
 
 class DeviceRecord(Base):
-    """What the public and the law know about one enforcement device (行政处罚法 Art. 41):
-    where it stands, its review, its verification certificate, signs, public notice."""
+    """What the public and the law know about one enforcement device (行政处罚法 Art. 41)
+    from a calendar day (CST) on: where it stands, its review, its verification
+    certificate, signs, public notice. A device has one row per version, never updated: a
+    renewed certificate adds a version, so a capture is judged by the row in force on its
+    day (the latest version whose ``effective_from`` is not after it)."""
 
     __tablename__ = "device_records"
+    __table_args__ = (UniqueConstraint("device_id", "version",
+                                       name="uq_device_records_device_version"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    device_id: Mapped[str] = mapped_column(String(64), unique=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, doc="1, 2, … in the order imported")
+    effective_from: Mapped[date] = mapped_column(Date, doc="first day in force (CST)")
     road: Mapped[str] = mapped_column(String(128))
     stake: Mapped[str] = mapped_column(String(64), doc="桩号, e.g. K123+450")
     direction: Mapped[str] = mapped_column(String(64))
@@ -79,7 +88,7 @@ class DeviceRecord(Base):
     notice_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     enforcement_start: Mapped[date | None] = mapped_column(Date, nullable=True)
     active: Mapped[bool] = mapped_column(Boolean)
-    updated_at: Mapped[datetime] = mapped_column(UtcTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcTime, doc="when this version was written")
 
 
 class DeviceSuspension(Base):
@@ -183,3 +192,49 @@ class AuditEntry(Base):
                                                 index=True)
     action: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text)
+
+
+class VehicleRow(Base):
+    """One vehicle of the vehicle register, by plate and plate colour: the facts grading
+    needs (kind, licence mass 核定总质量, air suspension) and the party of a case (owner,
+    transport certificate 道路运输证) for the notice and the Order 62 Art. 44 report."""
+
+    __tablename__ = "vehicles"
+    __table_args__ = (UniqueConstraint("plate", "plate_colour", name="uq_vehicles_plate"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    plate: Mapped[str] = mapped_column(String(32))
+    plate_colour: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str | None] = mapped_column(String(16), nullable=True,
+                                             doc="truck or combination (overload's kinds)")
+    licence_mass_kg: Mapped[float | None] = mapped_column(Float, nullable=True)
+    air_suspension: Mapped[bool] = mapped_column(Boolean)
+    axle_code: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    owner_kind: Mapped[str] = mapped_column(String(8), doc="person or company")
+    owner_name: Mapped[str] = mapped_column(String(128))
+    owner_id_number: Mapped[str | None] = mapped_column(
+        String(32), nullable=True, doc="身份证号 of a person, 统一社会信用代码 of a company")
+    address: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    transport_certificate: Mapped[str | None] = mapped_column(String(64), nullable=True,
+                                                              doc="道路运输证号")
+    updated_at: Mapped[datetime] = mapped_column(UtcTime)
+
+
+class StaffRow(Base):
+    """One member of staff: officer id (工号), name, enforcement credential (执法证号),
+    roles, and the days (CST) the entry is valid."""
+
+    __tablename__ = "staff"
+    __table_args__ = (UniqueConstraint("officer_id", name="uq_staff_officer_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    officer_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(64))
+    credential_number: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    roles: Mapped[list[str]] = mapped_column(JSON, doc="sorted role names")
+    active: Mapped[bool] = mapped_column(Boolean)
+    valid_from: Mapped[date | None] = mapped_column(Date, nullable=True)
+    valid_to: Mapped[date | None] = mapped_column(Date, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcTime)

@@ -11,7 +11,10 @@ any is kept as data, marked "not evidence" with every reason. The notice lead ti
 of the rule tables (``enforcement.yaml``), given with its source.
 
 Registry dates are calendar days in China Standard Time (UTC+8, no daylight saving): a
-certificate "valid to 2026-05-31" covers that whole local day. Pure functions: no
+certificate "valid to 2026-05-31" covers that whole local day. The registry keeps every
+version of a device (:mod:`center.registry`); the caller gives the version in force on the
+capture's day (:func:`center.registry.device_on`), and the "registered" check names it, so
+an old capture shows the certificate of its day after a renewal. Pure functions: no
 database, no clock.
 """
 
@@ -163,16 +166,30 @@ def _suspension(suspensions: Iterable[Suspension], day: date) -> Check:
     return _check("suspension", True, f"no suspension covers the capture on {day}")
 
 
+def _in_force(record: RegistryRecord) -> str:
+    """Which version of the device judged the capture, when the record is a stored one."""
+    version = getattr(record, "version", None)
+    if version is None:
+        return ""
+    return f" (version {version}, in force from {getattr(record, 'effective_from', '?')})"
+
+
 def device_checks(record: RegistryRecord | None, suspensions: Iterable[Suspension],
                   captured_at: datetime, notice_lead: Days,
-                  device_id: str = "") -> list[Check]:
-    """Every check of the device's registry record at the capture's time; ``notice_lead``
-    is the rule row of the notice lead time (``rules.enforcement.notice_lead``)."""
+                  device_id: str = "", *, first_from: date | None = None) -> list[Check]:
+    """Every check of the device's registry record in force on the capture's day;
+    ``notice_lead`` is the rule row of the notice lead time
+    (``rules.enforcement.notice_lead``). ``first_from``: with no record, the day the
+    device's first version is in force from, when it has one (the capture is earlier)."""
     day = local_day(captured_at)
+    if record is None and first_from is not None:
+        return [_check("registered", False, f"device {device_id} has no registry row in force "
+                       f"on {day}: its first version is in force from {first_from}")]
     if record is None:
         return [_check("registered", False, f"device {device_id} is not in the registry")]
     return [
-        _check("registered", True, f"device {record.device_id} is in the registry"),
+        _check("registered", True, f"device {record.device_id} is in the registry"
+               f"{_in_force(record)}"),
         _check("active", record.active, "device is active in the registry" if record.active
                else "device is marked inactive in the registry"),
         _dated("review", "legal and technical review passed", record.review_date, day),
@@ -287,11 +304,14 @@ def evidential(record: RegistryRecord | None, suspensions: Iterable[Suspension],
                trusted_clocks: Sequence[str] = ("synced", "holdover"),
                min_plate_confidence: float = 0.0, min_province_confidence: float = 0.0,
                plate: PlateFacts | None = None,
-               grammar: PlateGrammar | None = None) -> Legality:
-    """The verdict on one capture: the device's checks, then (given the packet) the
-    pass's own; evidence only when every one passes. ``plate`` replaces the packet's own
-    plate (the center's reading of an unread one)."""
-    checks = device_checks(record, suspensions, captured_at, notice_lead, device_id)
+               grammar: PlateGrammar | None = None,
+               first_from: date | None = None) -> Legality:
+    """The verdict on one capture: the device's checks (``record``: its row in force on
+    the capture's day; ``first_from``: see :func:`device_checks`), then (given the packet)
+    the pass's own; evidence only when every one passes. ``plate`` replaces the packet's
+    own plate (the center's reading of an unread one)."""
+    checks = device_checks(record, suspensions, captured_at, notice_lead, device_id,
+                           first_from=first_from)
     if packet is not None:
         checks += pass_checks(packet, abnormal_driving=abnormal_driving,
                               faulty_measurement=faulty_measurement,

@@ -12,8 +12,19 @@ error lists every bad row (up to :data:`MAX_ERRORS`, then their number) for the 
 roll back. The error names the file, the row, the column and the value ("devices.csv row
 4: certificate_valid_to '2025-13-01' is not a date (YYYY-MM-DD)"). In a CSV file the row
 is the spreadsheet's row (the header is row 1); in a YAML file it is the device's place in
-the list, from 1. Importing again updates the devices named and leaves the others; a
-device's suspensions are replaced by those of the file.
+the list, from 1. The vehicle and staff registers read their files the same way
+(:func:`file_rows`, :func:`validated`).
+
+The registry keeps history: a device row is never updated. Importing again adds a version
+of each device whose row changed, in force from the row's ``effective_from`` (a CST
+calendar day) or, without one, from the import day; a row saying what the latest version
+says adds nothing, and a version that would start before the latest is refused with its
+row named. A device's first version is in force from its ``effective_from`` or else from
+:data:`EARLIEST_DATE` (its own dates — review, certificate, notice — decide each check).
+So a capture is judged by the row in force on its day (:func:`device_on`), and a renewed
+certificate does not rewrite the past (:func:`device_history`). Devices not in the file are
+left as they are; a device's suspensions (dated periods themselves) are replaced by the
+file's.
 
 Files are read in the encodings a spreadsheet writes: UTF-8 with or without its byte order
 mark, UTF-16 with one (Excel's "Unicode text", tab-separated), GB18030 and its subset GBK
@@ -46,9 +57,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy import Column, Connection, MetaData, Table, delete, func, select, text
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, exists, func, select
+from sqlalchemy.orm import Session, aliased
 
 from center.db import bulk_insert
 from center.law_models import AuditEntry, DeviceRecord, DeviceSuspension
@@ -157,7 +167,7 @@ class SuspensionRow(BaseModel):
 
 
 PLANNED_DATES = ("review_date", "certificate_valid_from", "signs_installed", "notice_date",
-                 "enforcement_start")
+                 "enforcement_start", "effective_from")
 """Dates of a device that lie at most :data:`DAYS_AHEAD` days ahead."""
 
 
@@ -186,6 +196,9 @@ class DeviceRow(BaseModel):
     enforcement_start: Day = None
     active: bool = True
     suspensions: list[SuspensionRow] = []
+    effective_from: Day = Field(None, description=(
+        "first day (CST) this row is in force, when it changes the device; default: the "
+        "import day (a device's first row: the earliest day, EARLIEST_DATE)"))
 
     _text = field_validator("device_id", "road", "stake", "direction", "certificate_number",
                             "notice_document")(_printable)
@@ -251,11 +264,13 @@ def _implausible(name: str, day: date, planned: bool, latest: date) -> None:
 
 @dataclass(frozen=True)
 class ImportResult:
-    """What an import did."""
+    """What an import did: devices added, devices changed (``updated``: a new version
+    each), the file's ids in order, and devices the file left as they were."""
 
     added: int
     updated: int
     devices: tuple[str, ...]
+    unchanged: int = 0
 
 
 @dataclass(frozen=True)
@@ -267,10 +282,12 @@ class BadRow:
 
 @dataclass
 class Refusals:
-    """The bad rows of a file: the first :data:`MAX_ERRORS` lines, and how many."""
+    """The bad rows of a file: the first :data:`MAX_ERRORS` lines, and how many; the
+    error raised is of class ``kind`` (each register its own)."""
 
     lines: list[str] = field(default_factory=list)
     count: int = 0
+    kind: type[ZhichaoError] = RegistryError
 
     def add(self, messages: Iterable[str]) -> None:
         for message in messages:
@@ -281,10 +298,12 @@ class Refusals:
     def error(self) -> RegistryError:
         more = f"\n… and {self.count - len(self.lines)} more" \
             if self.count > len(self.lines) else ""
-        return RegistryError("nothing imported:\n" + "\n".join(self.lines) + more)
+        return self.kind("nothing imported:\n" + "\n".join(self.lines) + more)
 
 
 FIELDS = tuple(DeviceRow.model_fields)
+CONTENT = tuple(f for f in FIELDS if f not in ("suspensions", "effective_from"))
+"""What a version of a device says: a row saying the same adds no version."""
 _WORDS = {
     "date_from_datetime_parsing": "is not a date (YYYY-MM-DD)",
     "date_parsing": "is not a date (YYYY-MM-DD)",
@@ -408,7 +427,30 @@ def text_lines(path: Path, encoding: str | None = None) -> Iterator[str]:
         yield tail
 
 
-def _csv_rows(path: Path, lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any] | BadRow]]:
+def _device_cells(data: dict[str, Any]) -> dict[str, Any]:
+    """A device's CSV cells as its fields: the suspensions cell split (ValueError)."""
+    if "suspensions" in data:
+        data["suspensions"] = _parse_suspensions(data["suspensions"])
+    return data
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a register's file is laid out: its columns (``fields``), the YAML key of its
+    list (``key``: ``devices:``), the field naming a YAML row in errors (``label``), and
+    what turns a CSV row's cells into fields (``cells``; ValueError names the problem)."""
+
+    fields: tuple[str, ...]
+    key: str
+    label: str
+    cells: Any = None
+
+
+DEVICES = Layout(FIELDS, "devices", "device_id", _device_cells)
+
+
+def _csv_rows(path: Path, lines: Iterator[str], layout: Layout = DEVICES
+              ) -> Iterator[tuple[str, dict[str, Any] | BadRow]]:
     """Each data row of a CSV file as (where, dict); empty cells are absent values. The
     header decides the separator: a tab if it has tabs and no commas, else a comma."""
     first = next(lines, "")
@@ -418,11 +460,11 @@ def _csv_rows(path: Path, lines: Iterator[str]) -> Iterator[tuple[str, dict[str,
         names = [c.strip() for c in next(reader, [])]
         if not any(names):
             raise RegistryError(f"{path}: empty file (the header row names the columns: "
-                                f"{', '.join(FIELDS)})")
-        unknown = [c for c in names if c and c not in FIELDS]
+                                f"{', '.join(layout.fields)})")
+        unknown = [c for c in names if c and c not in layout.fields]
         if unknown:
             raise RegistryError(f"{path} row 1: unknown column(s) {', '.join(unknown)} "
-                                f"(known: {', '.join(FIELDS)})")
+                                f"(known: {', '.join(layout.fields)})")
         width = len(names)
         for cells in reader:
             where = f"{path.name} row {reader.line_num}"
@@ -433,9 +475,9 @@ def _csv_rows(path: Path, lines: Iterator[str]) -> Iterator[tuple[str, dict[str,
                 continue
             data: dict[str, Any] = {k: v.strip() for k, v in zip(names, cells, strict=False)
                                     if k and v and not v.isspace()}
-            if "suspensions" in data:
+            if layout.cells is not None:
                 try:
-                    data["suspensions"] = _parse_suspensions(data["suspensions"])
+                    data = layout.cells(data)
                 except ValueError as exc:
                     yield where, BadRow(f"{where}: {exc}")
                     continue
@@ -487,9 +529,9 @@ def _yaml_node(loader: Any, depth: int = 0) -> yaml.Node:
                                problem_mark=event.start_mark)
 
 
-def _yaml_devices(path: Path, loader: Any) -> Iterator[Any]:
-    """Each device of the list, built one at a time from the parser's events."""
-    expected = RegistryError(f"{path}: expected a list of devices (or 'devices:' with one)")
+def _yaml_devices(path: Path, loader: Any, key: str = "devices") -> Iterator[Any]:
+    """Each item of the list, built one at a time from the parser's events."""
+    expected = RegistryError(f"{path}: expected a list of {key} (or '{key}:' with one)")
     loader.get_event()  # the stream starts
     if loader.check_event(yaml.StreamEndEvent):
         raise expected
@@ -497,7 +539,7 @@ def _yaml_devices(path: Path, loader: Any) -> Iterator[Any]:
     named = loader.check_event(yaml.MappingStartEvent)
     if named:
         loader.get_event()
-        if not loader.check_event(yaml.ScalarEvent) or loader.peek_event().value != "devices":
+        if not loader.check_event(yaml.ScalarEvent) or loader.peek_event().value != key:
             raise expected
         loader.get_event()
     if not loader.check_event(yaml.SequenceStartEvent):
@@ -512,11 +554,12 @@ def _yaml_devices(path: Path, loader: Any) -> Iterator[Any]:
         loader.get_event()
 
 
-def _yaml_rows(path: Path, lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
-    """Each device of a YAML file (a list, or a mapping with ``devices:``), read a device
-    at a time."""
+def _yaml_rows(path: Path, lines: Iterator[str], layout: Layout = DEVICES
+               ) -> Iterator[tuple[str, Any]]:
+    """Each item of a YAML file (a list, or a mapping with ``devices:`` — the layout's
+    key), read an item at a time."""
     loader = _YamlLoader(_Reader(lines))
-    devices = _yaml_devices(path, loader)
+    devices = _yaml_devices(path, loader, layout.key)
     i = 0
     try:
         while True:
@@ -530,18 +573,18 @@ def _yaml_rows(path: Path, lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
                 raise RegistryError(f"{path}:{line} not valid YAML: "
                                     f"{getattr(exc, 'problem', exc)}") from None
             i += 1
-            label = f" ({item['device_id']})" \
-                if isinstance(item, dict) and "device_id" in item else ""
+            label = f" ({item[layout.label]})" \
+                if isinstance(item, dict) and layout.label in item else ""
             yield f"{path.name} row {i}{label}", item
     finally:
         loader.dispose()
 
 
-def validated_rows(path: Path, refusals: Refusals, *, encoding: str | None = None,
-                   classes: tuple[str, ...] | None = None, today: date | None = None
-                   ) -> Iterator[DeviceRow]:
-    """Each valid device of a CSV or YAML registry file, as the file is read; each bad row
-    goes to ``refusals`` (a device id seen before too)."""
+def file_rows(path: Path, layout: Layout, encoding: str | None = None
+              ) -> Iterator[tuple[str, dict[str, Any] | BadRow]]:
+    """Each row of a register's CSV or YAML file as (where, data), read as the file is;
+    RegistryError for a file that cannot be read at all. Every register (devices,
+    vehicles, staff) reads its files through this."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".yaml", ".yml"):
@@ -549,24 +592,53 @@ def validated_rows(path: Path, refusals: Refusals, *, encoding: str | None = Non
     if not path.is_file():
         raise RegistryError(f"{path}: cannot read: no such file")
     lines = text_lines(path, encoding)
-    rows = _csv_rows(path, lines) if suffix == ".csv" else _yaml_rows(path, lines)
-    context = {"today": today or _china_today(),
-               "classes": classes or shipped_accuracy_classes()}
-    seen: dict[str, str] = {}
-    for where, data in rows:
+    if suffix == ".csv":
+        return _csv_rows(path, lines, layout)
+    return _yaml_rows(path, lines, layout)
+
+
+def validated(path: Path, model: type[BaseModel], layout: Layout, refusals: Refusals, *,
+              key: Any, encoding: str | None = None, context: dict[str, Any] | None = None
+              ) -> Iterator[tuple[str, Any]]:
+    """Each valid row of a register's file as (where, ``model``), as the file is read;
+    each bad row goes to ``refusals``, and so does a row whose ``key(row)`` (its
+    identity: device id, plate and colour, officer id) an earlier row had."""
+    seen: dict[Any, str] = {}
+    for where, data in file_rows(path, layout, encoding):
         if isinstance(data, BadRow):
             refusals.add([data.message])
             continue
         try:
-            row = DeviceRow.model_validate(data, context=context)
+            row = model.model_validate(data, context=context)
         except ValidationError as exc:
             refusals.add(_describe(where, exc))
             continue
-        if row.device_id in seen:
-            refusals.add([f"{where}: device_id {row.device_id!r} is also in "
-                          f"{seen[row.device_id]}"])
+        identity = key(row)
+        if identity in seen:
+            name = " ".join(map(str, identity)) if isinstance(identity, tuple) else identity
+            refusals.add([f"{where}: {layout.label} {name!r} is also in {seen[identity]}"])
             continue
-        seen[row.device_id] = where
+        seen[identity] = where
+        yield where, row
+
+
+def _validated_devices(path: Path, refusals: Refusals, *, encoding: str | None = None,
+                       classes: tuple[str, ...] | None = None, today: date | None = None
+                       ) -> Iterator[tuple[str, DeviceRow]]:
+    """Each valid device of a registry file with where it is (row-named errors)."""
+    context = {"today": today or _china_today(),
+               "classes": classes or shipped_accuracy_classes()}
+    return validated(path, DeviceRow, DEVICES, refusals, key=lambda r: r.device_id,
+                     encoding=encoding, context=context)
+
+
+def validated_rows(path: Path, refusals: Refusals, *, encoding: str | None = None,
+                   classes: tuple[str, ...] | None = None, today: date | None = None
+                   ) -> Iterator[DeviceRow]:
+    """Each valid device of a CSV or YAML registry file, as the file is read; each bad row
+    goes to ``refusals`` (a device id seen before too)."""
+    for _, row in _validated_devices(path, refusals, encoding=encoding, classes=classes,
+                                     today=today):
         yield row
 
 
@@ -584,93 +656,145 @@ def read_registry(path: Path, encoding: str | None = None, *,
 
 
 RECORDS = DeviceRecord.__table__
-STAGE = Table("device_records_stage", MetaData(),
-              *(Column(c.name, c.type) for c in RECORDS.columns if c.name != "id"))
-"""PostgreSQL: a chunk is copied here (a temporary table, dropped at commit), then added
-or updated with one INSERT … ON CONFLICT."""
 
 
-def _upsert(conn: Connection, values: list[dict[str, Any]]) -> None:
-    """Add the devices that are new and update the others, in one statement."""
-    columns = list(values[0])
-    changed = [c for c in columns if c != "device_id"]
-    if conn.dialect.name != "postgresql":
-        statement = sqlite_insert(RECORDS)
-        conn.execute(statement.on_conflict_do_update(
-            index_elements=["device_id"],
-            set_={c: statement.excluded[c] for c in changed}), values)
-        return
-    quote = conn.dialect.identifier_preparer.quote
-    names = ", ".join(quote(c) for c in columns)
-    conn.execute(text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE.name} ON COMMIT DROP "
-                      f"AS SELECT {names} FROM {RECORDS.name} WITH NO DATA"))
-    bulk_insert(conn, STAGE, values)
-    updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in changed)
-    conn.execute(text(f"INSERT INTO {RECORDS.name} ({names}) SELECT {names} FROM {STAGE.name} "
-                      f"ON CONFLICT (device_id) DO UPDATE SET {updates}"))
-    conn.execute(text(f"TRUNCATE {STAGE.name}"))
+def is_latest() -> Any:
+    """The condition that a device row is its device's latest version (no later one)."""
+    later = aliased(DeviceRecord)
+    return ~exists().where(later.device_id == DeviceRecord.device_id,
+                           later.version > DeviceRecord.version)
 
 
-def _write_chunk(session: Session, rows: list[DeviceRow], now: datetime) -> int:
-    """Add or update a chunk of devices and replace their suspensions; how many were new."""
+def _latest(session: Session, ids: list[str]) -> dict[str, DeviceRecord]:
+    """The latest version of each of these devices that has one."""
+    rows = session.scalars(select(DeviceRecord).where(DeviceRecord.device_id.in_(ids),
+                                                      is_latest()))
+    return {r.device_id: r for r in rows}
+
+
+@dataclass
+class _Tally:
+    """What an import has done so far."""
+
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+
+
+def _versions(session: Session, chunk: list[tuple[str, DeviceRow]], today: date,
+              refusals: Refusals, tally: _Tally) -> list[dict[str, Any]]:
+    """The new versions a chunk of rows makes: a new device its version 1 (in force from
+    its ``effective_from``, else :data:`EARLIEST_DATE`: its own dates decide each check),
+    a changed one its next version (from its ``effective_from``, else the import day,
+    ``today``); a row saying what the latest version says makes none. A version that would
+    start before the latest one goes to ``refusals``, the row named."""
+    latest = _latest(session, [row.device_id for _, row in chunk])
+    made = []
+    for where, row in chunk:
+        values = row.model_dump(include=set(CONTENT))
+        old = latest.get(row.device_id)
+        if old is None:
+            tally.added += 1
+            made.append({**values, "version": 1,
+                         "effective_from": row.effective_from or EARLIEST_DATE})
+            continue
+        if all(getattr(old, name) == values[name] for name in CONTENT):
+            tally.unchanged += 1
+            continue
+        start = row.effective_from or today
+        if start < old.effective_from:
+            given = "effective_from" if row.effective_from else "the import day"
+            refusals.add([f"{where}: {given} {start} is before {old.effective_from}, from "
+                          f"which version {old.version} of device {row.device_id} is in "
+                          f"force; a new version starts on or after it"])
+            continue
+        tally.changed += 1
+        made.append({**values, "version": old.version + 1, "effective_from": start})
+    return made
+
+
+def _write_chunk(session: Session, chunk: list[tuple[str, DeviceRow]], versions:
+                 list[dict[str, Any]], now: datetime) -> None:
+    """Add the chunk's new versions and replace its devices' suspensions."""
     conn = session.connection()
-    ids = [r.device_id for r in rows]
-    known = set(conn.scalars(select(RECORDS.c.device_id).where(RECORDS.c.device_id.in_(ids))))
-    _upsert(conn, [{**r.model_dump(exclude={"suspensions"}), "updated_at": now} for r in rows])
-    if known:
-        conn.execute(delete(DeviceSuspension).where(DeviceSuspension.device_id.in_(known)))
+    bulk_insert(conn, RECORDS, [{**v, "updated_at": now} for v in versions])
+    ids = [row.device_id for _, row in chunk]
+    conn.execute(delete(DeviceSuspension).where(DeviceSuspension.device_id.in_(ids)))
     bulk_insert(conn, DeviceSuspension.__table__,
-                [{"device_id": r.device_id, **s.model_dump()} for r in rows
-                 for s in r.suspensions])
-    return len(rows) - len(known)
+                [{"device_id": row.device_id, **s.model_dump()} for _, row in chunk
+                 for s in row.suspensions])
 
 
 def import_registry(session: Session, path: Path, actor: str = "import", *,
                     encoding: str | None = None, classes: tuple[str, ...] | None = None,
-                    chunk_rows: int = CHUNK_ROWS) -> ImportResult:
-    """Add or update the file's devices in the session's transaction, a chunk at a time
-    as the file is read (the caller commits). On RegistryError some chunks may have been
-    written: the caller rolls back (``with session.begin():`` does), and nothing is
-    imported."""
+                    chunk_rows: int = CHUNK_ROWS, today: date | None = None) -> ImportResult:
+    """Add the file's new devices and a new version of each changed one, in the session's
+    transaction, a chunk at a time as the file is read (the caller commits); ``today``
+    (default: today in China) is the import day a changed row without ``effective_from``
+    is in force from. A device's suspensions are replaced by the file's. On RegistryError
+    some chunks may have been written: the caller rolls back (``with session.begin():``
+    does), and nothing is imported."""
     now = datetime.now(UTC)
+    day = today or _china_today()
     refusals = Refusals()
-    added = total = 0
+    tally = _Tally()
     devices: list[str] = []
-    chunk: list[DeviceRow] = []
-    for row in validated_rows(path, refusals, encoding=encoding, classes=classes):
+    chunk: list[tuple[str, DeviceRow]] = []
+
+    def flush() -> None:
+        versions = _versions(session, chunk, day, refusals, tally)
+        if not refusals.count:
+            _write_chunk(session, chunk, versions, now)
+        chunk.clear()
+
+    for where, row in _validated_devices(path, refusals, encoding=encoding, classes=classes,
+                                         today=day):
         devices.append(row.device_id)
-        if refusals.count:
-            continue  # nothing more is written; the rest is only checked
-        chunk.append(row)
+        chunk.append((where, row))
         if len(chunk) >= chunk_rows:
-            added += _write_chunk(session, chunk, now)
-            total += len(chunk)
-            chunk = []
-    if refusals.count:
-        raise refusals.error()
-    if not devices:
+            flush()
+    if not devices and not refusals.count:
         raise RegistryError(f"{path}: no devices in the file")
     if chunk:
-        added += _write_chunk(session, chunk, now)
-        total += len(chunk)
+        flush()
+    if refusals.count:
+        raise refusals.error()
     session.add(AuditEntry(at=now, actor=actor, case_id=None, action="devices_import",
-                           detail=f"{path}: {added} added, {total - added} updated"))
+                           detail=f"{path}: {tally.added} added, {tally.changed} changed "
+                           f"(a new version each), {tally.unchanged} unchanged"))
     session.flush()
-    return ImportResult(added, total - added, tuple(devices))
+    return ImportResult(tally.added, tally.changed, tuple(devices), tally.unchanged)
+
+
+def device_on(session: Session, device_id: str, day: date) -> DeviceRecord | None:
+    """The device's row in force on ``day`` (CST): its latest version whose
+    ``effective_from`` is not after the day; None before its first version or for a
+    device not in the registry."""
+    return session.scalars(select(DeviceRecord).where(
+        DeviceRecord.device_id == device_id, DeviceRecord.effective_from <= day)
+        .order_by(DeviceRecord.version.desc()).limit(1)).first()
+
+
+def device_history(session: Session, device_id: str) -> list[DeviceRecord]:
+    """Every version of the device, oldest first (none: not in the registry)."""
+    return list(session.scalars(select(DeviceRecord).where(
+        DeviceRecord.device_id == device_id).order_by(DeviceRecord.version)))
 
 
 def count_devices(session: Session) -> int:
-    """How many devices the registry holds."""
-    return session.scalar(select(func.count()).select_from(DeviceRecord)) or 0
+    """How many devices the registry holds (each once, whatever its versions)."""
+    return session.scalar(select(func.count()).select_from(DeviceRecord)
+                          .where(is_latest())) or 0
 
 
 def list_devices(session: Session, *, limit: int | None = None, offset: int = 0,
                  after: str | None = None
                  ) -> list[tuple[DeviceRecord, list[DeviceSuspension]]]:
-    """A page of registered devices with their suspensions, by device id: ``limit``
-    devices (all when None) from the ``offset``-th, or those after the device id
-    ``after``."""
-    query = select(DeviceRecord).order_by(DeviceRecord.device_id).offset(offset or None)
+    """A page of registered devices (each its latest version) with their suspensions, by
+    device id: ``limit`` devices (all when None) from the ``offset``-th, or those after the
+    device id ``after``."""
+    query = select(DeviceRecord).where(is_latest()).order_by(DeviceRecord.device_id) \
+        .offset(offset or None)
     if after is not None:
         query = query.where(DeviceRecord.device_id > after)
     records = session.scalars(query.limit(limit)).all()

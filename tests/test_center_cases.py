@@ -15,9 +15,12 @@ from sqlalchemy.orm import Session
 from center.cases import (
     CaseError,
     case_detail,
+    law_rules,
     list_cases,
     process_packets,
     process_pending,
+    recount,
+    recount_plate,
     review_case,
 )
 from center.db import Base
@@ -46,6 +49,20 @@ def engine(center_db_url, tmp_path):
 def run(engine, packets, law=LAW):
     with Session(engine) as session, session.begin():
         return process_packets(session, [(None, p) for p in packets], law)
+
+
+def confirm(engine, case_id, law=LAW):
+    """Confirm a case (it passes review) and recount it, as the procedure does."""
+    with Session(engine) as session, session.begin():
+        case = review_case(session, case_id, "confirm", "张三")
+        recount(session, case, law_rules(law))
+
+
+def counts(engine, case_id):
+    with Session(engine) as session:
+        case = session.get(Case, case_id)
+        return (case.first_violation, case.cases_12m, case.captures_12m,
+                case.repeat_over_limit)
 
 
 def test_grade_with_the_real_tables_and_the_centers_benchmark(engine):
@@ -124,23 +141,44 @@ def test_one_trip_is_one_case_with_the_largest_excess_as_evidence(engine):
             AuditEntry.case_id == case.id).order_by(AuditEntry.id)).all()
         assert actions == ["case_opened", "capture_attached", "capture_attached"]
         later = session.get(Case, results[3].case_id)
-        assert not later.first_violation and case.first_violation
+        assert later.first_violation and case.first_violation  # nothing passed review yet
+    confirm(engine, case.id)
+    with Session(engine) as session, session.begin():
+        recounted = recount_plate(session, "浙A12345", law_rules(LAW))
+        assert {c.id for c in recounted} == {case.id, results[3].case_id}
+    assert counts(engine, results[3].case_id)[0] is False
+    assert counts(engine, case.id)[:3] == (True, 1, 3)
 
 
 def test_art66_counts_a_year_of_acts_and_art33_marks_the_first(engine):
     days = (-400, -300, -200, -100, -10)
-    packets = [make_packet(device_id="D0", sequence=i + 1, captured_at=T0 + timedelta(days=d))
-               for i, d in enumerate(days)]
-    results = run(engine, packets)
-    with Session(engine) as session:
-        cases = [session.get(Case, r.case_id) for r in results]
-        assert [c.first_violation for c in cases] == [True, False, False, False, False]
-        assert [c.cases_12m for c in cases] == [1, 2, 3, 4, 4]
-        assert [c.captures_12m for c in cases] == [1, 2, 3, 4, 4]
-        assert [c.repeat_over_limit for c in cases] == [False, False, False, True, True]
+    opened, ids = [], []
+    for i, d in enumerate(days):
+        (r,) = run(engine, [make_packet(device_id="D0", sequence=i + 1,
+                                        captured_at=T0 + timedelta(days=d))])
+        opened.append(counts(engine, r.case_id))
+        confirm(engine, r.case_id)
+        ids.append(r.case_id)
+    # awaiting review, a case counts only the earlier ones that passed review
+    assert [o[1] for o in opened] == [0, 1, 2, 3, 3]
+    assert [o[0] for o in opened] == [True, False, False, False, False]
+    # once confirmed and recounted, it counts itself
+    after = [counts(engine, i) for i in ids]
+    assert [a[0] for a in after] == [True, False, False, False, False]
+    assert [a[1] for a in after] == [1, 2, 3, 4, 4]
+    assert [a[2] for a in after] == [1, 2, 3, 4, 4]
+    assert [a[3] for a in after] == [False, False, False, True, True]
     (now,) = run(engine, [make_packet(device_id="D0", sequence=9, captured_at=T0)])
-    with Session(engine) as session:
-        assert session.get(Case, now.case_id).cases_12m == 5
+    assert counts(engine, now.case_id)[1:] == (4, 4, True)
+
+
+def test_cases_awaiting_review_are_no_history(engine):
+    """Art. 66 and Art. 33 count established acts only: two cases of one plate, neither
+    reviewed, are each a first violation with no act in the look-back."""
+    packets = [make_packet(device_id="D0", sequence=i + 1, captured_at=T0 + timedelta(days=d))
+               for i, d in enumerate((-20, -10))]
+    results = run(engine, packets)
+    assert [counts(engine, r.case_id) for r in results] == [(True, 0, 0, False)] * 2
 
 
 def edit_enforcement(folder: Path, *changes: tuple[str, str]) -> LawSettings:
@@ -173,16 +211,19 @@ def test_the_notice_lead_time_comes_from_the_centers_rule_tables(engine, rules_c
 def test_the_art66_count_comes_from_the_centers_rule_tables(engine, rules_copy):
     law = edit_enforcement(rules_copy, ("value: 365\n", "value: 200\n"),
                            ("value: 3\n", "value: 1\n"))
-    packets = [make_packet(device_id="D0", sequence=i + 1, captured_at=T0 + timedelta(days=d))
-               for i, d in enumerate((-290, -100, -10))]
-    results = run(engine, packets, law)
+    results = []
+    for i, d in enumerate((-290, -100, -10)):
+        (r,) = run(engine, [make_packet(device_id="D0", sequence=i + 1,
+                                        captured_at=T0 + timedelta(days=d))], law)
+        confirm(engine, r.case_id, law)
+        results.append(r)
     with Session(engine) as session:
         cases = [session.get(Case, r.case_id) for r in results]
         assert [c.cases_12m for c in cases] == [1, 2, 2]
         assert [c.repeat_over_limit for c in cases] == [False, True, True]
         opened = session.scalars(select(AuditEntry.detail).where(
             AuditEntry.case_id == cases[2].id, AuditEntry.action == "case_opened")).one()
-        assert opened.endswith("2 acts and 2 captures in 200 days")
+        assert opened.endswith("1 acts and 1 captures in 200 days")
 
 
 def test_a_rejected_case_is_no_earlier_violation(engine):
@@ -190,9 +231,9 @@ def test_a_rejected_case_is_no_earlier_violation(engine):
     with Session(engine) as session, session.begin():
         review_case(session, first.case_id, "reject", "李四", "plate misread")
     (second,) = run(engine, [make_packet(sequence=2, captured_at=T0 + timedelta(days=2))])
-    with Session(engine) as session:
-        case = session.get(Case, second.case_id)
-        assert case.first_violation and case.cases_12m == 1
+    assert counts(engine, second.case_id)[:2] == (True, 0)
+    confirm(engine, second.case_id)
+    assert counts(engine, second.case_id)[:2] == (True, 1)
 
 
 def test_processing_twice_does_nothing(engine):
@@ -283,7 +324,7 @@ def test_a_stored_packet_that_cannot_be_read_is_kept_as_no_evidence(engine):
 
 
 LAW_TABLES = {"device_records", "device_suspensions", "captures", "cases", "case_captures",
-              "audit_log"}
+              "audit_log", "vehicles", "staff"}
 
 
 def _tables_of(diff) -> set[str]:
@@ -297,7 +338,7 @@ def _tables_of(diff) -> set[str]:
     return found
 
 
-def test_the_models_are_what_migration_0002_builds(engine):
+def test_the_models_are_what_the_migrations_build(engine):
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert [d for d in diffs if _tables_of(d)] == []

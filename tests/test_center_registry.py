@@ -1,5 +1,5 @@
 """The device registry: import from CSV or YAML, row-numbered errors, nothing half-imported,
-re-import updates (SQLite and PostgreSQL)."""
+re-import adds versions (SQLite and PostgreSQL)."""
 
 from datetime import date
 from pathlib import Path
@@ -10,7 +10,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from center.law_models import AuditEntry, DeviceRecord
-from center.registry import RegistryError, import_registry, list_devices, read_registry
+from center.registry import (
+    RegistryError,
+    count_devices,
+    device_history,
+    device_on,
+    import_registry,
+    is_latest,
+    list_devices,
+    read_registry,
+)
 from zhichao.resources import config_dir
 
 YAML = """\
@@ -128,7 +137,7 @@ def test_import_then_reimport_updates_and_a_bad_file_changes_nothing(center_db_u
         ",2026-05-30..2026-06-02 repair", ",")
     with Session(engine) as session, session.begin():
         result = import_registry(session, write(tmp_path, "devices2.csv", changed))
-    assert (result.added, result.updated) == (0, 2)
+    assert (result.added, result.updated, result.unchanged) == (0, 1, 1)  # D1 unchanged
     with Session(engine) as session:
         devices = {r.device_id: (r, s) for r, s in list_devices(session)}
         assert sorted(devices) == ["D1", "D2", "D3"]
@@ -145,7 +154,8 @@ def test_import_then_reimport_updates_and_a_bad_file_changes_nothing(center_db_u
         import_registry(session, write(tmp_path, "bad.csv", half_bad))
     with Session(engine) as session:
         numbers = dict(session.execute(select(DeviceRecord.device_id,
-                                              DeviceRecord.certificate_number)).all())
+                                              DeviceRecord.certificate_number)
+                                       .where(is_latest())).all())
     assert numbers == {"D1": "JD-2026-001", "D2": "JD-2026-099", "D3": "JD-3"}
     engine.dispose()
 
@@ -330,3 +340,98 @@ def test_bad_yaml_structures_are_refused(tmp_path, text, words):
     with pytest.raises(RegistryError) as err:
         read_registry(write(tmp_path, "devices.yaml", text))
     assert words in str(err.value)
+
+
+# History: a changed row adds a version in force from its day (issue 18).
+
+def _renewed(number: str, start: str, end: str, effective: str | None) -> str:
+    """REGISTRY_CSV with D1's certificate renewed (and an effective_from column)."""
+    header, d1, d2 = REGISTRY_CSV.splitlines()
+    d1 = d1.replace("JD-2026-001", number).replace("2026-01-15,2027-01-14", f"{start},{end}")
+    return "\n".join([header + ",effective_from", d1 + f",{effective or ''}",
+                      d2 + f",{effective or ''}"]) + "\n"
+
+
+def test_a_changed_row_adds_a_version_from_its_day_and_the_old_one_stays(center_db_url,
+                                                                         tmp_path):
+    engine = center_engine(center_db_url)
+    with Session(engine) as session, session.begin():
+        import_registry(session, write(tmp_path, "devices.csv", REGISTRY_CSV))
+    renewed = _renewed("JD-2027-001", "2027-01-10", "2028-01-09", "2027-01-10")
+    with Session(engine) as session, session.begin():
+        result = import_registry(session, write(tmp_path, "renewed.csv", renewed),
+                                 today=date(2026, 12, 20))
+    assert (result.added, result.updated, result.unchanged) == (0, 1, 1)
+    with Session(engine) as session, session.begin():  # the same file again: nothing new
+        again = import_registry(session, write(tmp_path, "again.csv", renewed),
+                                today=date(2026, 12, 21))
+    assert (again.updated, again.unchanged) == (0, 2)
+    with Session(engine) as session:
+        history = device_history(session, "D1")
+        assert [(r.version, r.effective_from, r.certificate_number) for r in history] == [
+            (1, date(2000, 1, 1), "JD-2026-001"), (2, date(2027, 1, 10), "JD-2027-001")]
+        assert device_on(session, "D1", date(2026, 6, 1)).certificate_number == "JD-2026-001"
+        assert device_on(session, "D1", date(2027, 1, 9)).version == 1
+        assert device_on(session, "D1", date(2027, 1, 10)).version == 2
+        assert device_on(session, "D1", date(1999, 12, 31)) is None
+        assert device_on(session, "D9", date(2026, 6, 1)) is None
+        assert [r.version for r in device_history(session, "D2")] == [1]
+        current = {r.device_id: r for r, _ in list_devices(session)}
+        assert current["D1"].certificate_number == "JD-2027-001"
+        assert count_devices(session) == 2
+        audit = session.scalars(select(AuditEntry.detail)).all()
+        assert "0 added, 1 changed (a new version each), 1 unchanged" in audit[1]
+    engine.dispose()
+
+
+def test_without_effective_from_a_change_is_in_force_from_the_import_day(center_db_url,
+                                                                         tmp_path):
+    engine = center_engine(center_db_url)
+    with Session(engine) as session, session.begin():
+        import_registry(session, write(tmp_path, "devices.csv", REGISTRY_CSV))
+    changed = REGISTRY_CSV.replace("JD-2026-002", "JD-2026-099")
+    with Session(engine) as session, session.begin():
+        import_registry(session, write(tmp_path, "changed.csv", changed),
+                        today=date(2026, 7, 3))
+    with Session(engine) as session:
+        (_, second) = device_history(session, "D2")
+        assert (second.version, second.effective_from) == (2, date(2026, 7, 3))
+    engine.dispose()
+
+
+def test_a_version_before_the_latest_is_refused_with_its_row_and_nothing_changes(
+        center_db_url, tmp_path):
+    engine = center_engine(center_db_url)
+    with Session(engine) as session, session.begin():
+        import_registry(session, write(tmp_path, "devices.csv", REGISTRY_CSV))
+    with Session(engine) as session, session.begin():
+        import_registry(session, write(tmp_path, "v2.csv", _renewed(
+            "JD-2027-001", "2027-01-10", "2028-01-09", "2026-12-01")))
+    earlier = _renewed("JD-X", "2026-01-15", "2027-01-14", "2026-11-30").replace(
+        "JD-2026-002", "JD-2026-777")
+    with pytest.raises(RegistryError) as err, Session(engine) as session, session.begin():
+        import_registry(session, write(tmp_path, "earlier.csv", earlier))
+    assert ("earlier.csv row 2: effective_from 2026-11-30 is before 2026-12-01, from which "
+            "version 2 of device D1 is in force; a new version starts on or after it") \
+        in str(err.value)
+    assert "row 3" not in str(err.value)
+    undated = REGISTRY_CSV.replace("JD-2026-001", "JD-Y")
+    with pytest.raises(RegistryError, match="row 2: the import day 2026-11-01 is before "
+                       "2026-12-01"), Session(engine) as session, session.begin():
+        import_registry(session, write(tmp_path, "undated.csv", undated),
+                        today=date(2026, 11, 1))
+    with Session(engine) as session:
+        assert [r.version for r in device_history(session, "D1")] == [1, 2]
+        assert [r.certificate_number for r in device_history(session, "D2")] == ["JD-2026-002"]
+    engine.dispose()
+
+
+def test_a_first_version_takes_its_effective_from(tmp_path, center_db_url):
+    engine = center_engine(center_db_url)
+    text = _renewed("JD-2026-001", "2026-01-15", "2027-01-14", "2026-02-01")
+    with Session(engine) as session, session.begin():
+        import_registry(session, write(tmp_path, "devices.csv", text))
+    with Session(engine) as session:
+        assert device_on(session, "D1", date(2026, 1, 31)) is None
+        assert device_on(session, "D1", date(2026, 2, 1)).version == 1
+    engine.dispose()
