@@ -10,14 +10,23 @@ and goes into every evidence packet.
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel
 
+from overload.calendar import Calendar, load_calendar
 from overload.errors import RuleError
+from overload.procedure import (
+    NATIONAL,
+    PROCEDURE_FOLDER,
+    Procedure,
+    ProcedureFiles,
+    load_procedure_files,
+    procedures,
+)
 from overload.tables import (
     AxleCodesTable,
     AxleLimitsTable,
@@ -74,6 +83,9 @@ class RuleBook:
     digits: Mapping[str, Digit]
     rules: Mapping[str, Rule]
     digest: str
+    calendar: Calendar = field(default_factory=lambda: Calendar.of(()))
+    procedures: Mapping[str, Procedure] = field(default_factory=lambda: MappingProxyType({}))
+    procedure_file: str = "procedure.yaml"
 
     @property
     def group_threshold_m(self) -> float:
@@ -86,6 +98,19 @@ class RuleBook:
             known = ", ".join(sorted(self.benchmarks))
             raise RuleError(f"unknown benchmark {name!r} (known: {known})")
         return self.benchmarks[name]
+
+    def procedure(self, name: str) -> Procedure:
+        """The procedure ``name``: ``national``, or a province with its own file under
+        ``procedure/`` (national with that file's keys replaced). Any other name is a
+        RuleError naming the file looked for: a province never silently falls back to the
+        national procedure."""
+        if name in self.procedures:
+            return self.procedures[name]
+        if name == NATIONAL or not self.procedures:
+            raise RuleError(f"{self.procedure_file}: procedure table is missing")
+        folder = Path(self.procedure_file).parent / PROCEDURE_FOLDER
+        raise RuleError(f"no procedure {name!r}: {folder / f'{name}.yaml'} not found "
+                        f"(known: {', '.join(sorted(self.procedures))})")
 
     def tolerance_policy(self, name: str) -> TolerancePolicy:
         """The tolerance policy ``name``; RuleError listing the known ones otherwise."""
@@ -133,13 +158,17 @@ def load_rules(folder: Path | None = None, *, vendor: str = "generic") -> RuleBo
     'days'
     >>> len(rules.digest)
     64
+    >>> sorted(rules.procedures), rules.calendar.known(2026)
+    (['national', 'zhejiang'], True)
     """
     root = Path(folder) if folder is not None else rules_dir()
     tables = {key: _load(root / name, model) for key, (name, model) in TABLE_FILES.items()}
     benchmarks = _load_benchmarks(root)
     codes: AxleCodesTable = tables["axle_codes"]
     digits = _digits_for(codes, vendor, root)
-    index = _rule_index(root, tables, benchmarks)
+    calendar = load_calendar(root, _load, _display)
+    proc_files = load_procedure_files(root, _load, _display)
+    index = _rule_index(root, tables, benchmarks, proc_files)
     limits = {row.id: row for row in tables["limits"].mass_limits}
     _check_vehicle_map(codes, digits, limits, vendor, root)
     _check_defaults(codes, limits, root)
@@ -147,7 +176,12 @@ def load_rules(folder: Path | None = None, *, vendor: str = "generic") -> RuleBo
     content = {key: _canonical(model) for key, model in tables.items()}
     content["benchmarks"] = {name: _canonical(b) for name, b in benchmarks.items()}
     content["vendor"] = vendor
-    text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    content["calendar"] = {str(y): _canonical(t) for y, t in calendar.years.items()}
+    content["procedure"] = _canonical(proc_files.national) if proc_files.national else None
+    content["procedure_overrides"] = {n: _canonical(t) for n, (t, _) in
+                                      proc_files.overrides.items()}
+    text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                      default=str)
     return RuleBook(
         folder=root,
         vendor=vendor,
@@ -155,6 +189,9 @@ def load_rules(folder: Path | None = None, *, vendor: str = "generic") -> RuleBo
         digits=MappingProxyType(digits),
         rules=MappingProxyType(index),
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        calendar=calendar,
+        procedures=MappingProxyType(procedures(proc_files, calendar)),
+        procedure_file=proc_files.national_file,
         **tables,
     )
 
@@ -210,12 +247,16 @@ def _walk_rules(obj: Any, path: str) -> Iterator[tuple[str, Rule]]:
             yield from _walk_rules(item, f"{path}.{key}")
 
 
-def _rule_index(root: Path, tables: dict[str, Any], benchmarks: dict[str, Benchmark]) -> dict:
+def _rule_index(root: Path, tables: dict[str, Any], benchmarks: dict[str, Benchmark],
+                proc: ProcedureFiles) -> dict:
     """Map rule id → rule; a repeated id is an error naming both places."""
     index: dict[str, Rule] = {}
     where: dict[str, str] = {}
     files = [(root / TABLE_FILES[k][0], m) for k, m in tables.items()]
     files += [(root / BENCHMARK_FOLDER / f"{n}.yaml", b) for n, b in benchmarks.items()]
+    if proc.national is not None:
+        files.append((root / "procedure.yaml", proc.national))
+    files += [(root / PROCEDURE_FOLDER / f"{n}.yaml", t) for n, (t, _) in proc.overrides.items()]
     for path, model in files:
         for key, rule in _walk_rules(model, ""):
             here = f"{_display(path)}: option '{key}.id'"

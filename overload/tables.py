@@ -7,6 +7,7 @@ the YAML, each row with an ``id`` and a ``source``.
 
 import math
 import re
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -17,6 +18,7 @@ Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")]
 DIGIT_PATTERN = r"^[0-9]$"
+SATURDAY = 6  # ISO weekday: Saturday and Sunday (7) are rest days unless worked
 
 
 class Frozen(BaseModel):
@@ -591,3 +593,211 @@ class Benchmark(Frozen):
         if (self.dimensions is None) == (self.dimensions_from is None):
             raise ValueError("a benchmark needs exactly one of 'dimensions' or 'dimensions_from'")
         return self
+
+
+# --- calendar/<year>.yaml ----------------------------------------------------------------
+
+
+class HolidayPeriod(Frozen):
+    """One holiday period: every day from ``from`` to ``to`` (both included) is a rest day."""
+
+    name: str
+    start: date = Field(alias="from")
+    to: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "HolidayPeriod":
+        if self.to < self.start:
+            raise ValueError(f"holiday {self.name!r} ends ({self.to}) before it starts "
+                             f"({self.start})")
+        return self
+
+
+class CalendarYear(Sourced):
+    """``calendar/<year>.yaml``: one year's holiday periods and adjusted working days
+    (调休上班), from the State Council General Office's notice for that year."""
+
+    year: Annotated[int, Field(ge=1949)]
+    holidays: list[HolidayPeriod] = Field(min_length=1)
+    working_days: list[date] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CalendarYear":
+        for i, period in enumerate(self.holidays):
+            if period.start.year != self.year or period.to.year != self.year:
+                raise ValueError(f"holidays.{i} ({period.name}) lies outside {self.year}")
+        for day in self.working_days:
+            if day.year != self.year:
+                raise ValueError(f"working day {day} lies outside {self.year}")
+            if day.isoweekday() < SATURDAY:
+                raise ValueError(f"working day {day} is a weekday already: list only the "
+                                 "Saturdays and Sundays worked (调休上班)")
+            if any(p.start <= day <= p.to for p in self.holidays):
+                raise ValueError(f"working day {day} lies inside a holiday period")
+        return self
+
+
+# --- procedure.yaml and procedure/<id>.yaml ----------------------------------------------
+
+StepName = Literal["review", "approve", "notify", "defence", "legal_review", "decide",
+                   "serve", "pay", "close", "reject"]
+STEP_NAMES: tuple[str, ...] = StepName.__args__  # type: ignore[attr-defined]
+DeadlineKey = Literal["defence_window", "hearing_request", "decide_within", "serve_within",
+                      "pay_within", "limitation", "reminder_after", "review_within"]
+REQUIRED_DEADLINES: tuple[str, ...] = tuple(
+    k for k in DeadlineKey.__args__ if k != "review_within")  # type: ignore[attr-defined]
+State = Literal["awaiting_review", "reviewed", "approved", "notified", "heard",
+                "legally_reviewed", "decided", "served", "paid", "closed", "rejected"]
+STATES: tuple[str, ...] = State.__args__  # type: ignore[attr-defined]
+"""The case states (Case.status) every step moves between."""
+PeriodUnit = Literal["days", "working_days", "months", "years"]
+
+
+class Step(Frozen):
+    """One step of the procedure: the states it may start from, the state it leads to, its
+    sources, and whether an enforcement officer must take it."""
+
+    description: str
+    from_states: tuple[State, ...] = Field(min_length=1)
+    only_without_penalty: tuple[State, ...] = ()
+    to: State
+    officer: bool
+    sources: tuple[Source, ...] = Field(min_length=1)
+    verify: bool = False
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Step":
+        if self.verify and not self.note:
+            raise ValueError("'verify: true' needs a 'note' saying what is unconfirmed")
+        stray = [s for s in self.only_without_penalty if s not in self.from_states]
+        if stray:
+            raise ValueError(f"only_without_penalty names {stray}, not among from_states")
+        if self.to in self.from_states:
+            raise ValueError(f"a step may not lead from {self.to!r} to itself")
+        return self
+
+    @property
+    def source(self) -> Source:
+        """The first (main) source."""
+        return self.sources[0]
+
+    def cite(self) -> str:
+        """Every source, separated by "；"."""
+        return "；".join(s.cite() for s in self.sources)
+
+
+class Deadline(Rule):
+    """A period: ``value`` ``unit`` from ``counted_from`` (words), start not counted.
+
+    ``roll_over`` false keeps a last day that is a rest day (a limitation period);
+    ``guidance`` marks practice guidance that is not law.
+    """
+
+    value: Annotated[int, Field(ge=0)]
+    unit: PeriodUnit
+    counted_from: str
+    roll_over: bool = True
+    guidance: bool = False
+
+
+class Counting(Rule):
+    """How a period's last day moves past rest days: ``rest_day`` (any non-working day) or
+    ``holiday`` (holiday periods only)."""
+
+    roll_over_on: Literal["rest_day", "holiday"]
+
+
+class LateSurcharge(Rule):
+    """Art. 72(一): a percentage of the fine per day late, at most ``max_times_fine`` × fine."""
+
+    percent_per_day: NonNegative
+    max_times_fine: NonNegative
+
+
+class LegalReview(Rule):
+    """When 法制审核 is required (Art. 58): after a hearing, on a revoked certificate, or from
+    a fine amount (None: never by amount)."""
+
+    after_hearing: bool
+    revokes_certificate: bool
+    fine_at_least_yuan: NonNegative | None = None
+
+
+class Hearing(Rule):
+    """The 较大数额罚款 of Art. 63(一) by kind of party, and whether a revocation gives one."""
+
+    person_fine_at_least_yuan: NonNegative
+    company_fine_at_least_yuan: NonNegative
+    revokes_certificate: bool
+
+
+class FirstViolation(Rule):
+    """首违不罚 (Art. 33 ¶1): which grade actions are minor, whether a commitment (告知承诺) is
+    needed, and the deadline key of the follow-up reminder."""
+
+    minor_actions: tuple[Literal["education", "warning", "fine"], ...] = Field(min_length=1)
+    needs_commitment: bool
+    reminder: DeadlineKey
+
+    def is_minor(self, action: str) -> bool:
+        """Whether a grade with this action counts as minor."""
+        return action in self.minor_actions
+
+
+class AppealRoute(Rule):
+    """A route to challenge a decision (复议, 诉讼) and its period."""
+
+    name: str
+    value: Annotated[int, Field(ge=1)]
+    unit: PeriodUnit
+    counted_from: str
+
+
+class ProcedureTable(Frozen):
+    """``procedure.yaml``: the national procedure, every section present."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")]
+    title: str
+    steps: dict[StepName, Step]
+    deadlines: dict[DeadlineKey, Deadline]
+    counting: Counting
+    late_surcharge: LateSurcharge
+    legal_review: LegalReview
+    hearing: Hearing
+    first_violation: FirstViolation
+    reject_reasons: dict[Annotated[str, Field(pattern=r"^[a-z][a-z_]*$")], str] = Field(
+        min_length=1)
+    no_heavier_after_defence: Source
+    appeal_routes: tuple[AppealRoute, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "ProcedureTable":
+        missing = [s for s in STEP_NAMES if s not in self.steps]
+        if missing:
+            raise ValueError(f"steps lacks {', '.join(missing)}")
+        missing = [k for k in REQUIRED_DEADLINES if k not in self.deadlines]
+        if missing:
+            raise ValueError(f"deadlines lacks {', '.join(missing)}")
+        if self.first_violation.reminder not in self.deadlines:
+            raise ValueError(f"first_violation.reminder names deadline "
+                             f"{self.first_violation.reminder!r}, which is not listed")
+        return self
+
+
+class ProcedureOverride(Frozen):
+    """``procedure/<id>.yaml``: a province's changes; only the keys given replace the
+    national ones (steps, deadlines and reject reasons by key, other sections whole)."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")]
+    title: str
+    steps: dict[StepName, Step] = {}
+    deadlines: dict[DeadlineKey, Deadline] = {}
+    counting: Counting | None = None
+    late_surcharge: LateSurcharge | None = None
+    legal_review: LegalReview | None = None
+    hearing: Hearing | None = None
+    first_violation: FirstViolation | None = None
+    reject_reasons: dict[Annotated[str, Field(pattern=r"^[a-z][a-z_]*$")], str] = {}
+    no_heavier_after_defence: Source | None = None
+    appeal_routes: tuple[AppealRoute, ...] | None = None

@@ -12,10 +12,12 @@ MODULES = sorted(m.name for m in pkgutil.iter_modules(overload.__path__, "overlo
 WITH_EXAMPLES = {
     "overload",
     "overload.axles",
+    "overload.calendar",
     "overload.codes",
     "overload.dimensions",
     "overload.grading",
     "overload.limits",
+    "overload.procedure",
     "overload.plates",
     "overload.rulebook",
     "overload.tolerance",
