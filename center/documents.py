@@ -254,6 +254,7 @@ class PublicService:
     basis: str
     deemed_served: str  # when service is deemed done, as the table words it
     where_to_collect: str
+    served_kind: str = "notice"  # the kind served: a notice proposes, a decision decides
 
 
 @dataclass(frozen=True)

@@ -379,6 +379,18 @@ def test_public_notice_masks_a_persons_id(rendered, tmp_path) -> None:
     assert "短信送达失败" in text and "即视为送达" in text
     assert "410102********1234" in text and "410102198001011234" not in text
     assert "张三" in text and "豫A12345" in text
+    assert "拟给予罚款人民币3000元" in text and "享有陈述、申辩的权利" in text
+    facts = national_person()
+    assert facts.service is not None
+    decided = dataclasses.replace(
+        facts,
+        service=dataclasses.replace(
+            facts.service, served_kind="decision", served_title="行政处罚决定书"
+        ),
+    )
+    html = render_html("public_notice", decided)
+    assert "本机关决定给予罚款人民币3000元" in html and "拟给予" not in html
+    assert "示例市人民政府申请行政复议" in html and "陈述、申辩的权利" not in html
 
 
 def test_same_facts_same_bytes(rendered, monkeypatch) -> None:
@@ -394,6 +406,22 @@ def test_same_facts_same_bytes(rendered, monkeypatch) -> None:
     assert again.pdf == first.pdf and again.sha256 == first.sha256
     other = render("decision", dataclasses.replace(zhejiang_company(), on=date(2026, 11, 21)))
     assert other.sha256 != first.sha256
+
+
+def test_pdf_dates_are_the_documents_date(rendered, tmp_path) -> None:
+    """The PDF's creation and modification dates are the document's date, not the clock."""
+    path = tmp_path / "decision.pdf"
+    path.write_bytes(rendered[("decision", "zhejiang")][0].pdf)
+    info = subprocess.run(
+        ["/usr/bin/pdfinfo", "-isodates", str(path)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+        text=True,
+    ).stdout
+    assert re.search(r"^CreationDate:\s+2026-11-20T00:00:00", info, re.M), info
+    assert re.search(r"^ModDate:\s+2026-11-20T00:00:00", info, re.M), info
+    assert "Author:          示例市综合行政执法局" in info
 
 
 def test_same_bytes_in_another_process(rendered) -> None:
