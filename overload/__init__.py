@@ -13,6 +13,7 @@ Examples
 
 from overload.applied import AppliedRule
 from overload.axles import AxleCheck, check_axle_loads
+from overload.calendar import Calendar, Reckoning, is_working_day, period_end
 from overload.codes import (
     AxleCode,
     AxleGroup,
@@ -24,6 +25,7 @@ from overload.dimensions import check_dimensions
 from overload.errors import RuleError
 from overload.grading import GradeTable, grade, grade_many
 from overload.limits import Limit, vehicle_limit
+from overload.procedure import Due, Procedure
 from overload.results import DimensionCheck, Grade
 from overload.rulebook import RuleBook, load_rules
 
@@ -32,10 +34,14 @@ __all__ = [
     "AxleCheck",
     "AxleCode",
     "AxleGroup",
+    "Calendar",
     "DimensionCheck",
+    "Due",
     "Grade",
     "GradeTable",
     "Limit",
+    "Procedure",
+    "Reckoning",
     "RuleBook",
     "RuleError",
     "axle_code_from_axles",
@@ -43,8 +49,10 @@ __all__ = [
     "check_dimensions",
     "grade",
     "grade_many",
+    "is_working_day",
     "load_rules",
     "parse_axle_code",
+    "period_end",
     "tyre_from_width",
     "vehicle_limit",
 ]
