@@ -29,11 +29,14 @@ from sqlalchemy.orm import Session
 from center.law_models import AuditEntry, StaffRow
 from center.registry import (
     CHUNK_ROWS,
+    EARLIEST_DATE,
     Day,
     Layout,
     Refusals,
     RegistryError,
     _china_today,
+    _implausible,
+    _latest_days,
     _printable,
     validated,
 )
@@ -102,6 +105,13 @@ class StaffEntry(BaseModel):
                              f"{ART42})")
         if self.valid_from and self.valid_to and self.valid_to < self.valid_from:
             raise ValueError(f"valid_to {self.valid_to} is before valid_from {self.valid_from}")
+        planned, ends = _latest_days((info.context or {}).get("today") or _china_today())
+        for name, day, latest in (("valid_from", self.valid_from, planned),
+                                  ("valid_to", self.valid_to, ends)):
+            if day is not None and day < EARLIEST_DATE:
+                raise ValueError(f"{name} {day} is before {EARLIEST_DATE}")
+            if day is not None and day > latest:
+                _implausible(name, day, latest is planned, latest)
         return self
 
 
@@ -152,14 +162,18 @@ def has_role(officer: Officer, role: str) -> bool:
 
 
 def get_officer(session: Session, officer_id: str, *, role: str | None = None,
-                on: date | None = None) -> Officer:
+                on: date | None = None, check: bool = True) -> Officer:
     """The officer who may act on ``on`` (default: today in China), holding ``role`` when
     one is asked; StaffError in one line when unknown, inactive, outside the validity,
-    without the role, or in an enforcement role without a credential number."""
+    without the role, or in an enforcement role without a credential number.
+    ``check=False``: the officer as registered, whatever they may do now (who signed a
+    document in the past); StaffError only when unknown."""
     row = session.scalars(select(StaffRow).where(StaffRow.officer_id == officer_id)).first()
     if row is None:
         raise StaffError(f"officer {officer_id!r} is not in the staff register")
     officer = Officer.of(row)
+    if not check:
+        return officer
     day = on or _china_today()
     who = f"officer {officer_id} ({officer.name})"
     if not officer.active:

@@ -44,7 +44,33 @@ _PERSON_ID = re.compile(r"\d{17}[\dX]")
 """身份证号 (GB 11643): 17 digits and a check character (a digit or X)."""
 _CREDIT_CODE = re.compile(r"[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}")
 """统一社会信用代码 (GB 32100-2015): 18 characters, no I, O, S, V, Z."""
-_PHONE = re.compile(r"\+?[0-9][0-9 ()-]{4,30}")
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+_CODE_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_CODE_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def person_id_ok(number: str) -> bool:
+    """Whether an identity card number's last character is its check character (GB
+    11643-1999, ISO 7064 MOD 11-2).
+
+    >>> person_id_ok("11010519491231002X"), person_id_ok("110105194912310021")
+    (True, False)
+    """
+    total = sum(int(c) * w for c, w in zip(number[:17], _ID_WEIGHTS, strict=True))
+    return _ID_CHECK[total % 11] == number[17]
+
+
+def credit_code_ok(code: str) -> bool:
+    """Whether a unified social credit code's last character is its check character
+    (GB 32100-2015, modulus 31).
+
+    >>> credit_code_ok("91350100M000100Y43"), credit_code_ok("91350100M000100Y44")
+    (True, False)
+    """
+    total = sum(_CODE_CHARS.index(c) * w for c, w in zip(code[:17], _CODE_WEIGHTS, strict=True))
+    return _CODE_CHARS[(31 - total % 31) % 31] == code[17]
+_PHONE = re.compile(r"\+?[0-9][0-9 ()-]{4,31}")
 _EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s.\x00-\x1f\x7f]+(\.[^@\s.\x00-\x1f\x7f]+)+")
 
 
@@ -111,9 +137,15 @@ class VehicleEntry(BaseModel):
             if not _CREDIT_CODE.fullmatch(value):
                 raise ValueError("is not a unified social credit code (统一社会信用代码, 18 "
                                  "characters)")
+            if not credit_code_ok(value):
+                raise ValueError("fails the credit code's check character (GB 32100-2015): "
+                                 "a typo?")
         elif not _PERSON_ID.fullmatch(value):
             raise ValueError("is not an identity card number (身份证号, 17 digits and a "
                              "digit or X)")
+        elif not person_id_ok(value):
+            raise ValueError("fails the identity card number's check character "
+                             "(GB 11643-1999): a typo?")
         return value
 
     @field_validator("phone")
