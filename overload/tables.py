@@ -733,16 +733,22 @@ class Hearing(Rule):
 
 
 class FirstViolation(Rule):
-    """首违不罚 (Art. 33 ¶1): which grade actions are minor, whether a commitment (告知承诺) is
-    needed, and the deadline key of the follow-up reminder."""
+    """首违不罚 (Art. 33 ¶1): which grades are minor (their action, or optionally an excess
+    at most ``max_excess_pct`` of the limit), whether a commitment (告知承诺) is needed, and
+    ``reminder_after``: the deadline key whose period sets the follow-up reminder."""
 
     minor_actions: tuple[Literal["education", "warning", "fine"], ...] = Field(min_length=1)
+    max_excess_pct: NonNegative | None = None
     needs_commitment: bool
-    reminder: DeadlineKey
+    reminder_after: DeadlineKey
 
-    def is_minor(self, action: str) -> bool:
-        """Whether a grade with this action counts as minor."""
-        return action in self.minor_actions
+    def is_minor(self, action: str, excess_pct: float | None = None) -> bool:
+        """Whether a grade with this action (and graded excess, percent of the limit) is
+        minor: its action is listed, or the table's excess bound holds it."""
+        if action in self.minor_actions:
+            return True
+        bound = self.max_excess_pct
+        return bound is not None and excess_pct is not None and excess_pct <= bound
 
 
 class AppealRoute(Rule):
@@ -779,9 +785,9 @@ class ProcedureTable(Frozen):
         missing = [k for k in REQUIRED_DEADLINES if k not in self.deadlines]
         if missing:
             raise ValueError(f"deadlines lacks {', '.join(missing)}")
-        if self.first_violation.reminder not in self.deadlines:
-            raise ValueError(f"first_violation.reminder names deadline "
-                             f"{self.first_violation.reminder!r}, which is not listed")
+        if self.first_violation.reminder_after not in self.deadlines:
+            raise ValueError(f"first_violation.reminder_after names deadline "
+                             f"{self.first_violation.reminder_after!r}, which is not listed")
         return self
 
 

@@ -190,8 +190,8 @@ def test_hearing_right_by_party_and_province(national, zhejiang):
 def test_first_violation_appeals_rejects_and_art_45(national):
     first = national.first_violation
     assert first.minor_actions == ("education", "warning") and first.needs_commitment
-    assert first.is_minor("warning") and not first.is_minor("fine")
-    assert first.reminder == "reminder_after" and first.source.article == "第三十三条"
+    assert first.is_minor("warning") and not first.is_minor("fine", 1.0)
+    assert first.reminder_after == "reminder_after" and first.source.article == "第三十三条"
     routes = {r.name: (r.value, r.unit, r.verify) for r in national.appeal_routes}
     assert routes == {"行政复议": (60, "days", True), "行政诉讼": (6, "months", True)}
     assert set(national.reject_reasons) == {"plate_misread", "not_evidential",
@@ -267,10 +267,18 @@ def test_merged_override_is_checked_naming_the_override(rules_copy):
     block = first[first.index("first_violation:"):first.index("# --- reasons")]
     path.write_text(path.read_text(encoding="utf-8") + "\n" + block.replace(
         "procedure.first-violation", "procedure.zhejiang.first-violation").replace(
-        "reminder: reminder_after", "reminder: review_within"), encoding="utf-8")
+        "reminder_after: reminder_after", "reminder_after: review_within"), encoding="utf-8")
     error = load_error(rules_copy)
     assert "procedure/zhejiang.yaml: merged with" in error
-    assert "first_violation.reminder names deadline 'review_within'" in error
+    assert "first_violation.reminder_after names deadline 'review_within'" in error
+
+
+def test_a_minor_excess_bound_is_data(rules_copy):
+    edit(rules_copy, "procedure.yaml", "  needs_commitment: true\n",
+         "  max_excess_pct: 5\n  needs_commitment: true\n")
+    first = load_rules(rules_copy).procedure("national").first_violation
+    assert first.is_minor("fine", 4.9) and first.is_minor("fine", 5)
+    assert not first.is_minor("fine", 5.1) and not first.is_minor("fine")
 
 
 def test_override_id_must_match_file_and_rule_ids_stay_unique(rules_copy):
