@@ -343,3 +343,52 @@ def test_the_models_are_what_the_migrations_build(engine):
         diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert [d for d in diffs if _tables_of(d)] == []
     assert set(Base.metadata.tables) >= LAW_TABLES
+
+
+# The registry's history at the center (issue 18: the device as it stood that day).
+
+def test_a_renewed_certificate_leaves_an_old_capture_its_certificate_of_that_day(
+        engine, tmp_path):
+    (before,) = run(engine, [make_packet(sequence=1)])
+    header, d1, d2 = REGISTRY_CSV.splitlines()[:3]
+    renewed = "\n".join([
+        header + ",effective_from",
+        d1.replace("JD-2026-001", "JD-2027-001").replace("2026-01-15,2027-01-14",
+                                                         "2027-01-10,2028-01-09")
+        + ",2027-01-10",
+        d2 + ","]) + "\n"
+    path = tmp_path / "renewed.csv"
+    path.write_text(renewed, encoding="utf-8")
+    with Session(engine) as session, session.begin():
+        import_registry(session, path)
+    late, new = run(engine, [
+        make_packet(sequence=2, plate="浙B22222", captured_at=T0 + timedelta(days=1)),
+        make_packet(sequence=3, plate="浙B33333",
+                    captured_at=T0 + timedelta(days=245))])  # 2027-02-01
+    assert late.evidential and new.evidential
+    with Session(engine) as session:
+        def check(result, which):
+            capture = session.get(Capture, result.capture_id)
+            return next(c["text"] for c in capture.checks if c["id"] == which)
+        for old in (before, late):
+            assert check(old, "registered") == ("device D1 is in the registry (version 1, in "
+                                                "force from 2000-01-01)")
+            assert check(old, "certificate").startswith(
+                "verification certificate JD-2026-001 valid 2026-01-15 to 2027-01-14")
+        assert check(new, "registered").endswith("(version 2, in force from 2027-01-10)")
+        assert check(new, "certificate").startswith(
+            "verification certificate JD-2027-001 valid 2027-01-10 to 2028-01-09")
+
+
+def test_a_capture_before_a_devices_first_version_is_no_evidence(engine, tmp_path):
+    text = REGISTRY_CSV.splitlines()[0] + ",effective_from\n" + \
+        "D5,G60,K9+000,east,30,120,2026-01-10,JD-5,5,2026-01-15,2027-01-14,2026-01-20," \
+        "2026-02-01,浙交〔2026〕5号,,2026-03-01,true,,2026-07-01\n"
+    path = tmp_path / "d5.csv"
+    path.write_text(text, encoding="utf-8")
+    with Session(engine) as session, session.begin():
+        import_registry(session, path)
+    (r,) = run(engine, [make_packet(device_id="D5")])
+    assert not r.evidential and r.case_id is None
+    assert r.reasons[0].startswith("device D5 has no registry row in force on 2026-06-01: "
+                                   "its first version is in force from 2026-07-01")

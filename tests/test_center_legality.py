@@ -177,3 +177,31 @@ def test_the_center_holds_no_number_of_the_enforcement_table():
                     and node.value in numbers:
                 offenders.append(f"{path.name}:{node.lineno}: {node.value}")
     assert offenders == []
+
+
+@dataclass
+class Version:
+    """A stored registry row: registry_row's facts with its version and first day."""
+
+    record: object
+    version: int
+    effective_from: date
+
+    def __getattr__(self, name):
+        return getattr(self.record, name)
+
+
+def test_the_registered_check_names_the_version_in_force():
+    v = verdict(Version(registry_row(), 3, date(2026, 5, 1)))
+    assert v.evidential
+    assert v.checks[0].text == "device D1 is in the registry (version 3, in force from " \
+        "2026-05-01)"
+    assert verdict().checks[0].text == "device D1 is in the registry"  # a file's row
+
+
+def test_a_capture_before_the_first_version_is_not_registered_that_day():
+    v = evidential(None, (), T0, NOTICE, device_id="D1", first_from=date(2026, 7, 1))
+    assert not v.evidential
+    assert v.reasons == ["device D1 has no registry row in force on 2026-06-01: its first "
+                         "version is in force from 2026-07-01 (行政处罚法（2021） 第四十一条 "
+                         "第一款)"]

@@ -1,14 +1,17 @@
 """The device registry: import from CSV or YAML, row-numbered errors, nothing half-imported,
 re-import adds versions (SQLite and PostgreSQL)."""
 
+import argparse
+import json
 from datetime import date
 from pathlib import Path
 
 import pytest
 from center_factory import REGISTRY_CSV, center_engine
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from center.db import make_engine, upgrade
 from center.law_models import AuditEntry, DeviceRecord
 from center.registry import (
     RegistryError,
@@ -20,6 +23,8 @@ from center.registry import (
     list_devices,
     read_registry,
 )
+from zhichao.cli import center as center_cli
+from zhichao.cli.registers import _subparsers_of, add_register_commands
 from zhichao.resources import config_dir
 
 YAML = """\
@@ -434,4 +439,80 @@ def test_a_first_version_takes_its_effective_from(tmp_path, center_db_url):
     with Session(engine) as session:
         assert device_on(session, "D1", date(2026, 1, 31)) is None
         assert device_on(session, "D1", date(2026, 2, 1)).version == 1
+    engine.dispose()
+
+
+def test_migration_0004_makes_each_existing_row_version_1_from_the_earliest_day(
+        center_db_url):
+    engine = make_engine(center_db_url)
+    upgrade(engine, "0003_plate_source")
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO device_records (device_id, road, stake, direction, latitude, "
+            "longitude, review_date, certificate_number, active, updated_at) VALUES "
+            "('D1', 'G60', 'K1', 'east', 30, 120, :review, 'JD-1', :yes, :now)"),
+            {"review": date(2026, 1, 10), "yes": True, "now": "2026-01-10 00:00:00+00:00"})
+    upgrade(engine)
+    with Session(engine) as session:
+        (row,) = device_history(session, "D1")
+        assert (row.version, row.effective_from, row.certificate_number) == (
+            1, date(2000, 1, 1), "JD-1")
+        assert device_on(session, "D1", date(2020, 1, 1)).review_date == date(2026, 1, 10)
+    engine.dispose()
+
+
+def history_cli(capsys, *argv: str) -> tuple[int, str]:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    center_cli.add_parser(sub)
+    add_register_commands(_subparsers_of(sub.choices["center"]))
+    args = parser.parse_args(["center", "devices", *argv])
+    code = args.run(args)
+    return code, capsys.readouterr().out
+
+
+def test_devices_history_and_list_commands(capsys, center_db_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # a table as wide as its cells
+    site = write(tmp_path, "center.yaml", f"database: {center_db_url}\n")
+    engine = center_engine(center_db_url)
+    with Session(engine) as session, session.begin():
+        import_registry(session, write(tmp_path, "devices.csv", REGISTRY_CSV))
+        import_registry(session, write(tmp_path, "renewed.csv", _renewed(
+            "JD-2027-001", "2027-01-10", "2028-01-09", "2027-01-10")))
+    engine.dispose()
+    code, out = history_cli(capsys, "history", "D1", "--json", "--config", str(site))
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [(r["version"], r["effective_from"], r["certificate_number"])
+                          for r in rows] == [(1, "2000-01-01", "JD-2026-001"),
+                                             (2, "2027-01-10", "JD-2027-001")]
+    code, out = history_cli(capsys, "history", "D1", "--config", str(site))
+    assert "device D1: every version" in out and "2027-01-10" in out
+    with pytest.raises(RegistryError, match="device D9 is not in the registry"):
+        history_cli(capsys, "history", "D9", "--config", str(site))
+    code, out = history_cli(capsys, "list", "--json", "--config", str(site))
+    listed = [json.loads(line) for line in out.splitlines()]
+    assert [(d["device_id"], d["version"]) for d in listed] == [("D1", 2), ("D2", 1)]
+
+
+def test_migration_0004_downgrades_to_each_devices_latest_row(center_db_url, tmp_path):
+    from alembic import command  # noqa: PLC0415
+    from alembic.config import Config  # noqa: PLC0415
+
+    from center.db import MIGRATIONS  # noqa: PLC0415
+
+    engine = make_engine(center_db_url)
+    upgrade(engine, "0004_registers")
+    with Session(engine) as session, session.begin():
+        import_registry(session, write(tmp_path, "devices.csv", REGISTRY_CSV))
+        import_registry(session, write(tmp_path, "renewed.csv", _renewed(
+            "JD-2027-001", "2027-01-10", "2028-01-09", "2027-01-10")))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003_plate_source")
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT device_id, certificate_number FROM device_records "
+                                 "ORDER BY device_id")).all()
+    assert [tuple(r) for r in rows] == [("D1", "JD-2027-001"), ("D2", "JD-2026-002")]
     engine.dispose()
