@@ -185,6 +185,10 @@ class PlateWorkers:
         self._ctx = mp.get_context("spawn")
         self._jobs: mp.Queue = self._ctx.Queue()
         self._results: mp.Queue = self._ctx.Queue()
+        # A job still in the queue's pipe when the unit ends (its reader stopped, killed or
+        # never started) is answered unread by stop(); without this, the interpreter's exit
+        # would wait forever for the pipe to take a frame nobody reads.
+        self._jobs.cancel_join_thread()
         self._procs: list[mp.process.BaseProcess] = []
         self._waiting: list[tuple[int, int, PlateJob]] = []   # (priority, order, job)
         self._order = itertools.count()

@@ -3,6 +3,8 @@ bounded priority queue that keeps the weighing from ever waiting for them."""
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import cv2
@@ -106,3 +108,27 @@ def test_without_readers_every_plate_is_left_to_the_center(trucks):
     assert not workers.submit(PlateJob(7, front, rear, suspected=True))
     assert [(r.key, r.status) for r in workers.results()] == [(7, "unread")]
     assert workers.stop() == []
+
+
+EXIT_SCRIPT = """
+import os, signal, sys
+import numpy as np
+from edge.plate_workers import PlateJob, PlateSettings, PlateWorkers
+workers = PlateWorkers(PlateSettings(workers=1))
+workers.start()
+os.kill(workers._procs[0].pid, signal.SIGKILL)
+workers._procs[0].join(10)
+frame = np.zeros((1200, 1600), np.uint8)  # 1.9 MB: far more than a pipe holds
+workers.submit(PlateJob(1, [frame], [frame], suspected=True))
+workers._stopping = True  # no replacement reader: nobody will take the frame
+print(len(workers.stop()), flush=True)
+"""
+
+
+def test_a_unit_exits_while_a_frame_waits_in_the_queue_of_a_dead_reader():
+    """A frame on its way to a reader that died must not hold the process open at exit
+    (multiprocessing joins a queue's feeder thread then, unless told not to)."""
+    done = subprocess.run([sys.executable, "-c", EXIT_SCRIPT], capture_output=True, check=False,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "1"  # the job came back unread
