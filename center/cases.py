@@ -48,6 +48,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from center import audit
 from center.law_models import (
     AuditEntry,
     Capture,
@@ -59,6 +60,7 @@ from center.law_models import (
     VehicleRow,
 )
 from center.legality import Check, PlateFacts, evidential, grammar_fits, local_day
+from center.procedure_models import CaseDocument, CaseProcedure, CaseStep, Delivery
 from center.registry import device_on
 from center.settings import CenterSettings, LawSettings
 from center.unread_plates import needs_reading
@@ -248,8 +250,7 @@ def _capture(session: Session, packet_id: int | None, packet: Packet, law: LawSe
 
 def _audit(session: Session, case_id: int | None, action: str, detail: str,
            actor: str = SYSTEM) -> None:
-    session.add(AuditEntry(at=datetime.now(UTC), actor=actor, case_id=case_id, action=action,
-                           detail=detail))
+    audit.append(session, case_id, action, detail, actor=actor)
 
 
 def _trip_case(session: Session, capture: Capture, window: timedelta) -> Case | None:
@@ -339,6 +340,14 @@ def _lock_plate(session: Session, plate: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
         key = zlib.crc32(plate.encode("utf-8"))
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def _lock_plates(session: Session, plates: set[str]) -> None:
+    """Every plate lock this transaction will take, taken first and in one order, before
+    the audit chain's lock (center.audit): two center processes then never wait on each
+    other in a circle."""
+    for plate in sorted(plates, key=lambda p: zlib.crc32(p.encode("utf-8"))):
+        _lock_plate(session, plate)
 
 
 def _open_or_join(session: Session, capture: Capture, law: LawSettings,
@@ -442,6 +451,8 @@ def process_packets(session: Session, packets: Sequence[tuple[int | None, Packet
             made[key] = _capture(session, packet_id, packet, law, rules=rules, cache=cache,
                                  facts=plates.get(key))
     session.flush()
+    _lock_plates(session, {c.plate for c in made.values()
+                           if c.evidential and c.over and c.plate})
     cases: dict[tuple[str, int], int | None] = {}
     for key, capture in sorted(made.items(), key=lambda kv: kv[1].captured_at):
         opened = capture.evidential and capture.over and capture.plate
@@ -600,14 +611,6 @@ def _wait_for_work(stop: Event, stored: Event | None, until: float) -> None:
         stored.wait(min(left, STOP_CHECK_S))
 
 
-TRANSITIONS = {
-    "confirm": ({"awaiting_review"}, "confirmed"),
-    "reject": ({"awaiting_review", "confirmed"}, "rejected"),
-    "close": ({"confirmed"}, "closed"),
-}
-"""Review actions: the states a case may be in, and the state it goes to."""
-
-
 CASE_ID_MAX = 2**63 - 1
 """The largest id a case can have (the databases' 64-bit integer key)."""
 
@@ -655,37 +658,6 @@ def check_fine(case: Case, fine_yuan: float, note: str,
                         "第三十三条 no penalty)")
 
 
-def review_case(session: Session, case_id: int, action: str, by: str, note: str = "", *,
-                decision: str | None = None, fine_yuan: float | None = None,
-                benchmark: Benchmark | None = None) -> Case:
-    """Confirm, reject or close a case as staff member ``by``, audited; CaseError when the
-    case's state does not allow it. Closing records the decision and the fine decided
-    (default: the graded fine), checked by :func:`check_fine` under ``benchmark``, the
-    discretion benchmark in force; ``note`` is the reason recorded in the audit."""
-    allowed, to = TRANSITIONS[action]
-    if not by.strip():
-        raise CaseError(f"case {case_id}: {action} needs the name of who does it (--by)")
-    case = get_case(session, case_id)
-    if case.status not in allowed:
-        raise CaseError(f"case {case_id} is {case.status}; {action} needs it "
-                        f"{' or '.join(sorted(allowed))}")
-    if action == "close" and fine_yuan is not None:
-        check_fine(case, fine_yuan, note, benchmark)
-    now = datetime.now(UTC)
-    before, case.status = case.status, to
-    if action == "close":
-        case.closed_at = now
-        case.decision = decision or case.action
-        case.decision_fine_yuan = fine_yuan if fine_yuan is not None else case.fine_yuan
-    else:
-        case.decided_by, case.decided_at = by, now
-    detail = f"{before} → {to}" + (f"; decision {case.decision}, fine "
-                                   f"{case.decision_fine_yuan}" if action == "close" else "")
-    _audit(session, case.id, action, detail + (f"; note: {note}" if note else ""), actor=by)
-    session.flush()
-    return case
-
-
 def list_cases(session: Session, status: str | None = None) -> list[Case]:
     """Cases, newest capture first, of one status or all."""
     query = select(Case).order_by(Case.last_at.desc(), Case.id.desc())
@@ -701,14 +673,46 @@ def case_detail(session: Session, case_id: int) -> dict:
     rows = session.execute(select(Capture, CaseCapture.role).join(
         CaseCapture, CaseCapture.capture_id == Capture.id).where(
         CaseCapture.case_id == case_id).order_by(Capture.captured_at)).all()
-    audit = session.scalars(select(AuditEntry).where(AuditEntry.case_id == case_id)
+    trail = session.scalars(select(AuditEntry).where(AuditEntry.case_id == case_id)
                             .order_by(AuditEntry.id)).all()
     return {
         "case": case_to_dict(case),
         "captures": [{**capture_to_dict(c), "role": role} for c, role in rows],
+        **procedure_detail(session, case_id),
         "audit": [{"at": _iso(a.at), "actor": a.actor, "action": a.action,
-                   "detail": a.detail} for a in audit],
+                   "detail": a.detail, "hash": a.entry_hash} for a in trail],
     }
+
+
+def procedure_detail(session: Session, case_id: int) -> dict:
+    """The case's procedure as plain data: its record (party, deadlines, decision,
+    service, payment), each step and by whom, its documents and every delivery."""
+    rec = session.get(CaseProcedure, case_id)
+    steps = session.scalars(select(CaseStep).where(CaseStep.case_id == case_id)
+                            .order_by(CaseStep.id)).all()
+    docs = session.execute(select(CaseDocument.id, CaseDocument.kind, CaseDocument.sha256,
+                                  CaseDocument.created_at).where(
+        CaseDocument.case_id == case_id).order_by(CaseDocument.id)).all()
+    sent = session.scalars(select(Delivery).where(Delivery.case_id == case_id)
+                           .order_by(Delivery.id)).all()
+    record = None if rec is None else {
+        c.name: _day(getattr(rec, c.name)) for c in CaseProcedure.__table__.columns}
+    return {
+        "procedure": record,
+        "steps": [{"step": t.step, "at": _iso(t.at), "officer_id": t.officer_id,
+                   "credential": t.credential, "actor": t.actor, "outcome": t.outcome,
+                   "note": t.note} for t in steps],
+        "documents": [{"id": i, "kind": k, "sha256": h, "created_at": _iso(t)}
+                      for i, k, h, t in docs],
+        "deliveries": [{"document_id": x.document_id, "channel": x.channel,
+                        "address": x.address, "ok": x.ok, "detail": x.detail,
+                        "at": _iso(x.at)} for x in sent],
+    }
+
+
+def _day(value: object) -> object:
+    """A date as ISO text, anything else as it is."""
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def _iso(t: datetime | None) -> str | None:

@@ -6,9 +6,11 @@ a case (row ``report_within`` of the rule table ``enforcement.yaml``), its data 
 national system — the plate, the vehicle type, the company, the transport certificate
 number, the driver, the source unit and loading slip when known, the decision, and other
 material. The center knows the plate, the vehicle (axle code and kind),
-the decision, the fine, and where, when and by which device it was captured; the company,
-certificate, driver, source unit and loading slip come from registers the center does not
-hold yet and are exported as null. The national system's own exchange format is not known
+the decision, the fine, and where, when and by which device it was captured (the device
+as the registry stood on the capture day); the company and the transport certificate come
+from the case's party (the vehicle register at filing, or what staff set), the driver, the
+source unit and the loading slip from what staff recorded on the case; each is null where
+nobody knows it. The national system's own exchange format is not known
 here: this is a plain JSON and CSV rendering of the fields, one row per case.
 
 Both renderings are safe to open where the data set goes. In CSV every text cell is quoted,
@@ -27,75 +29,81 @@ import csv
 import io
 import json
 import math
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from center.cases import utc
-from center.law_models import Capture, Case, CaseCapture, DeviceRecord
+from center.law_models import Capture, Case, CaseCapture
+from center.procedure_models import CaseProcedure
+from center.registry import device_on
+from center.spreadsheet import csv_cell
+from overload import RuleBook, period_end
 from zhichao.errors import ZhichaoError
 
 FIELDS = (
     "case_id", "plate", "plate_colour", "vehicle_type", "axle_code", "company",
     "transport_certificate", "driver", "source_unit", "loading_slip", "decision",
-    "fine_yuan", "decided_by", "closed_at", "report_due", "captured_at", "place", "road",
+    "fine_yuan", "decided_by", "closed_at", "report_due", "report_due_provisional",
+    "captured_at", "place", "road",
     "stake", "direction", "latitude", "longitude", "device_id", "certificate_number",
     "gross_kg", "limit_kg", "tolerance_kg", "excess_kg", "first_violation", "cases_12m",
     "attached_captures",
 )
-UNKNOWN = ("company", "transport_certificate", "driver", "source_unit", "loading_slip")
-"""Fields of Art. 44 the center holds no register for: always null for now."""
 NOTE = ("Order 62 Art. 44 data set as summarised in rules-cn.md §5 (the article's text was "
         "not checked); company, transport_certificate, driver, source_unit and loading_slip "
-        "are null where unknown; report_due counts Monday to Friday only (public holidays "
-        "not known).")
+        "are null where unknown; report_due counts working days by the rule tables' "
+        "calendar (statutory holidays and adjusted working weekends of each listed year; "
+        "a year not listed counts Monday to Friday and its date is marked provisional).")
 
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
-"""A text cell beginning with one of these is taken by a spreadsheet as a formula (OWASP,
-CSV injection; the last four are the full-width forms)."""
+
+CST = timezone(timedelta(hours=8), "CST")
 
 
 class ExportError(ZhichaoError):
     """The data set cannot be written as it stands."""
 
 
-def add_working_days(day: date, n: int) -> date:
-    """``n`` working days (Monday to Friday) after ``day``; public holidays not known."""
-    while n > 0:
-        day += timedelta(days=1)
-        if day.weekday() < 5:
-            n -= 1
-    return day
+def _report_due(closed: datetime | None, within: int, rules: RuleBook) -> dict:
+    if closed is None:
+        return {"report_due": None, "report_due_provisional": None}
+    due = period_end(closed.astimezone(CST).date(), within, "working_days", rules.calendar)
+    return {"report_due": due.date.isoformat(), "report_due_provisional": due.provisional}
 
 
 def _iso(t: datetime | None) -> str | None:
     return None if t is None else utc(t).isoformat().replace("+00:00", "Z")
 
 
-def closed_rows(session: Session, report_working_days: int) -> list[dict]:
-    """One row per closed case, oldest closing first; ``report_due`` is
-    ``report_working_days`` working days after closing (``rules.enforcement.report_within``).
-    """
+def closed_rows(session: Session, rules: RuleBook) -> list[dict]:
+    """One row per closed case, oldest closing first; ``report_due`` is the rule tables'
+    ``enforcement.report_within`` working days after closing, counted by their calendar
+    (``report_due_provisional`` when a year's holidays are not listed)."""
+    within = rules.enforcement.report_within.value
     cases = session.scalars(select(Case).where(Case.status == "closed")
                             .order_by(Case.closed_at, Case.id)).all()
     rows = []
     for case in cases:
         best = session.get(Capture, case.best_capture_id)
-        record = session.scalars(select(DeviceRecord).where(
-            DeviceRecord.device_id == best.device_id)).first()
+        record = device_on(session, best.device_id,
+                           utc(best.captured_at).astimezone(CST).date())
+        rec = session.get(CaseProcedure, case.id)
         attached = session.scalars(select(CaseCapture).where(
             CaseCapture.case_id == case.id, CaseCapture.role == "attached")).all()
         closed = utc(case.closed_at) if case.closed_at else None
         row = {
             "case_id": case.id, "plate": case.plate, "plate_colour": case.plate_colour,
             "vehicle_type": (best.grade or {}).get("kind"), "axle_code": best.axle_code,
-            **dict.fromkeys(UNKNOWN),
+            "company": rec.party_name if rec and rec.party_kind == "company" else None,
+            "transport_certificate": rec.transport_certificate if rec else None,
+            "driver": rec.driver if rec else None,
+            "source_unit": rec.source_unit if rec else None,
+            "loading_slip": rec.loading_slip if rec else None,
             "decision": case.decision, "fine_yuan": case.decision_fine_yuan,
             "decided_by": case.decided_by, "closed_at": _iso(closed),
-            "report_due": add_working_days(closed.date(), report_working_days).isoformat()
-            if closed else None,
+            **_report_due(closed, within, rules),
             "captured_at": _iso(best.captured_at),
             "place": " ".join((record.road, record.stake, record.direction)) if record
             else None,
@@ -131,23 +139,6 @@ def to_json(rows: list[dict]) -> str:
     return json.dumps({"dataset": "order62-art44", "generated_at": _iso(datetime.now(UTC)),
                        "note": NOTE, "fields": list(FIELDS), "cases": rows},
                       ensure_ascii=False, indent=1, allow_nan=False) + "\n"
-
-
-def csv_cell(value: object) -> object:
-    """One CSV cell: a number as it is, null as an empty cell, text neutralised when a
-    spreadsheet would take it as a formula (a single quote before it).
-
-    Examples
-    --------
-    >>> [csv_cell(v) for v in ("=1+2", "-x", "浙A12345", -120.5, None)]
-    ["'=1+2", "'-x", '浙A12345', -120.5, '']
-    """
-    if value is None:
-        return ""
-    if isinstance(value, int | float):
-        return value
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def to_csv(rows: list[dict]) -> str:

@@ -53,7 +53,9 @@ class UtcTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-CASE_STATUSES = ("awaiting_review", "confirmed", "rejected", "closed")
+CASE_STATUSES = ("awaiting_review", "reviewed", "approved", "notified", "heard",
+                 "legally_reviewed", "decided", "served", "paid", "closed", "rejected")
+"""The states of the procedure (``config/rules/procedure.yaml`` moves a case between them)."""
 
 
 class DeviceRecord(Base):
@@ -181,7 +183,8 @@ class CaseCapture(Base):
 
 
 class AuditEntry(Base):
-    """Who did what to which case, and when; never updated, never deleted."""
+    """Who did what to which case, and when; never updated, never deleted; each entry
+    chained to the one before by its hash (migration ``0005_procedure``, center.audit)."""
 
     __tablename__ = "audit_log"
 
@@ -192,6 +195,11 @@ class AuditEntry(Base):
                                                 index=True)
     action: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True,
+                                                  doc="entry_hash of the entry before")
+    entry_hash: Mapped[str | None] = mapped_column(String(64), nullable=True,
+                                                   doc="SHA-256 of this entry and prev_hash "
+                                                   "(center.audit)")
 
 
 class VehicleRow(Base):

@@ -45,7 +45,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from center.export import csv_cell
+from center.spreadsheet import csv_cell
 from zhichao.errors import ConfigError
 from zhichao.settings import count, load_model, number
 

@@ -60,8 +60,9 @@ from pydantic import (
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
+from center import audit
 from center.db import bulk_insert
-from center.law_models import AuditEntry, DeviceRecord, DeviceSuspension
+from center.law_models import DeviceRecord, DeviceSuspension
 from zhichao.errors import ZhichaoError
 
 MAX_ERRORS = 50
@@ -759,9 +760,9 @@ def import_registry(session: Session, path: Path, actor: str = "import", *,
         flush()
     if refusals.count:
         raise refusals.error()
-    session.add(AuditEntry(at=now, actor=actor, case_id=None, action="devices_import",
-                           detail=f"{path}: {tally.added} added, {tally.changed} changed "
-                           f"(a new version each), {tally.unchanged} unchanged"))
+    audit.append(session, None, "devices_import", f"{path}: {tally.added} added, "
+                 f"{tally.changed} changed (a new version each), {tally.unchanged} unchanged",
+                 actor=actor, at=now)
     session.flush()
     return ImportResult(tally.added, tally.changed, tuple(devices), tally.unchanged)
 

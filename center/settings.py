@@ -11,10 +11,11 @@ reads plates from) is a setting here.
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from center.notify import NotifySettings
 from zhichao.settings import BindEndpoint, count, load_model, number
 
 KEEPALIVE_IDLE_MAX_S = 32767
@@ -132,6 +133,41 @@ class LawSettings(BaseModel):
         return data
 
 
+class AuthoritySettings(BaseModel):
+    """The enforcing authority as its documents name it (行政处罚法 Art. 59: the authority,
+    where to pay, where to appeal)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("某某市交通运输综合行政执法支队", min_length=1, max_length=64,
+                      description="the authority that decides (and seals) the documents")
+    address: str = Field("（执法机关地址）", min_length=1, max_length=128)
+    number_prefix: str = Field("交罚", min_length=1, max_length=16,
+                               description="文书编号 prefix: PREFIX〔YEAR〕CASE号")
+    payment: str = Field("（代收罚款的银行）", min_length=1, max_length=128,
+                         description="where a fine is paid: the bank or payment system that "
+                         "collects it (行政处罚法 Art. 67: the authority does not take the money)")
+    payment_account: str = Field("（户名、账号或缴款码）", min_length=1, max_length=128,
+                                 description="the account words printed on a decision")
+    review_body: str = Field("某某市人民政府", min_length=1, max_length=64,
+                             description="where an administrative review (行政复议) is asked")
+    court: str = Field("某某区人民法院", min_length=1, max_length=64,
+                       description="where an administrative suit (行政诉讼) is brought")
+
+
+class ProcedureSettings(BaseModel):
+    """How the center runs the procedure after review: which procedure table, who it is,
+    how it reaches parties."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    table: str | None = Field(None, max_length=32, description="procedure table of the "
+                              "rules folder (national, zhejiang, ...); default: the "
+                              "benchmark's name (law.benchmark)")
+    authority: AuthoritySettings = Field(default_factory=AuthoritySettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+
+
 class CenterSettings(BaseModel):
     """Everything a center needs to know about itself."""
 
@@ -144,6 +180,14 @@ class CenterSettings(BaseModel):
                              description="evidence images, one file per SHA-256")
     receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
     law: LawSettings = Field(default_factory=LawSettings)
+    procedure: ProcedureSettings = Field(default_factory=ProcedureSettings)
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths of the settings are taken from: the settings file's
+        (the working folder for the defaults)."""
+        return self._base_dir
 
     @field_validator("database")
     @classmethod
@@ -181,6 +225,8 @@ def load_center_settings(path: Path) -> CenterSettings:
     law = settings.law
     if law.rules_folder is not None:
         law = law.model_copy(update={"rules_folder": here(law.rules_folder)})
-    return settings.model_copy(update={"images_dir": here(settings.images_dir),
-                                       "receiver": receiver, "database": database,
-                                       "law": law})
+    loaded = settings.model_copy(update={"images_dir": here(settings.images_dir),
+                                         "receiver": receiver, "database": database,
+                                         "law": law})
+    loaded._base_dir = base
+    return loaded

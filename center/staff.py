@@ -26,7 +26,8 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from center.law_models import AuditEntry, StaffRow
+from center import audit
+from center.law_models import StaffRow
 from center.registry import (
     CHUNK_ROWS,
     EARLIEST_DATE,
@@ -257,8 +258,8 @@ def import_staff(session: Session, path: Path, actor: str = "import", *,
         added += flush()
         total += len(chunk)
     if not dry_run:
-        session.add(AuditEntry(at=now, actor=actor, case_id=None, action="staff_import",
-                               detail=f"{path}: {added} added, {total - added} updated"))
+        audit.append(session, None, "staff_import",
+                     f"{path}: {added} added, {total - added} updated", actor=actor, at=now)
         session.flush()
     return StaffImport(added, total - added, tuple(ids))
 

@@ -29,7 +29,8 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from center.law_models import AuditEntry, VehicleRow
+from center import audit
+from center.law_models import VehicleRow
 from center.legality import grammar_fits
 from center.registry import CHUNK_ROWS, Layout, Refusals, RegistryError, _printable, validated
 from overload.limits import KINDS
@@ -238,8 +239,8 @@ def import_vehicles(session: Session, path: Path, actor: str = "import", *,
         added += _count_new(session, chunk) if dry_run else _upsert(session, chunk, now)
         total += len(chunk)
     if not dry_run:
-        session.add(AuditEntry(at=now, actor=actor, case_id=None, action="vehicles_import",
-                               detail=f"{path}: {added} added, {total - added} updated"))
+        audit.append(session, None, "vehicles_import",
+                     f"{path}: {added} added, {total - added} updated", actor=actor, at=now)
         session.flush()
     return VehicleImport(added, total - added, tuple(plates))
 

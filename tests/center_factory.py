@@ -32,6 +32,15 @@ D2,G92,K12+000,west,30.10,121.00,2026-01-10,JD-2026-002,10,2026-01-15,2027-01-14
 2026-01-20,2026-02-01,浙交〔2026〕2号,,2026-03-01,true,2026-05-30..2026-06-02 repair
 """
 
+STAFF_CSV = """\
+officer_id,name,credential_number,roles,active,valid_from,valid_to
+ZF001,张三,浙33010012345,reviewer,true,2026-01-01,2028-12-31
+ZF002,李四,浙33010012346,reviewer,true,2026-01-01,2028-12-31
+FS001,赵六,浙33010012347,legal_reviewer,true,2026-01-01,2028-12-31
+ADM01,王芳,,administrator,true,2026-01-01,
+"""
+"""Two enforcement officers, a legal reviewer and an administrator without a credential."""
+
 
 def make_packet(*, device_id: str = "D1", sequence: int = 1, captured_at: datetime = T0,
                 plate: str | None = "浙A12345", confidence: float = 0.95,

@@ -2,16 +2,17 @@
 Art. 66 count, the Art. 33 first violation, idempotence, review (SQLite and PostgreSQL)."""
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from center_factory import REGISTRY_CSV, T0, center_engine, make_packet, store_packets
+from center_factory import REGISTRY_CSV, STAFF_CSV, T0, center_engine, make_packet, store_packets
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from center import procedure
 from center.cases import (
     CaseError,
     case_detail,
@@ -19,15 +20,14 @@ from center.cases import (
     list_cases,
     process_packets,
     process_pending,
-    recount,
     recount_plate,
-    review_case,
 )
 from center.db import Base
 from center.ingest_models import Device, StoredPacket
 from center.law_models import AuditEntry, Capture, Case, CaseCapture
 from center.registry import import_registry
 from center.settings import CenterSettings, LawSettings
+from center.staff import import_staff
 
 # A device announced long ago, so that captures over a year back are evidence too.
 OLD = "D0,G60,K1+000,east,30,120,2024-01-01,JD-0,5,2024-01-01,2027-12-31,2024-01-01," \
@@ -40,8 +40,11 @@ def engine(center_db_url, tmp_path):
     engine = center_engine(center_db_url)
     path = tmp_path / "devices.csv"
     path.write_text(REGISTRY_CSV + OLD, encoding="utf-8")
+    staff = tmp_path / "staff.csv"
+    staff.write_text(STAFF_CSV, encoding="utf-8")
     with Session(engine) as session, session.begin():
         import_registry(session, path)
+        import_staff(session, staff)
     yield engine
     engine.dispose()
 
@@ -51,11 +54,20 @@ def run(engine, packets, law=LAW):
         return process_packets(session, [(None, p) for p in packets], law)
 
 
+DAY = date(2026, 6, 2)
+
+
+def desk(law=LAW):
+    return procedure.desk_for(CenterSettings(database="unused", law=law), today=DAY,
+                              notify=False)
+
+
 def confirm(engine, case_id, law=LAW):
-    """Confirm a case (it passes review) and recount it, as the procedure does."""
+    """Pass a case through review: reviewed by one officer, approved by another (the
+    procedure recounts the plate's cases)."""
     with Session(engine) as session, session.begin():
-        case = review_case(session, case_id, "confirm", "张三")
-        recount(session, case, law_rules(law))
+        procedure.review(session, case_id, "ZF001", desk(law))
+        procedure.approve(session, case_id, "ZF002", desk(law))
 
 
 def counts(engine, case_id):
@@ -229,7 +241,7 @@ def test_the_art66_count_comes_from_the_centers_rule_tables(engine, rules_copy):
 def test_a_rejected_case_is_no_earlier_violation(engine):
     (first,) = run(engine, [make_packet(sequence=1)])
     with Session(engine) as session, session.begin():
-        review_case(session, first.case_id, "reject", "李四", "plate misread")
+        procedure.reject(session, first.case_id, "ZF002", desk(), reason="plate_misread")
     (second,) = run(engine, [make_packet(sequence=2, captured_at=T0 + timedelta(days=2))])
     assert counts(engine, second.case_id)[:2] == (True, 0)
     confirm(engine, second.case_id)
@@ -250,7 +262,8 @@ def test_processing_twice_does_nothing(engine):
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Capture)) == 2
         assert session.scalar(select(func.count()).select_from(Case)) == 1
-        assert session.scalar(select(func.count()).select_from(AuditEntry)) == 3
+        assert session.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.case_id.is_not(None))) == 2  # opened, attached: once each
 
 
 def test_process_pending_reads_the_stored_packets(engine, tmp_path: Path):
@@ -269,32 +282,33 @@ def test_process_pending_reads_the_stored_packets(engine, tmp_path: Path):
 def test_review_moves_and_audits_and_refuses_wrong_moves(engine):
     (r,) = run(engine, [make_packet()])
     with Session(engine) as session, session.begin():
-        review_case(session, r.case_id, "confirm", "张三", "checked the photos")
-        with pytest.raises(CaseError, match="is confirmed; confirm needs it awaiting_review"):
-            review_case(session, r.case_id, "confirm", "张三")
-        review_case(session, r.case_id, "close", "张三", decision="fine", fine_yuan=2500)
+        procedure.review(session, r.case_id, "ZF001", desk(), "checked the photos")
+        with pytest.raises(CaseError, match="is reviewed; review needs it awaiting_review"):
+            procedure.review(session, r.case_id, "ZF002", desk())
+        procedure.approve(session, r.case_id, "ZF002", desk())
     with Session(engine) as session, session.begin():
         with pytest.raises(CaseError, match="case 999 does not exist"):
-            review_case(session, 999, "confirm", "x")
-        with pytest.raises(CaseError, match="needs the name"):
-            review_case(session, r.case_id, "reject", " ")
+            procedure.review(session, 999, "ZF001", desk())
+        with pytest.raises(CaseError, match="' ' is not in the staff register"):
+            procedure.reject(session, r.case_id, " ", desk(), reason="other")
     with Session(engine) as session:
         detail = case_detail(session, r.case_id)
-        assert detail["case"]["status"] == "closed"
-        assert detail["case"]["decision_fine_yuan"] == 2500
-        assert [(a["actor"], a["action"]) for a in detail["audit"]] == [
-            ("center", "case_opened"), ("张三", "confirm"), ("张三", "close")]
+        assert detail["case"]["status"] == "approved"
+        assert [(a["actor"].split()[0], a["action"]) for a in detail["audit"]] == [
+            ("center", "case_opened"), ("ZF001", "review"), ("ZF002", "approve")]
         assert "checked the photos" in detail["audit"][1]["detail"]
+        assert [s["officer_id"] for s in detail["steps"]] == ["ZF001", "ZF002"]
+        assert detail["procedure"]["party_name"] == "浙A12345 号车辆所有人"
         (capture,) = detail["captures"]
         assert capture["role"] == "evidence" and len(capture["checks"]) == 13
-        assert [c.id for c in list_cases(session, "closed")] == [r.case_id]
+        assert [c.id for c in list_cases(session, "approved")] == [r.case_id]
         assert list_cases(session, "awaiting_review") == []
 
 
 def test_a_late_capture_joins_a_reviewed_case_without_changing_its_evidence(engine):
     (first,) = run(engine, [make_packet(sequence=2, captured_at=T0 + timedelta(hours=1))])
     with Session(engine) as session, session.begin():
-        review_case(session, first.case_id, "confirm", "张三")
+        procedure.review(session, first.case_id, "ZF001", desk())
     (late,) = run(engine, [make_packet(sequence=1, gross_kg=60000)])
     assert late.case_id == first.case_id
     with Session(engine) as session:
@@ -303,7 +317,7 @@ def test_a_late_capture_joins_a_reviewed_case_without_changing_its_evidence(engi
             first.capture_id, 3000, T0)
         detail = session.scalars(select(AuditEntry.detail).where(
             AuditEntry.action == "capture_attached")).one()
-        assert "case already confirmed" in detail
+        assert "case already reviewed" in detail
 
 
 def test_a_stored_packet_that_cannot_be_read_is_kept_as_no_evidence(engine):

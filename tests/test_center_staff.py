@@ -22,7 +22,6 @@ from center.staff import (
     read_staff,
 )
 from zhichao.cli import center as center_cli
-from zhichao.cli.registers import _subparsers_of, add_register_commands
 from zhichao.resources import config_dir
 
 STAFF_CSV = """\
@@ -167,7 +166,6 @@ def cli(capsys, *argv: str) -> tuple[int, str]:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
     center_cli.add_parser(sub)
-    add_register_commands(_subparsers_of(sub.choices["center"]))
     args = parser.parse_args(["center", *argv])
     code = args.run(args)
     return code, capsys.readouterr().out

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from center_factory import REGISTRY_CSV, T0, make_packet
+from center_factory import REGISTRY_CSV, STAFF_CSV, T0, make_packet
 from center_factory import store_packets as store_in
 from pydantic import BaseModel
 from sqlalchemy import update
@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session
 
 from center.cases import process_pending
 from center.db import make_engine
-from center.export import FORMULA_STARTS, add_working_days
 from center.law_models import Case, DeviceRecord
 from center.settings import CenterSettings, load_center_settings
+from center.spreadsheet import FORMULA_STARTS
+from overload import load_rules, period_end
 from zhichao.cli import main
 from zhichao.resources import config_dir
 
@@ -36,6 +37,7 @@ def site(tmp_path: Path) -> Path:
     config.write_text("database: center.db\nlaw:\n  process_interval_s: 0.1\n",
                       encoding="utf-8")
     (tmp_path / "devices.csv").write_text(REGISTRY_CSV, encoding="utf-8")
+    (tmp_path / "staff.csv").write_text(STAFF_CSV, encoding="utf-8")
     return config
 
 
@@ -50,6 +52,26 @@ def store_packets(database: Path, packets) -> None:
     engine = make_engine(database)
     store_in(engine, packets)
     engine.dispose()
+
+
+def take(capsys, site: Path, case_id: int, *steps: tuple[str, ...]) -> None:
+    """Take each step (name, options...) of the procedure from the command line."""
+    for name, *options in steps:
+        code, _, err = cli(capsys, "cases", name, str(case_id), *options,
+                           "--config", str(site))
+        assert code == 0, (name, err)
+
+
+def to_decision(capsys, site: Path, case_id: int) -> None:
+    """Import the staff register, then review, approve, notify, and the defence waived."""
+    assert cli(capsys, "staff", "import", str(site.parent / "staff.csv"),
+               "--config", str(site))[0] == 0
+    take(capsys, site, case_id, ("review", "--officer", "ZF001", "--note", "ok"),
+         ("approve", "--officer", "ZF002"), ("notify", "--officer", "ZF001"),
+         ("defence", "--officer", "ZF001", "--outcome", "waived"))
+
+
+DECIDE = ("decide", "--officer", "ZF001", "--officer", "ZF002")
 
 
 def test_devices_import_and_list(capsys, site, monkeypatch):
@@ -102,39 +124,47 @@ def test_run_process_review_export(capsys, site, tmp_path, monkeypatch):
     assert "legality" in out and "rules applied" in out
     assert "浙江省公路条例（2020） 第三十八条 第一款" in out
 
-    assert cli(capsys, "cases", "confirm", str(case["id"]), "--by", "张三", "--note", "ok",
-               "--config", str(site))[0] == 0
-    code, _, err = cli(capsys, "cases", "confirm", str(case["id"]), "--by", "张三",
+    to_decision(capsys, site, case["id"])
+    code, _, err = cli(capsys, "cases", "review", str(case["id"]), "--officer", "ZF001",
                        "--config", str(site))
-    assert code == 2 and "is confirmed" in err
-    code, _, err = cli(capsys, "cases", "reject", "99", "--by", "x", "--config", str(site))
+    assert code == 2 and "is heard; review needs it awaiting_review" in err
+    code, _, err = cli(capsys, "cases", "reject", "99", "--officer", "ZF001", "--reason",
+                       "other", "--config", str(site))
     assert code == 2 and "case 99 does not exist" in err
     code, out, _ = cli(capsys, "export", "--closed", "--config", str(site))
     assert json.loads(out)["cases"] == []
-    assert cli(capsys, "cases", "close", str(case["id"]), "--by", "张三", "--decision",
-               "fine", "--fine-yuan", "3500", "--note", "first act, load corrected at once",
-               "--config", str(site))[0] == 0
+    take(capsys, site, case["id"],
+         ("party", "--officer", "ZF001", "--driver", "赵师傅", "--loading-slip", "ZD-0601-7"),
+         (*DECIDE, "--fine-yuan", "3500", "--note", "first act, load corrected at once"),
+         ("serve", "--officer", "ZF001"), ("pay", "--officer", "ZF002", "--amount-yuan", "3500"),
+         ("close", "--officer", "ZF001"))
+    code, out, _ = cli(capsys, "audit", "verify", "--config", str(site))
+    assert code == 0 and "audit chain holds" in out
 
     code, out, _ = cli(capsys, "export", "--closed", "--config", str(site))
     data = json.loads(out)
     (row,) = data["cases"]
     assert (row["plate"], row["axle_code"], row["vehicle_type"], row["decision"],
             row["fine_yuan"]) == ("浙A12345", "157", "combination", "fine", 3500)
-    assert (row["driver"], row["company"], row["loading_slip"]) == (None, None, None)
+    assert (row["driver"], row["company"], row["loading_slip"]) == (
+        "赵师傅", None, "ZD-0601-7")  # a person's case names no company
     assert row["place"] == "G60 K123+450 east" and row["device_id"] == "D1"
     assert row["attached_captures"] == 1
     closed = date.fromisoformat(row["closed_at"][:10])
-    assert row["report_due"] == add_working_days(closed, 7).isoformat()  # enforcement.yaml
+    rules = load_rules()
+    assert row["report_due"] == period_end(closed, 7, "working_days",
+                                           rules.calendar).date.isoformat()
     out_csv = tmp_path / "art44.csv"
     assert cli(capsys, "export", "--closed", "--format", "csv", "--out", str(out_csv),
                "--config", str(site))[0] == 0
     (csv_row,) = csv.DictReader(out_csv.open(encoding="utf-8"))
-    assert csv_row["plate"] == "浙A12345" and csv_row["driver"] == "" \
+    assert csv_row["plate"] == "浙A12345" and csv_row["company"] == "" \
         and csv_row["fine_yuan"] == "3500.0"
 
 
-def _confirmed_case(capsys, site: Path) -> int:
-    """A case of 浙A12345 graded 3 000 yuan (55 400 kg on a 157 combination), confirmed."""
+def _case_to_decide(capsys, site: Path) -> int:
+    """A case of 浙A12345 graded 3 000 yuan (55 400 kg on a 157 combination), heard and
+    waiting for its decision."""
     assert cli(capsys, "devices", "import", str(site.parent / "devices.csv"),
                "--config", str(site))[0] == 0
     store_packets(site.parent / "center.db", [make_packet(sequence=1)])
@@ -144,14 +174,13 @@ def _confirmed_case(capsys, site: Path) -> int:
     _, out, _ = cli(capsys, "cases", "list", "--config", str(site), "--json")
     (case,) = [json.loads(line) for line in out.splitlines()]
     assert (case["action"], case["fine_yuan"]) == ("fine", 3000)
-    assert cli(capsys, "cases", "confirm", str(case["id"]), "--by", "张三",
-               "--config", str(site))[0] == 0
+    to_decision(capsys, site, case["id"])
     return case["id"]
 
 
 def test_a_fine_is_refused_unless_the_law_allows_it(capsys, site):
-    case_id = _confirmed_case(capsys, site)
-    close = ("cases", "close", str(case_id), "--by", "张三", "--config", str(site))
+    case_id = _case_to_decide(capsys, site)
+    close = ("cases", *DECIDE, str(case_id), "--config", str(site))
     for fine, words in (
             ("99999", "must be at most 30000 yuan, the cap of rule national.total-cap "
                       "(公路安全保护条例（2011） 第六十四条) (got 99999)"),
@@ -169,7 +198,7 @@ def test_a_fine_is_refused_unless_the_law_allows_it(capsys, site):
         assert f"case {case_id}: --fine-yuan" in err and words in err, (fine, err)
         assert "--note" in err or fine not in ("2000", "0")
     code, out, _ = cli(capsys, "cases", "list", "--config", str(site), "--json")
-    assert json.loads(out)["status"] == "confirmed"  # nothing refused was recorded
+    assert json.loads(out)["status"] == "heard"  # nothing refused was recorded
     assert cli(capsys, *close, "--fine-yuan", "2000", "--note", "行政处罚法 第三十二条: "
                "unloaded the excess at once")[0] == 0
     code, out, _ = cli(capsys, "cases", "show", str(case_id), "--config", str(site), "--json")
@@ -179,14 +208,13 @@ def test_a_fine_is_refused_unless_the_law_allows_it(capsys, site):
 
 
 def test_the_graded_fine_closes_without_a_reason(capsys, site):
-    case_id = _confirmed_case(capsys, site)
-    assert cli(capsys, "cases", "close", str(case_id), "--by", "张三", "--fine-yuan", "3000",
-               "--config", str(site))[0] == 0
+    case_id = _case_to_decide(capsys, site)
+    take(capsys, site, case_id, (*DECIDE, "--fine-yuan", "3000"))
 
 
 def test_a_case_id_out_of_range_is_one_line(capsys, site):
     for command in (("show", "12345678901234567890"), ("show", "-1"),
-                    ("confirm", "12345678901234567890", "--by", "x")):
+                    ("review", "12345678901234567890", "--officer", "x")):
         code, out, err = cli(capsys, "cases", *command, "--config", str(site))
         assert (code, out, err.count("\n")) == (2, "", 1), command
         assert f"case id {command[1]} out of range (1 to {2**63 - 1})" in err
@@ -196,16 +224,18 @@ def _formula_case(capsys, site: Path) -> None:
     """A closed case whose plate, registry fields and decision begin with formula
     characters (a plate stored before the center checked plates against the grammar, a
     registry edited by hand)."""
-    case_id = _confirmed_case(capsys, site)
+    case_id = _case_to_decide(capsys, site)
+    take(capsys, site, case_id, ("party", "--officer", "ZF001", "--driver", "=cmd|' /C calc'!A0"),
+         DECIDE, ("serve", "--officer", "ZF001"),
+         ("pay", "--officer", "ZF002", "--amount-yuan", "3000"), ("close", "--officer", "ZF001"))
     engine = make_engine(site.parent / "center.db")
     with Session(engine) as session, session.begin():
         session.execute(update(Case).values(plate='=HYPERLINK("http://x.example/","浙A")'))
         session.execute(update(DeviceRecord).where(DeviceRecord.device_id == "D1").values(
             road="+G60", stake="-1+cmd|' /C calc'!A0", direction="@SUM(A1:A9)",
             certificate_number="\tJD-2026-001", longitude=-120.16))
+        session.execute(update(Case).values(decision="=1+2"))
     engine.dispose()
-    assert cli(capsys, "cases", "close", str(case_id), "--by", "张三", "--decision",
-               "=1+2", "--config", str(site))[0] == 0
 
 
 def test_the_csv_export_neutralises_formulas(capsys, site, tmp_path):
@@ -227,6 +257,7 @@ def test_the_csv_export_neutralises_formulas(capsys, site, tmp_path):
             cells["decision"]) == ("'+G60", "'-1+cmd|' /C calc'!A0", "'@SUM(A1:A9)",
                                    "'\tJD-2026-001", "'=1+2")
     assert cells["place"] == "'+G60 -1+cmd|' /C calc'!A0 @SUM(A1:A9)"
+    assert cells["driver"] == "'=cmd|' /C calc'!A0"
     # every text cell is quoted in the file, numbers are bare
     assert ',"\'+G60",' in text and ",30.25,-120.16," in text
 
@@ -244,9 +275,11 @@ def test_no_export_carries_a_number_that_is_not_finite(capsys, site, tmp_path):
         assert "fine_yuan is inf, not a finite number" in err
 
 
-def test_report_due_counts_working_days():
+def test_report_due_counts_working_days_of_the_calendar():
     friday = T0.date() + timedelta(days=4)  # 2026-06-05 is a Friday
-    assert add_working_days(friday, 7).isoformat() == "2026-06-16"
+    due = period_end(friday, 7, "working_days", load_rules().calendar)
+    # 8-12 June, then 15 and 16 June: the Dragon Boat Festival (19 June) is later
+    assert due.date.isoformat() == "2026-06-16" and not due.provisional
 
 
 def test_bad_settings_file_is_named(capsys, tmp_path):

@@ -2,7 +2,9 @@
 
 ``run`` receives packets (``center.receiver``) and turns stored packets into graded
 captures and cases every few seconds; ``devices`` imports, lists and enrols the registry;
-``cases`` lists, shows, confirms, rejects and closes cases (every action audited);
+``cases`` lists and shows cases and takes them through the procedure after review
+(``zhichao.cli.procedure``: review, approve, notify, defence, decide, serve, pay, close,
+reject; every step audited); ``vehicles`` and ``staff`` keep the registers;
 ``export --closed`` writes the Order 62 Art. 44 data set. Every command reads the center's
 settings (``--config FILE``; defaults without one) and brings the database to the latest
 migration first.
@@ -25,9 +27,9 @@ from center.cases import (
     case_to_dict,
     law_rules,
     list_cases,
-    review_case,
 )
 from center.export import closed_rows, to_csv, to_json
+from center.law_models import CASE_STATUSES
 from center.registry import (
     accuracy_classes,
     count_devices,
@@ -36,22 +38,16 @@ from center.registry import (
     list_devices,
 )
 from center.service import open_db
-from center.settings import CenterSettings, load_center_settings
 from overload.applied import fmt_num
+from zhichao.cli.center_common import config_option, console, count, settings_of
+from zhichao.cli.procedure import add_procedure_commands
+from zhichao.cli.registers import add_register_commands
 from zhichao.errors import ConfigError
 
-CASE_STATUSES = ("awaiting_review", "confirmed", "rejected", "closed")
 LIST_PAGE = 100
 """Devices shown by ``devices list`` without ``--limit`` (the table; --json gives all)."""
 IDS_SHOWN = 10
 """Device ids named after an import; the others are counted."""
-
-
-def _config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--config", type=Path, metavar="FILE",
-                   help="center settings (YAML, see config/center.example.yaml); "
-                   "default: every option's default, database center.db here")
-    return p
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.split("\n\n")[0])
     center = p.add_subparsers(dest="center_command", metavar="ACTION", required=True)
 
-    run = _config(center.add_parser("run", help="receive packets and make cases"))
+    run = config_option(center.add_parser("run", help="receive packets and make cases"))
     run.add_argument("--seconds", type=float, metavar="N",
                      help="stop after N seconds (default: until interrupted)")
     run.add_argument("--process-only", action="store_true",
@@ -70,22 +66,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     devices = center.add_parser("devices", help="the device registry").add_subparsers(
         dest="devices_command", metavar="ACTION", required=True)
-    imp = _config(devices.add_parser("import", help="import devices from CSV or YAML"))
+    imp = config_option(devices.add_parser("import", help="import devices from CSV or YAML"))
     imp.add_argument("file", type=Path, metavar="FILE", help="devices.csv or devices.yaml")
     imp.add_argument("--by", default="import", metavar="NAME", help="who imports (audit)")
     imp.add_argument("--encoding", metavar="NAME",
                      help="the file's encoding (utf-8, gbk, gb18030, utf-16…); default: "
                      "its byte order mark, else utf-8 if it decodes, else gb18030")
     imp.set_defaults(run=run_devices_import)
-    lst = _config(devices.add_parser("list", help="list registered devices"))
+    lst = config_option(devices.add_parser("list", help="list registered devices"))
     lst.add_argument("--json", action="store_true", help="one JSON object per device")
-    lst.add_argument("--limit", type=_count, metavar="N",
+    lst.add_argument("--limit", type=count, metavar="N",
                      help=f"at most N devices (default: {LIST_PAGE} in the table, all with "
                      "--json, read a page at a time)")
-    lst.add_argument("--offset", type=_count, default=0, metavar="N",
+    lst.add_argument("--offset", type=count, default=0, metavar="N",
                      help="skip the first N devices (by device id)")
     lst.set_defaults(run=run_devices_list)
-    enrol = _config(devices.add_parser("enrol", help="accept a roadside unit's keys"))
+    enrol = config_option(devices.add_parser("enrol", help="accept a roadside unit's keys"))
     enrol.add_argument("--id", required=True, metavar="ID", help="device id")
     enrol.add_argument("--sign-key", required=True, type=Path, metavar="PUBFILE",
                        help="the unit's NAME.sign.pub (zhichao keys new)")
@@ -96,55 +92,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     cases = center.add_parser("cases", help="review cases").add_subparsers(
         dest="cases_command", metavar="ACTION", required=True)
-    clist = _config(cases.add_parser("list", help="list cases"))
+    clist = config_option(cases.add_parser("list", help="list cases"))
     clist.add_argument("--status", choices=CASE_STATUSES, help="only cases in this state")
     clist.add_argument("--json", action="store_true", help="one JSON object per case")
     clist.set_defaults(run=run_cases_list)
-    show = _config(cases.add_parser("show", help="a case with its captures, rules, checks"))
+    show = config_option(cases.add_parser("show", help="a case with its captures, rules, checks"))
     show.add_argument("case_id", type=int, metavar="ID")
     show.add_argument("--json", action="store_true", help="one JSON object")
     show.set_defaults(run=run_cases_show)
-    for action, words in (("confirm", "confirm a case awaiting review"),
-                          ("reject", "reject a case (not evidence, wrong plate, ...)"),
-                          ("close", "close a confirmed case with its decision")):
-        q = _config(cases.add_parser(action, help=words))
-        q.add_argument("case_id", type=int, metavar="ID")
-        q.add_argument("--by", required=True, metavar="NAME", help="staff member (audit)")
-        q.add_argument("--note", default="", metavar="TEXT", help="why (audit)")
-        if action == "close":
-            q.add_argument("--decision", metavar="TEXT",
-                           help="the decision (default: the graded action)")
-            q.add_argument("--fine-yuan", type=float, metavar="N",
-                           help="the fine decided (default: the graded fine): at most the "
-                           "graded fine and the benchmark's cap; a lower one needs --note")
-        q.set_defaults(run=run_cases_review, action=action)
+    add_procedure_commands(cases, center, config_option)
+    add_register_commands(center)
 
-    export = _config(center.add_parser("export", help="the Order 62 Art. 44 data set"))
+    export = config_option(center.add_parser("export", help="the Order 62 Art. 44 data set"))
     export.add_argument("--closed", action="store_true", required=True,
                         help="closed cases (the only data set so far)")
     export.add_argument("--format", choices=("json", "csv"), default="json")
     export.add_argument("--out", type=Path, metavar="FILE", help="write here, not stdout")
     export.set_defaults(run=run_export)
-
-
-def _count(text: str) -> int:
-    """A count of the command line: a whole number ≥ 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 0 (got {text!r})")
-    return value
-
-
-def settings_of(args: argparse.Namespace) -> CenterSettings:
-    """The settings file given, or the defaults."""
-    return load_center_settings(args.config) if args.config else CenterSettings()
-
-
-def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
 
 
 def run_center(args: argparse.Namespace) -> int:
@@ -166,7 +130,7 @@ def run_devices_import(args: argparse.Namespace) -> int:
     ids = ", ".join(result.devices[:IDS_SHOWN])
     more = len(result.devices) - IDS_SHOWN
     ids += f" and {more} more" if more > 0 else ""
-    _console().print(f"{args.file}: {result.added} devices added, {result.updated} updated "
+    console().print(f"{args.file}: {result.added} devices added, {result.updated} updated "
                      f"({ids})")
     return 0
 
@@ -211,7 +175,7 @@ def run_devices_list(args: argparse.Namespace) -> int:
                              else f"no device after the first {args.offset} of {total}")
             if last < total:
                 table.caption += f"; --offset {last} for the next"
-        _console().print(table)
+        console().print(table)
     return 0
 
 
@@ -221,7 +185,7 @@ def run_devices_enrol(args: argparse.Namespace) -> int:
 
     engine = open_db(settings_of(args))
     enrol_from_files(engine, args.id, args.sign_key, args.curve_key, replace=args.replace)
-    _console().print(f"device {args.id} enrolled")
+    console().print(f"device {args.id} enrolled")
     return 0
 
 
@@ -243,7 +207,7 @@ def run_cases_list(args: argparse.Namespace) -> int:
                       c["action"], _num(c["fine_yuan"]),
                       "yes" if c["first_violation"] else "no",
                       f"{c['cases_12m']}" + (" (Art. 66)" if c["repeat_over_limit"] else ""))
-    _console().print(table)
+    console().print(table)
     return 0
 
 
@@ -256,7 +220,7 @@ def run_cases_show(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(detail, ensure_ascii=False) + "\n")
         return 0
-    _show(detail, _console())
+    _show(detail, console())
     return 0
 
 
@@ -312,28 +276,13 @@ def _show(detail: dict, console: Console) -> None:
         console.print(f"{a['at']} {escape(a['actor'])}: {a['action']} — {escape(a['detail'])}")
 
 
-def run_cases_review(args: argparse.Namespace) -> int:
-    """Confirm, reject or close a case, audited."""
-    settings = settings_of(args)
-    extra = {}
-    if args.action == "close":
-        benchmark = law_rules(settings.law).benchmark(settings.law.benchmark)
-        extra = {"decision": args.decision, "fine_yuan": args.fine_yuan,
-                 "benchmark": benchmark}
-    engine = open_db(settings)
-    with Session(engine) as session, session.begin():
-        case = review_case(session, args.case_id, args.action, args.by, args.note, **extra)
-        _console().print(f"case {case.id}: {case.status} (by {args.by})")
-    return 0
-
-
 def run_export(args: argparse.Namespace) -> int:
     """The closed cases as JSON or CSV, to a file or stdout."""
     settings = settings_of(args)
     rules = law_rules(settings.law)
     engine = open_db(settings)
     with Session(engine) as session:
-        rows = closed_rows(session, rules.enforcement.report_within.value)
+        rows = closed_rows(session, rules)
     text = to_json(rows) if args.format == "json" else to_csv(rows)
     if args.out is None:
         sys.stdout.write(text)

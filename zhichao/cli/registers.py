@@ -32,7 +32,9 @@ from center.vehicles import (
     list_vehicles,
     vehicle_to_dict,
 )
-from zhichao.cli.center import _config, _count, settings_of
+from zhichao.cli.center_common import config_option as _config
+from zhichao.cli.center_common import count as _count
+from zhichao.cli.center_common import settings_of
 
 LIST_PAGE = 100
 """Vehicles shown by ``vehicles list`` without ``--limit`` (the table; --json gives all)."""
