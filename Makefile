@@ -9,10 +9,12 @@ STAMP  := $(VENV)/.installed
 all: test
 
 # Debian packages the software, the tests and the simulated devices use: a CJK font for the
-# plates the simulated camera draws and for the procedure's documents, Pango for WeasyPrint
-# (documents to PDF), socat for serial links between pseudo-terminals, poppler-utils
+# plates the simulated camera draws and for the procedure's documents, Pango and HarfBuzz's
+# font subsetter for WeasyPrint (documents to PDF; without the subsetter a document takes
+# about ten times as long), socat for serial links between pseudo-terminals, poppler-utils
 # (pdftotext) for the tests that read the documents back.
-DEBS := fonts-wqy-zenhei socat libpango-1.0-0 libpangoft2-1.0-0 poppler-utils
+DEBS := fonts-wqy-zenhei socat libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
+        poppler-utils
 
 system:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
