@@ -382,3 +382,27 @@ def test_center_run_takes_its_start_up_heap_out_of_the_collectors_sight():
                          timeout=60, check=True).stdout.split()
     before, frozen, young = map(int, out)
     assert before == 0 and frozen > 50_000 and young < 100
+
+
+def test_due_documents_and_a_tampered_audit_log_from_the_command_line(capsys, site, tmp_path):
+    case_id = _case_to_decide(capsys, site)
+    code, out, _ = cli(capsys, "due", "--within", "120", "--json", "--config", str(site))
+    due = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [(d["case_id"], d["what"]) for d in due] == [(case_id, "decide")]
+    assert due[0]["source"].startswith("中华人民共和国行政处罚法（2021） 第六十条")
+    take(capsys, site, case_id, DECIDE)
+    code, out, _ = cli(capsys, "cases", "documents", str(case_id), "--out",
+                       str(tmp_path / "docs"), "--config", str(site))
+    written = sorted(p.name for p in (tmp_path / "docs").iterdir())
+    # no vehicle register row, so no address: the notice was served by public notice
+    assert code == 0 and written == [f"case{case_id}-{n}-{kind}.pdf" for n, kind in (
+        (1, "notice"), (2, "public_notice"), (3, "defence_record"), (4, "decision"))]
+    assert (tmp_path / "docs" / written[3]).read_bytes().startswith(b"%PDF-")
+    assert cli(capsys, "audit", "verify", "--config", str(site))[0] == 0
+    engine = make_engine(site.parent / "center.db")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE audit_log SET actor = 'someone else' WHERE action = "
+                             "'decide'")
+    engine.dispose()
+    code, out, _ = cli(capsys, "audit", "verify", "--config", str(site))
+    assert code == 1 and "audit chain broken at entry" in out and "edited" in out
