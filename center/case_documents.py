@@ -159,17 +159,17 @@ def _rule_words(rule: dict, grade: dict) -> str:
         return f"适用最高限值{_int(grade.get('limit_kg'))}千克"
     if rid == grade.get("tolerance_policy"):
         return f"扣除允许误差{_int(grade.get('tolerance_kg'))}千克"
-    if rid == grade.get("band") or rid.endswith(("zero-fine", "cap")):
-        words = (f"扣除允许误差后超限{_int(grade.get('excess_kg'))}千克，超限率"
-                 f"{float(grade.get('excess_pct') or 0):.1f}%，属本档")
-        fine = _FINE.search(rule["detail"])
-        if fine:
-            per = _n(fine["per"])
-            words += (f"；计罚部分{_n(fine['part'])}千克，每{per}千克罚款{_n(fine['rate'])}元，"
-                      + ROUNDING.get(fine["rounding"], "").format(per=per)
-                      + f"，计{_n(fine['n'])}个{per}千克，罚款{_n(fine['fine'])}元")
-        return words
-    return rule["detail"]
+    fine = _FINE.search(rule["detail"])
+    parts = []
+    if rid == grade.get("band"):
+        parts.append(f"扣除允许误差后超限{_int(grade.get('excess_kg'))}千克，超限率"
+                     f"{float(grade.get('excess_pct') or 0):.1f}%，属本档")
+    if fine:
+        per = _n(fine["per"])
+        parts.append(f"本档计罚部分{_n(fine['part'])}千克，每{per}千克罚款{_n(fine['rate'])}元，"
+                     + ROUNDING.get(fine["rounding"], "").format(per=per)
+                     + f"，计{_n(fine['n'])}个{per}千克，罚款{_n(fine['fine'])}元")
+    return "；".join(parts) or rule["detail"]
 
 
 def _int(value: object) -> str:

@@ -409,6 +409,12 @@ def legal_review(session: Session, case_id: int, officer_id: str, desk: Desk, *,
                        step="legal_review")
     if not rec.legal_review_required:
         raise StepError(f"case {case_id}: the procedure table asks for no legal review here")
+    took = set(session.scalars(select(CaseStep.officer_id).where(
+        CaseStep.case_id == case_id, CaseStep.step != "legal_review")))
+    if officer.officer_id in took:
+        raise StepError(f"case {case_id}: {officer.officer_id} took part in the case and "
+                        "cannot also review it for legality "
+                        f"({desk.procedure.steps['legal_review'].cite()})")
     note = _not_blank(note, "the legal reviewer's opinion (--note)", case_id)
     if not passed:
         session.add(CaseStep(case_id=case.id, step="legal_review", at=desk.now,

@@ -187,31 +187,40 @@ def test_a_national_case_walks_from_capture_to_paid_with_its_documents(center):
             assert procedure.regenerate(s, doc_id)  # the same bytes again
 
 
-def test_a_zhejiang_company_case_waits_its_15_days_and_pays_a_late_surcharge(center):
+def test_a_zhejiang_company_case_waits_its_15_days_passes_legal_review_and_pays_late(center):
     engine, tmp = center
     settings = settings_for(engine, tmp, "zhejiang")
-    case_id = open_case(engine, settings, plate="浙B77777", gross_kg=63_700, sequence=1)
+    case_id = open_case(engine, settings, plate="浙B77777", gross_kg=95_000, sequence=1)
     review_and_notify(engine, settings, case_id)
     with Session(engine) as s:
         until = s.get(CaseProcedure, case_id).defence_until
-        assert s.get(Case, case_id).fine_yuan == 1200  # 4 whole tonnes above 20 % × 300
+        # 20-50 %: 14 whole tonnes × 300; above 50 %: 21 whole tonnes × 500 (Art. 53)
+        assert s.get(Case, case_id).fine_yuan == 14 * 300 + 21 * 500 == 14_700
     assert until == DAY + timedelta(days=15)  # 浙江省公路条例 Art. 40
     assert step(engine, settings, DAY + timedelta(days=3), "defence", case_id, "ZF002",
                 outcome="received", text="车辆当日装载的是钢材，过磅有误。",
                 answer="称重设备检定合格，记录完整，申辩理由不成立。") == "heard"
     refused(engine, settings, until, "decide", case_id, "ZF001", "ZF002",
             match="was not waived")
-    refused(engine, settings, until + timedelta(days=1), "decide", case_id, "ZF001", "ZF002",
-            fine_yuan=1500, match="must not exceed")
-    refused(engine, settings, until + timedelta(days=1), "decide", case_id, "ZF001", "ZF002",
-            fine_yuan=40_000, match="at most 30000")
-    refused(engine, settings, until + timedelta(days=1), "decide", case_id, "ZF001", "ZF002",
-            fine_yuan=600, match="give the reason")
-    decided = until + timedelta(days=1)
-    assert step(engine, settings, decided, "decide", case_id, "ZF001", "ZF002") == "decided"
+    after = until + timedelta(days=1)
+    refused(engine, settings, after, "decide", case_id, "ZF001", "ZF002",
+            match="legal review is required")  # 14 700 yuan: at least the table's 10 000
+    refused(engine, settings, after, "legal_review", case_id, "ZF001", passed=True,
+            note="同意", match="role legal_reviewer")
+    assert step(engine, settings, after, "legal_review", case_id, "FS001", passed=False,
+                note="证据目录缺少称重记录哈希，退回补正") == "heard"
+    refused(engine, settings, after, "decide", case_id, "ZF001", "ZF002",
+            match="legal review is required")
+    assert step(engine, settings, after, "legal_review", case_id, "FS001", passed=True,
+                note="事实清楚，证据确凿，适用依据正确，程序合法") == "legally_reviewed"
+    for fine, words in ((15_000, "must not exceed"), (40_000, "at most 30000"),
+                        (7_000, "give the reason")):
+        refused(engine, settings, after, "decide", case_id, "ZF001", "ZF002",
+                fine_yuan=fine, match=words)
+    assert step(engine, settings, after, "decide", case_id, "ZF001", "ZF002") == "decided"
     assert documents(engine, case_id) == ["notice", "defence_record", "decision",
                                           "credit_repair", "compliance_advice"]
-    assert step(engine, settings, decided, "serve", case_id, "ZF001") == "served"
+    assert step(engine, settings, after, "serve", case_id, "ZF001") == "served"
     with Session(engine) as s:
         pay_by = s.get(CaseProcedure, case_id).pay_by
         served = s.scalars(select(Delivery).where(Delivery.case_id == case_id)
@@ -220,14 +229,24 @@ def test_a_zhejiang_company_case_waits_its_15_days_and_pays_a_late_surcharge(cen
     batch = sorted(p.name for p in (tmp / "letters").rglob(f"case{case_id}-decision-*.pdf"))
     assert len(batch) == 3  # 三书同达: decision, credit repair, compliance advice together
     late = pay_by + timedelta(days=3)
-    refused(engine, settings, late, "pay", case_id, "ZF001", amount_yuan=1200,
-            match="1308.00 yuan is due")  # 3 % of 1200 a day for 3 days (Art. 72(一))
-    assert step(engine, settings, late, "pay", case_id, "ZF001", amount_yuan=1308) == "paid"
+    refused(engine, settings, late, "pay", case_id, "ZF001", amount_yuan=14_700,
+            match="16023.00 yuan is due")  # 3 % of 14 700 a day for 3 days (Art. 72(一))
+    assert step(engine, settings, late, "pay", case_id, "ZF001",
+                amount_yuan=16_023) == "paid"
     assert step(engine, settings, late, "close", case_id, "ZF002") == "closed"
     decision = pdf_text(engine, case_id, "decision")
-    for words in ("浙B77777", "杭州示例物流有限公司", "壹仟贰佰元整", "zhejiang.mass.20-50pct",
-                  "第五十三条", "行政复议", "行政诉讼", "车辆当日装载的是钢材"):
+    for words in ("浙B77777", "杭州示例物流有限公司", "壹万肆仟柒佰元整",
+                  "本档计罚部分14700千克，每1000千克罚款300元",
+                  "zhejiang.mass.above-50pct", "第五十三条", "行政复议", "行政诉讼",
+                  "车辆当日装载的是钢材"):
         assert words in decision, words
+    with Session(engine) as s:
+        steps = [(t.step, t.outcome) for t in s.scalars(select(CaseStep).where(
+            CaseStep.case_id == case_id).order_by(CaseStep.id))]
+    assert steps == [("review", None), ("approve", None), ("notify", None),
+                     ("defence", "received"), ("legal_review", "not_passed"),
+                     ("legal_review", "passed"), ("decide", "penalty"), ("serve", None),
+                     ("pay", None), ("close", None)]
 
 
 def test_a_first_violation_ends_without_penalty_with_a_commitment_and_a_reminder(center):
