@@ -303,8 +303,8 @@ def regenerate(session: Session, document_id: int) -> bool:
 def _deliver(session: Session, case: Case, rec: CaseProcedure, docs: list[CaseDocument],
              desk: Desk, *, what: str) -> bool:
     """Send the documents to the party by the notifier's channels, every attempt
-    recorded; when none reaches the party, service by public notice (公告送达) is
-    rendered and recorded instead. Whether the party was reached directly."""
+    recorded; whether one reached the party (if not, the caller serves by public
+    notice: :func:`_publish`)."""
     recipient = Recipient(rec.party_name, rec.party_email, rec.party_phone, rec.party_address,
                           rec.party_consent)
     message = Message(case.id, what, f"{desk.authority.name} {DOC_TITLES[what]} {rec.number}",
@@ -320,14 +320,27 @@ def _deliver(session: Session, case: Case, rec: CaseProcedure, docs: list[CaseDo
                       for a in attempts) or "no channel configured"
     audit.append(session, case.id, "delivery", f"{what} to {rec.party_name}: {tried}",
                  actor=audit_actor(), at=desk.now)
-    if not reached:
-        notice = _document(session, case, rec, "public_notice", desk)
-        session.add(Delivery(case_id=case.id, document_id=notice.id, channel="public",
-                             address=desk.authority.name, ok=True,
-                             detail="公告送达: the party could not be reached", at=desk.now))
-        rec.public_notice = True
     session.flush()
     return reached
+
+
+def _publish(session: Session, case: Case, rec: CaseProcedure, desk: Desk) -> None:
+    """Serve by public notice (公告送达) what no channel delivered: the public notice is
+    rendered (with the dates already counted from the day it counts as served) and
+    recorded as a delivery."""
+    notice = _document(session, case, rec, "public_notice", desk)
+    session.add(Delivery(case_id=case.id, document_id=notice.id, channel="public",
+                         address=desk.authority.name, ok=True,
+                         detail=f"公告送达: the party could not be reached; served on "
+                         f"{_deemed_served(desk)}", at=desk.now))
+    rec.public_notice = True
+    session.flush()
+
+
+def _deemed_served(desk: Desk) -> date:
+    """The day a document served by public notice today counts as served (the table's
+    ``public_notice`` period)."""
+    return desk.procedure.due("public_notice", desk.today).date
 
 
 DOC_TITLES = {"notice": "违法行为通知书", "decision": "行政处罚决定书",
@@ -350,6 +363,10 @@ def notify(session: Session, case_id: int, officer_id: str, desk: Desk) -> Case:
         case.fine_yuan or 0.0, rec.party_kind, revokes_certificate=case.repeat_over_limit)
     notice = _document(session, case, rec, "notice", desk)
     reached = _deliver(session, case, rec, [notice], desk, what="notice")
+    if not reached:  # the party is told only once the public notice counts as served
+        rec.notified_on = _deemed_served(desk)
+        rec.defence_until = desk.procedure.due("defence_window", rec.notified_on).date
+        _publish(session, case, rec, desk)
     how = "delivered" if reached else "served by public notice"
     _take(session, case, "notify", desk, officer=officer,
           detail=f"notice {notice.sha256[:12]} {how}"
@@ -557,9 +574,11 @@ def serve(session: Session, case_id: int, officer_id: str, desk: Desk) -> Case:
     docs = _decision_docs(session, case_id)
     what = "no_penalty_decision" if rec.decision_kind == "no_penalty" else "decision"
     reached = _deliver(session, case, rec, docs, desk, what=what)
-    rec.served_on = desk.today
+    rec.served_on = desk.today if reached else _deemed_served(desk)
     if (case.decision_fine_yuan or 0) > 0:
-        rec.pay_by = desk.procedure.due("pay_within", desk.today).date
+        rec.pay_by = desk.procedure.due("pay_within", rec.served_on).date
+    if not reached:
+        _publish(session, case, rec, desk)
     late = f"; {desk.today - rec.serve_by} past the deadline" if desk.today > rec.serve_by \
         else ""
     how = "delivered" if reached else "served by public notice"

@@ -643,7 +643,8 @@ StepName = Literal["review", "approve", "notify", "defence", "legal_review", "de
                    "serve", "pay", "close", "reject"]
 STEP_NAMES: tuple[str, ...] = StepName.__args__  # type: ignore[attr-defined]
 DeadlineKey = Literal["defence_window", "hearing_request", "decide_within", "serve_within",
-                      "pay_within", "limitation", "reminder_after", "review_within"]
+                      "pay_within", "limitation", "reminder_after", "public_notice",
+                      "review_within"]
 REQUIRED_DEADLINES: tuple[str, ...] = tuple(
     k for k in DeadlineKey.__args__ if k != "review_within")  # type: ignore[attr-defined]
 State = Literal["awaiting_review", "reviewed", "approved", "notified", "heard",

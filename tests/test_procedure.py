@@ -4,12 +4,16 @@ decision with its documents rendered to PDF and read back with pdftotext, servic
 letter channel, payment with its late surcharge, and the refusals that leave everything
 as it was."""
 
+import email
+import hashlib
 import re
+import socket
 import subprocess
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from center_factory import (
     REGISTRY_CSV,
     STAFF_CSV,
@@ -24,7 +28,7 @@ from sqlalchemy.orm import Session
 from center import audit, procedure
 from center.cases import CaseError, process_pending
 from center.law_models import AuditEntry, Case
-from center.notify import LetterSettings, NotifySettings
+from center.notify import EmailSettings, LetterSettings, NotifySettings
 from center.procedure_models import CaseDocument, CaseProcedure, CaseStep, Delivery
 from center.registry import import_registry
 from center.settings import CenterSettings, LawSettings, ProcedureSettings
@@ -100,7 +104,7 @@ def step(engine, settings, day: date, name: str, case_id: int, *officers: str, *
         fn = getattr(procedure, name)
         if name == "decide":
             return fn(s, case_id, officers, desk, **kw).status
-        return fn(s, case_id, officers[0], desk, **kw).status
+        return getattr(fn(s, case_id, officers[0], desk, **kw), "status", None)
 
 
 def state(engine, case_id: int) -> tuple:
@@ -347,3 +351,64 @@ def test_an_edited_or_deleted_audit_row_is_found_by_verify(center):
     with Session(engine) as s:
         broken = audit.verify(s)[1]
     assert broken.entry_id == ids[ids.index(victim) + 1] and "deleted" in broken.reason
+
+
+def test_a_party_nobody_reaches_is_served_by_public_notice_and_the_window_waits(center):
+    engine, tmp = center
+    settings = settings_for(engine, tmp, "zhejiang")
+    case_id = open_case(engine, settings, plate="浙C55555", gross_kg=63_700, sequence=1)
+    review_and_notify(engine, settings, case_id)  # not in the vehicle register: no address
+    with Session(engine) as s:
+        rec = s.get(CaseProcedure, case_id)
+        tried = [(d.channel, d.ok) for d in s.scalars(select(Delivery).where(
+            Delivery.case_id == case_id).order_by(Delivery.id))]
+        served_on, until, public = rec.notified_on, rec.defence_until, rec.public_notice
+    assert tried == [("letter", False), ("public", True)] and public
+    assert served_on == DAY + timedelta(days=30)  # 公告送达: thirty days (verify)
+    assert until == served_on + timedelta(days=15)
+    assert documents(engine, case_id) == ["notice", "public_notice"]
+    text_ = pdf_text(engine, case_id, "public_notice")
+    assert "浙C55555" in text_ and "经过三十日" in text_
+
+
+def test_a_notice_goes_by_e_mail_to_a_party_who_agreed(center, monkeypatch):
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) receives the notice with its PDF."""
+    class Inbox:
+        def __init__(self) -> None:
+            self.received: list[bytes] = []
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            self.received.append(envelope.content)
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, ready_timeout=5)
+    controller.start()
+    try:
+        engine, tmp = center
+        settings = settings_for(engine, tmp, "national").model_copy(update={
+            "procedure": ProcedureSettings(notify=NotifySettings(
+                channels=["email", "letter"], letter=LetterSettings(folder=tmp / "letters"),
+                email=EmailSettings(host="127.0.0.1", port=port,
+                                    sender="notice@example.gov.cn", timeout_s=5)))})
+        case_id = open_case(engine, settings, plate="浙B77777", gross_kg=55_400, sequence=1)
+        step(engine, settings, DAY, "review", case_id, "ZF001")
+        step(engine, settings, DAY, "approve", case_id, "ZF002")
+        step(engine, settings, DAY, "set_party", case_id, "ZF001", consent="yes")
+        assert step(engine, settings, DAY, "notify", case_id, "ZF001") == "notified"
+    finally:
+        controller.stop()
+    (raw,) = inbox.received
+    message = email.message_from_bytes(raw)
+    (pdf,) = [p.get_payload(decode=True) for p in message.walk()
+              if p.get_content_type() == "application/pdf"]
+    with Session(engine) as s:
+        stored = s.scalars(select(CaseDocument.sha256).where(
+            CaseDocument.case_id == case_id, CaseDocument.kind == "notice")).one()
+        tried = [(d.channel, d.ok, d.address) for d in s.scalars(select(Delivery).where(
+            Delivery.case_id == case_id))]
+    assert hashlib.sha256(pdf).hexdigest() == stored
+    assert tried == [("email", True, "fleet@example.com")]

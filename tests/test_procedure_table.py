@@ -82,6 +82,7 @@ def test_national_deadlines(national):
         "pay_within": (15, "days", "第六十七条"),
         "limitation": (2, "years", "第三十六条"),
         "reminder_after": (30, "days", "第三十三条"),
+        "public_notice": (30, "days", "第九十五条"),
         "review_within": (5, "days", "§5"),
     }
     assert d["defence_window"].verify and d["reminder_after"].verify
