@@ -42,7 +42,7 @@ class CaseProcedure(Base):
     procedure: Mapped[str] = mapped_column(String(32), doc="procedure table: national, ...")
     number: Mapped[str] = mapped_column(String(64), doc="文书编号 of the case's documents")
     filed_on: Mapped[date] = mapped_column(Date, doc="立案: the day the review was approved")
-    decide_by: Mapped[date] = mapped_column(Date, doc="行政处罚法 Art. 60")
+    decide_by: Mapped[date] = mapped_column(Date, index=True, doc="行政处罚法 Art. 60")
     limitation_on: Mapped[date] = mapped_column(Date, doc="Art. 36, from the act")
     party_kind: Mapped[str] = mapped_column(String(8), doc="person or company")
     party_name: Mapped[str] = mapped_column(String(128))

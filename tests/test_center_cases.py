@@ -12,7 +12,7 @@ from center_factory import REGISTRY_CSV, STAFF_CSV, T0, center_engine, make_pack
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from center import procedure
+from center import procedure, web_models  # noqa: F401 (web_models: its tables)
 from center.cases import (
     CaseError,
     case_detail,
@@ -338,7 +338,9 @@ def test_a_stored_packet_that_cannot_be_read_is_kept_as_no_evidence(engine):
 
 
 LAW_TABLES = {"device_records", "device_suspensions", "captures", "cases", "case_captures",
-              "audit_log", "vehicles", "staff"}
+              "audit_log", "vehicles", "staff", "case_steps", "case_procedure",
+              "case_documents", "case_deliveries", "staff_passwords", "web_sessions",
+              "case_access", "owner_statements", "owner_attachments", "plate_entries"}
 
 
 def _tables_of(diff) -> set[str]:
