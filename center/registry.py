@@ -788,6 +788,16 @@ def count_devices(session: Session) -> int:
                           .where(is_latest())) or 0
 
 
+def device_to_dict(record: DeviceRecord, suspensions: list[DeviceSuspension]
+                   ) -> dict[str, Any]:
+    """A device's version as plain data, with its suspensions (dates as they are)."""
+    data = {c.name: getattr(record, c.name) for c in record.__table__.columns
+            if c.name != "id"}
+    data["suspensions"] = [{"starts": x.starts, "ends": x.ends, "reason": x.reason}
+                           for x in suspensions]
+    return data
+
+
 def list_devices(session: Session, *, limit: int | None = None, offset: int = 0,
                  after: str | None = None
                  ) -> list[tuple[DeviceRecord, list[DeviceSuspension]]]:

@@ -168,6 +168,34 @@ class ProcedureSettings(BaseModel):
     notify: NotifySettings = Field(default_factory=NotifySettings)
 
 
+class WebSettings(BaseModel):
+    """The center's web pages (``zhichao center web``): where they listen, how long a
+    staff session lasts, the limits of what the public and owners may send."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    host: str = Field("127.0.0.1", min_length=1, max_length=253,
+                      description="address to listen on (0.0.0.0: every interface)")
+    port: count(65535, "the highest TCP port") = Field(8780, description="TCP port")
+    serve_with_run: bool = Field(False, description="`center run` serves the pages too")
+    tls_cert: Path | None = Field(None, description="certificate file: serve HTTPS (cookies "
+                                  "then Secure)")
+    tls_key: Path | None = Field(None, description="the certificate's private key file")
+    session_hours: number(24 * 7, "a week", unit=" h") = Field(
+        10.0, description="a staff session ends this long after log-in")
+    tile_url: str | None = Field(None, max_length=500, pattern=r"^https?://",
+                                 description="map tiles ({z}/{x}/{y}); none: the map draws "
+                                 "the devices on a plain outline, offline")
+    owner_attempts_per_hour: count(10_000, "per address") = Field(
+        20, description="look-ups and submissions an address may make in an hour")
+    max_attachment_bytes: count(50_000_000, "50 MB") = Field(
+        5_000_000, description="one attachment to an owner's statement at most")
+    max_attachments: count(20, "per statement") = Field(5, description="attachments a "
+                                                        "statement may carry")
+    uploads_dir: Path = Field(Path("uploads"), description="owners' attachments, outside "
+                              "the web root, under generated names")
+
+
 class CenterSettings(BaseModel):
     """Everything a center needs to know about itself."""
 
@@ -181,6 +209,7 @@ class CenterSettings(BaseModel):
     receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
     law: LawSettings = Field(default_factory=LawSettings)
     procedure: ProcedureSettings = Field(default_factory=ProcedureSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
     @property
@@ -225,8 +254,12 @@ def load_center_settings(path: Path) -> CenterSettings:
     law = settings.law
     if law.rules_folder is not None:
         law = law.model_copy(update={"rules_folder": here(law.rules_folder)})
+    web = settings.web.model_copy(update={
+        "uploads_dir": here(settings.web.uploads_dir),
+        "tls_cert": here(settings.web.tls_cert) if settings.web.tls_cert else None,
+        "tls_key": here(settings.web.tls_key) if settings.web.tls_key else None})
     loaded = settings.model_copy(update={"images_dir": here(settings.images_dir),
                                          "receiver": receiver, "database": database,
-                                         "law": law})
+                                         "law": law, "web": web})
     loaded._base_dir = base
     return loaded

@@ -33,6 +33,7 @@ from center.law_models import CASE_STATUSES
 from center.registry import (
     accuracy_classes,
     count_devices,
+    device_to_dict,
     import_registry,
     iter_devices,
     list_devices,
@@ -41,7 +42,8 @@ from center.service import open_db
 from overload.applied import fmt_num
 from zhichao.cli.center_common import config_option, console, count, settings_of
 from zhichao.cli.procedure import add_procedure_commands
-from zhichao.cli.registers import add_register_commands
+from zhichao.cli.registers import add_register_commands, subparsers_of
+from zhichao.cli.web import add_web_commands
 from zhichao.errors import ConfigError
 
 LIST_PAGE = 100
@@ -102,6 +104,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     show.set_defaults(run=run_cases_show)
     add_procedure_commands(cases, center, config_option)
     add_register_commands(center)
+    add_web_commands(center, subparsers_of(center.choices["staff"]))
 
     export = config_option(center.add_parser("export", help="the Order 62 Art. 44 data set"))
     export.add_argument("--closed", action="store_true", required=True,
@@ -147,10 +150,7 @@ def run_devices_list(args: argparse.Namespace) -> int:
             devices = list_devices(session, limit=limit, offset=args.offset)
         if args.json:
             for record, stops in devices:
-                data = {c.name: getattr(record, c.name) for c in record.__table__.columns
-                        if c.name not in ("id",)}
-                data["suspensions"] = [{"starts": s.starts, "ends": s.ends, "reason": s.reason}
-                                       for s in stops]
+                data = device_to_dict(record, stops)
                 sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
             return 0
         table = Table(title="device registry", header_style="bold")

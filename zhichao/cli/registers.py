@@ -42,7 +42,7 @@ SHOWN = 10
 """Plates or officers named after an import; the others are counted."""
 
 
-def _subparsers_of(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+def subparsers_of(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
     """The parser's subcommands, if it has any."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -56,7 +56,7 @@ def add_register_commands(center: argparse._SubParsersAction) -> None:
     _vehicles(center)
     _staff(center)
     devices = center.choices.get("devices")
-    found = _subparsers_of(devices) if devices is not None else None
+    found = subparsers_of(devices) if devices is not None else None
     if found is not None:
         add_devices_history(found)
 
