@@ -12,9 +12,10 @@ all: test
 # plates the simulated camera draws and for the procedure's documents, Pango and HarfBuzz's
 # font subsetter for WeasyPrint (documents to PDF; without the subsetter a document takes
 # about ten times as long), socat for serial links between pseudo-terminals, poppler-utils
-# (pdftotext) for the tests that read the documents back.
+# (pdftotext) for the tests that read the documents back, chromium and chromium-driver for
+# the tests that drive the center's web pages in a real browser (Selenium, headless).
 DEBS := fonts-wqy-zenhei socat libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
-        poppler-utils
+        poppler-utils chromium chromium-driver
 
 system:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

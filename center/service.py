@@ -54,12 +54,22 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
+def _serve_pages(settings: CenterSettings, stop: threading.Event) -> None:
+    """The center's web pages in this process until ``stop`` (``web.serve_with_run``):
+    one service to start where the pages need no process of their own."""
+    from center.web.serve import address, serve  # noqa: PLC0415 (web modules only when served)
+
+    log.info("center pages on %s", address(settings))
+    serve(settings, stop=stop)
+
+
 def run_center(settings: CenterSettings, *, seconds: float | None = None,
                receive: bool = True, stop: threading.Event | None = None) -> None:
     """Receive packets and turn them into captures and cases until ``stop`` is set,
-    SIGTERM arrives or ``seconds`` pass. The receiver wakes the cases thread after each
-    batch it commits; without it (``receive=False``: another process receives) the cases
-    thread looks every ``law.process_interval_s``.
+    SIGTERM arrives or ``seconds`` pass; with ``web.serve_with_run``, the web pages are
+    served beside them (a third thread, stopped with the others). The receiver wakes the
+    cases thread after each batch it commits; without it (``receive=False``: another
+    process receives) the cases thread looks every ``law.process_interval_s``.
 
     A thread that dies (or ends while the center should run) stops the other and the
     center: its traceback goes to the log, and :class:`CenterStoppedError` is raised here in one
@@ -97,6 +107,8 @@ def run_center(settings: CenterSettings, *, seconds: float | None = None,
         from center.receiver import run_receiver  # noqa: PLC0415 (zmq only when receiving)
 
         threads.append(guarded("receiver", lambda: run_receiver(settings, stop, stored)))
+    if settings.web.serve_with_run:
+        threads.append(guarded("web", lambda: _serve_pages(settings, stop)))
     settle_heap()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -29,7 +29,8 @@ def demo(tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo")
     done = subprocess.run(
         [sys.executable, "-m", "zhichao.cli", "demo", "--seconds", str(SECONDS), "--seed",
-         "21", "--flow", "3000", "--overloaded-share", "0.7", "--keep", str(folder)],
+         "21", "--flow", "3000", "--overloaded-share", "0.7", "--keep", str(folder),
+         "--no-serve"],
         capture_output=True, text=True, timeout=SECONDS + 150, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return RealPathSite(folder, seconds=SECONDS), done.stdout

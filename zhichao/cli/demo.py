@@ -7,11 +7,14 @@ RTSP camera per lane, a GPS receiver); ``zhichao edge run --send`` is the roadsi
 overload screen, signed packets into the outbox and over ZeroMQ with CURVE); ``zhichao
 center run`` verifies and stores them, reads plates the unit left unread, checks each
 capture against its device's record and the law, and opens cases. At the end: what was
-weighed, the cases awaiting review, and how the cases compare with what really passed.
+weighed, the cases awaiting review, and how the cases compare with what really passed;
+then the center's web pages are served on 127.0.0.1 until Ctrl-C, with a staff log-in
+made for this run, so the cases can be reviewed in a browser (``--no-serve``: end there).
 """
 
 import argparse
 import tempfile
+import threading
 from pathlib import Path
 
 from rich.console import Console
@@ -23,8 +26,17 @@ from sqlalchemy.orm import Session
 
 from center.db import make_engine
 from center.law_models import Capture, Case
+from center.settings import load_center_settings
 from sim.site import LEAD_S
-from zhichao.cli.demo_site import EDGE_TAIL_S, CaseScore, RealPathSite
+from zhichao.cli.demo_site import (
+    EDGE_TAIL_S,
+    STAFF,
+    CaseScore,
+    RealPathSite,
+    SiteError,
+    free_port,
+)
+from zhichao.errors import ConfigError
 
 ACTION_STYLE = {"none": "green", "warning": "yellow", "fine": "bold red"}
 
@@ -45,11 +57,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep", type=Path, metavar="DIR",
                    help="keep the keys, settings, logs, outbox and the center's database in "
                         "DIR (default: a temporary folder, removed at the end)")
+    p.add_argument("--no-serve", action="store_true",
+                   help="end after the figures instead of serving the center's pages")
+    p.add_argument("--web-port", type=int, metavar="N",
+                   help="serve the pages on this port of 127.0.0.1 (default: a free one)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit status."""
+    if args.web_port is not None and not 0 < args.web_port <= 65535:
+        raise ConfigError(f"--web-port {args.web_port}: must be 1 to 65535")
     console = Console()
     if not console.is_terminal:  # piped or logged: no terminal width to fit, keep rows whole
         console = Console(width=120)
@@ -70,7 +88,59 @@ def run(args: argparse.Namespace) -> int:
         if args.keep:
             console.print(f"kept in {folder}: zhichao center cases list --config "
                           f"{folder / 'center.yaml'}; logs *.log")
+        if not args.no_serve:
+            _serve(console, site, args.web_port)
+        elif args.keep:
+            console.print(f"the pages: zhichao center web --config {folder / 'center.yaml'}")
+            console.print(_logins_table(site))
     return 0
+
+
+def _logins_table(site: RealPathSite) -> Table:
+    """The staff's log-ins, made for this run."""
+    table = Table(title="staff log-ins (made for this run)", header_style="bold")
+    for name in ("officer", "name", "role", "password"):
+        table.add_column(name, no_wrap=True)
+    for officer, name, role in STAFF:
+        table.add_row(officer, name, role, site.passwords.get(officer, ""))
+    return table
+
+
+def _serve(console: Console, site: RealPathSite, port: int | None) -> None:
+    """Serve the demo center's pages on 127.0.0.1 until Ctrl-C (its folder stays until
+    then). The server runs in a thread and this one waits for Ctrl-C: uvicorn in the main
+    thread would re-raise the signal inside its event loop and print a traceback for a
+    normal stop."""
+    from center.web.serve import address, serve  # noqa: PLC0415 (web only when served)
+
+    settings = load_center_settings(site.folder / "center.yaml")
+    port = port or free_port()
+    console.print(_logins_table(site))
+    console.print(f"\n[bold]the center's pages[/]: {address(settings, '127.0.0.1', port)}"
+                  f"/staff — log in as ZF001 to review a case, as ZF002 to approve it; "
+                  f"the public map at /map. Ctrl-C stops.")
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            serve(settings, "127.0.0.1", port, stop=stop)
+        except BaseException as exc:  # uvicorn exits on a port in use: said below
+            failed.append(exc)
+        stop.set()
+
+    server = threading.Thread(target=run, name="web", daemon=True)
+    server.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        stop.set()
+    server.join(timeout=10)
+    if failed:
+        raise SiteError(f"the pages could not be served on port {port}: "
+                        f"{failed[0]!r}; try --web-port N")
+    console.print("stopped serving the pages.")
 
 
 def _follow(site: RealPathSite, console: Console) -> None:

@@ -12,6 +12,7 @@ simulation's truth (:func:`score_cases`). ``zhichao demo``, the real-path test a
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import overload
 from center.db import make_engine
 from center.ingest_models import StoredPacket
 from center.law_models import Capture, Case, CaseCapture
+from center.web.auth import set_password
 from evidence.keys import make_keys
 from sim.site import LEAD_S
 from zhichao.errors import ZhichaoError
@@ -42,6 +44,22 @@ START_TIMEOUT_S = 30.0
 EDGE_TAIL_S = 6.0
 """The unit runs this much longer than the traffic (it starts a little after the twins'
 clock, and its last vehicles need their frames and plates)."""
+
+
+STAFF = (("ZF001", "张三", "reviewer"), ("ZF002", "李四", "reviewer"),
+         ("FS001", "赵六", "legal_reviewer"), ("ADM01", "王芳", "administrator"))
+"""The demo center's staff register: two reviewers (a case needs two officers), a legal
+reviewer and an administrator."""
+
+
+def staff_csv(today: date) -> str:
+    """The staff register of the demo center, valid from a year back for two years."""
+    since, until = (today - timedelta(days=365)).isoformat(), \
+        (today + timedelta(days=730)).isoformat()
+    rows = [f"{oid},{name},{'' if role == 'administrator' else f'浙DEMO{i:04d}'},{role},"
+            f"true,{since},{until}" for i, (oid, name, role) in enumerate(STAFF, start=1)]
+    return "officer_id,name,credential_number,roles,active,valid_from,valid_to\n" \
+        + "\n".join(rows) + "\n"
 
 
 class SiteError(ZhichaoError):
@@ -91,6 +109,9 @@ class RealPathSite:
     flow: float = 720.0
     overloaded_share: float = 0.3
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    passwords: dict[str, str] = field(default_factory=dict)
+    """The staff's web log-in passwords, made for this run (shown once, never stored but
+    as argon2 hashes)."""
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
@@ -104,7 +125,8 @@ class RealPathSite:
     # -- before --------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Keys, the center's settings, its registry and the unit's enrolment."""
+        """Keys, the center's settings, its registry, its staff with their web passwords
+        and the unit's enrolment."""
         self.folder.mkdir(parents=True, exist_ok=True)
         keys = self.folder / "keys"
         if not (keys / "center.key").exists():
@@ -123,6 +145,22 @@ class RealPathSite:
         self._call("enrol", "center", "devices", "enrol", "--config", center, "--id",
                    DEVICE_ID, "--sign-key", str(keys / f"{DEVICE_ID}.sign.pub"),
                    "--curve-key", str(keys / f"{DEVICE_ID}.key"), "--replace")
+        staff = self.folder / "staff.csv"
+        staff.write_text(staff_csv(datetime.now(UTC).date()), encoding="utf-8")
+        self._call("staff", "center", "staff", "import", str(staff), "--config", center)
+        self.set_passwords()
+
+    def set_passwords(self) -> None:
+        """A new random web password for each officer of the demo's staff (in this process:
+        what ``zhichao center staff password`` does, without four start-ups)."""
+        self.passwords = {oid: secrets.token_urlsafe(9) for oid, _, _ in STAFF}
+        engine = make_engine(str(self.center_db))
+        try:
+            with Session(engine) as session, session.begin():
+                for officer, password in self.passwords.items():
+                    set_password(session, officer, password)
+        finally:
+            engine.dispose()
 
     def _call(self, name: str, *args: str) -> None:
         with self.log(name).open("w", encoding="utf-8") as out:
