@@ -11,6 +11,7 @@ recorded for an earlier day (a letter posted, a payment the bank reported) takes
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def _day(text: str) -> date:
 
 def add_procedure_commands(cases: argparse._SubParsersAction,
                            center: argparse._SubParsersAction,
-                           config: "callable") -> None:
+                           config: Callable[[argparse.ArgumentParser],
+                                            argparse.ArgumentParser]) -> None:
     """Register the steps under ``center cases``, and ``center due`` / ``center audit``."""
     for step, words in STEPS.items():
         p = config(cases.add_parser(step, help=words, description=words))
