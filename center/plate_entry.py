@@ -66,24 +66,25 @@ def key_in_plate(session: Session, capture_id: int, plate: str, colour: str,  # 
                               "plate stays as the case was made on it (reject the case as "
                               "plate_misread if it is wrong)")
     packet = _packet(session, capture)
-    previous = capture.plate
+    read = packet.plate.text.strip() if packet.plate is not None else ""
+    previous = capture.plate or read or None  # what the reader read, kept
     _judge(session, capture, packet, text=text, colour=colour, officer=officer,
            settings=settings)
-    opens = capture.evidential and capture.over
-    if opens:
-        _lock_plates(session, {text})  # plate locks before the audit chain's lock
     now = datetime.now(UTC)
     session.add(PlateEntry(capture_id=capture.id, plate=text, colour=colour,
                            officer_id=officer.officer_id, at=now, previous=previous))
-    audit.append(session, None, "plate_keyed",
+    case_id, made = None, ""
+    if capture.evidential and capture.over:
+        _lock_plates(session, {text})  # plate locks before the audit chain's lock
+        law = settings.law
+        case_id = _open_or_join(session, capture, law, law_rules(law)).id
+        made = f"; case {case_id}"
+    audit.append(session, case_id, "plate_keyed",
                  f"capture {capture.id} ({capture.device_id} #{capture.sequence}): plate "
                  f"{text} ({colour}) typed by {officer.officer_id} {officer.name}"
                  f"; before: {previous or 'none'}; evidential "
                  f"{'yes' if capture.evidential else 'no'}, over "
-                 f"{'yes' if capture.over else 'no'}", actor=_actor(officer), at=now)
-    if opens:
-        law = settings.law
-        _open_or_join(session, capture, law, law_rules(law))
+                 f"{'yes' if capture.over else 'no'}{made}", actor=_actor(officer), at=now)
     session.flush()
     return capture
 

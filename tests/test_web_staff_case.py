@@ -334,14 +334,15 @@ def test_key_in_plate_opens_its_case_and_says_who_typed_it(center: WebCenter) ->
     assert case.plate == "浙C54321" and case.status == "awaiting_review"
     assert (entry.officer_id, entry.plate, entry.previous) == ("ZF002", "浙C54321", None)
     assert trail.actor.startswith("ZF002 李四") and "typed by ZF002" in trail.detail
-    assert any(a.action == "case_opened" for a in opened)
+    assert [a.action for a in opened] == ["case_opened", "plate_keyed"]
+    assert trail.case_id == case_id and trail.detail.endswith(f"case {case_id}")
     plate_check = next(c for c in capture.checks if c["id"] == "plate")
     assert plate_check["ok"] and "typed by staff ZF002" in plate_check["text"]
     data = client.get(f"/staff/cases/{case_id}.json").json()
     [typed] = data["captures"][0]["plate_entries"]
     assert typed["officer_id"] == "ZF002" and typed["officer_name"] == "李四"
     text = client.get(f"/staff/cases/{case_id}").text
-    assert "人工录入 Typed" in text and "ZF002 李四" in text
+    assert "人工录入 Typed" in text and "ZF002 李四" in text and "typed by ZF002" in text
     # in a case now: the plate stays as the case was made on it
     r = client.post(f"/staff/captures/{capture_id}/plate",
                     data={"csrf": csrf, "plate": "浙C54322", "colour": "yellow"})
