@@ -229,8 +229,10 @@ def _chinese_number(n: int) -> str:
 
 
 def document_facts(session: Session, case: Case, rec: CaseProcedure, kind: str, desk, *,
-                   officers: tuple | None = None) -> d.DocumentFacts:
-    """The facts of one document of the case, on the desk's day."""
+                   officers: tuple | None = None,
+                   lookup_code: str | None = None) -> d.DocumentFacts:
+    """The facts of one document of the case, on the desk's day; ``lookup_code`` (the
+    owner's online look-up code) goes on a notice only."""
     capture = session.get(Capture, case.best_capture_id)
     day = capture.captured_at.astimezone(CST).date()
     device = device_on(session, capture.device_id, day)
@@ -280,7 +282,8 @@ def document_facts(session: Session, case: Case, rec: CaseProcedure, kind: str, 
         compliance=d.ComplianceAdvice(words.compliance_advice.advice,
                                       words.compliance_advice.consequences)
         if kind == "compliance_advice" else None,
-        service=_service(session, case, rec, words) if kind == "public_notice" else None)
+        service=_service(session, case, rec, words) if kind == "public_notice" else None,
+        lookup_code=lookup_code if kind == "notice" else None)
     return facts
 
 

@@ -279,6 +279,9 @@ class DocumentFacts:
     credit: CreditRepair | None = None
     compliance: ComplianceAdvice | None = None
     service: PublicService | None = None
+    lookup_code: str | None = None
+    """The code with which the party looks the case up online (a notice only: it is the
+    party's, so a public notice never carries it)."""
 
     def __post_init__(self) -> None:
         """Two different officers sign every document (行政处罚法 Art. 42)."""

@@ -43,6 +43,7 @@ from center.cases import (
 from center.documents import render as render_document
 from center.law_models import Case
 from center.notify import Attachment, Message, Notifier, Recipient, build_notifier, undeliverable
+from center.owner import issue_code
 from center.procedure_models import CaseDocument, CaseProcedure, CaseStep, Delivery
 from center.settings import AuthoritySettings, CenterSettings, LawSettings
 from center.staff import Officer, StaffError, get_officer
@@ -277,10 +278,13 @@ def set_party(session: Session, case_id: int, officer_id: str, desk: Desk,
 # --- documents and delivery -------------------------------------------------------------
 
 def _document(session: Session, case: Case, rec: CaseProcedure, kind: str, desk: Desk, *,
-              officers: tuple[Officer, ...] | None = None) -> CaseDocument:
+              officers: tuple[Officer, ...] | None = None,
+              lookup_code: str | None = None) -> CaseDocument:
     """Render one document of the case from its stored facts, store it with its hash.
-    ``officers``: the two who sign (default: those who reviewed and approved it)."""
-    facts = document_facts(session, case, rec, kind, desk, officers=officers)
+    ``officers``: the two who sign (default: those who reviewed and approved it);
+    ``lookup_code``: the owner's look-up code, printed on a notice."""
+    facts = document_facts(session, case, rec, kind, desk, officers=officers,
+                           lookup_code=lookup_code)
     rendered = render_document(kind, facts)
     doc = CaseDocument(case_id=case.id, kind=kind, created_at=desk.now,
                        sha256=rendered.sha256, facts=facts_to_json(facts),
@@ -352,7 +356,9 @@ DOC_TITLES = {"notice": "违法行为通知书", "decision": "行政处罚决定
 def notify(session: Session, case_id: int, officer_id: str, desk: Desk) -> Case:
     """Tell the party the facts, the evidence, the rule and band applied, the proposed
     outcome and their rights (Arts. 44, 45, 63): the notice is rendered and delivered, the
-    defence window opens."""
+    defence window opens. The notice carries a new look-up code (:func:`center.owner.
+    issue_code`) with which the party sees the case and states a defence online; the
+    notice's stored facts hold that code, as the PDF the party receives does."""
     case = _case(session, case_id, "notify", desk)
     rec = _record(session, case_id)
     officer = _officer(session, officer_id, desk, role="reviewer", case_id=case_id, step="notify")
@@ -361,7 +367,8 @@ def notify(session: Session, case_id: int, officer_id: str, desk: Desk) -> Case:
     rec.defence_until = desk.procedure.due("defence_window", desk.today).date
     rec.hearing_right = desk.procedure.hearing_right(
         case.fine_yuan or 0.0, rec.party_kind, revokes_certificate=case.repeat_over_limit)
-    notice = _document(session, case, rec, "notice", desk)
+    notice = _document(session, case, rec, "notice", desk,
+                       lookup_code=issue_code(session, case.id))
     reached = _deliver(session, case, rec, [notice], desk, what="notice")
     if not reached:  # the party is told only once the public notice counts as served
         rec.notified_on = _deemed_served(desk)

@@ -25,7 +25,7 @@ from center_factory import (
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from center import audit, procedure
+from center import audit, owner, procedure
 from center.cases import CaseError, process_pending
 from center.law_models import AuditEntry, Case
 from center.notify import EmailSettings, LetterSettings, NotifySettings
@@ -172,6 +172,9 @@ def test_a_national_case_walks_from_capture_to_paid_with_its_documents(center):
     assert step(engine, settings, after, "close", case_id, "ZF001") == "closed"
 
     assert documents(engine, case_id) == ["notice", "decision"]
+    code = re.search(r"案件查询码：([A-Z2-9]{5}-[A-Z2-9]{5})", pdf_text(engine, case_id, "notice"))
+    with Session(engine) as s:  # the notice carries the owner's look-up code, which finds it
+        assert code and owner.find_case(s, "浙A12345", code.group(1)).id == case_id
     decision = pdf_text(engine, case_id, "decision")
     with Session(engine) as s:
         facts = s.scalars(select(CaseDocument.facts).where(
@@ -369,6 +372,7 @@ def test_a_party_nobody_reaches_is_served_by_public_notice_and_the_window_waits(
     assert documents(engine, case_id) == ["notice", "public_notice"]
     text_ = pdf_text(engine, case_id, "public_notice")
     assert "浙C55555" in text_ and "经过三十日" in text_
+    assert "查询码" not in text_  # the code is the party's: a public notice never prints it
 
 
 def test_a_notice_goes_by_e_mail_to_a_party_who_agreed(center, monkeypatch):
