@@ -6,7 +6,6 @@ shows the rule tables, and no page carries inline script or style."""
 import csv
 import io
 import re
-import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -327,15 +326,16 @@ def test_no_inline_script_or_style_on_any_public_page(public: WebCenter):
     assert css.status_code == 200 and "marker" in css.text
 
 
-def test_figures_are_quick_with_many_cases(center_db_url: str, tmp_path: Path):
-    """100 000 captures and cases of one device (and a neighbour's): the figures come from
-    grouped queries, not from reading rows one by one."""
+def test_figures_add_up_over_many_months(center_db_url: str, tmp_path: Path):
+    """5 000 captures and cases of one device and a neighbour's over a year and more: the
+    grouped queries count each once, in its China-time month (how fast they are with
+    100 000 cases: benchmarks/web.py)."""
     wc = web_center(center_db_url, tmp_path)
-    n = 100_000
+    n = 5_000
     start = datetime(2025, 1, 1, tzinfo=UTC)
     captures, cases, links = [], [], []
     for i in range(n):
-        at = start + timedelta(minutes=7 * i)
+        at = start + timedelta(minutes=140 * i)
         cid = 1_000_000 + i
         captures.append({"id": cid, "device_id": "D1" if i % 4 else "D2", "sequence": 10_000 + i,
                          "captured_at": at, "gross_kg": 55_400.0, "over": True,
@@ -350,14 +350,12 @@ def test_figures_are_quick_with_many_cases(center_db_url: str, tmp_path: Path):
         bulk_insert(conn, Capture.__table__, captures)
         bulk_insert(conn, Case.__table__, cases)
         bulk_insert(conn, CaseCapture.__table__, links)
-    began = time.perf_counter()
     with Session(wc.engine) as s:
         months = monthly_figures(s, "D1")
-    took = time.perf_counter() - began
+    assert len(months) > 12
     d1 = [c for c in captures if c["device_id"] == "D1"]
     assert sum(m.cases_opened for m in months) == len(d1) + len(CASES)  # and the factory's
     assert sum(m.captures_over_limit for m in months) == len(d1) + len(CASES)
     assert sum(m.fines_decided_yuan for m in months) == \
         sum(c["decision_fine_yuan"] or 0 for c, x in zip(cases, captures, strict=True)
             if x["device_id"] == "D1")
-    assert took < 2.0, f"monthly figures took {took:.2f} s"
