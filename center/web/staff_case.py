@@ -52,6 +52,7 @@ from center.settings import CenterSettings
 from center.web import auth
 from center.web.pages import (
     DB,
+    ROLES,
     AnyStaff,
     LoginOrNone,
     check_csrf,
@@ -81,6 +82,7 @@ def _file_staff(login: LoginOrNone) -> auth.Login:
     return login
 
 
+_file_staff.roles = frozenset(ROLES)  # any member of staff (the route walk reads it)
 FileStaff = Annotated[auth.Login, Depends(_file_staff)]
 """A file handler's log-in: any member of staff."""
 
