@@ -8,9 +8,9 @@ from urllib.parse import urlparse
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from center.cases import case_to_dict, list_cases
 from center.web import auth
-from center.web.pages import DB, AnyStaff, check_csrf, page, settings_of
+from center.web.pages import DB, AnyStaff, check_csrf, page, refused, settings_of
+from center.web.staff_lists import FilterError, queue_context, queue_filter
 
 router = APIRouter(tags=["staff"])
 
@@ -61,6 +61,13 @@ def logout(request: Request, login: AnyStaff, session: DB,
 @router.get("/staff", name="staff_queue")
 @router.get("/staff.json", name="staff_queue_json")
 def queue(request: Request, login: AnyStaff, session: DB) -> Response:
-    """Cases awaiting a step, oldest first."""
-    cases = [case_to_dict(c) for c in reversed(list_cases(session, "awaiting_review"))]
-    return page(request, "staff/queue.html", {"cases": cases}, login=login)
+    """Cases awaiting a step, oldest first, filtered by site, day (CST), band, evidential
+    or not, and state, a page at a time (center.web.staff_lists.queue_filter); a bad
+    filter is refused in one line."""
+    settings = settings_of(request)
+    try:
+        chosen = queue_filter(request, settings)
+    except FilterError as exc:
+        return refused(request, 422, str(exc), login)
+    return page(request, "staff/queue.html", queue_context(session, settings, chosen),
+                login=login)
