@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from center import audit
 from center.cases import PACKETS
+from center.documents import KINDS
 from center.law_models import Capture, Case
 from center.procedure_models import CaseDocument, CaseProcedure
 from center.settings import CenterSettings
@@ -243,6 +244,11 @@ def case_photos(session: Session, case: Case) -> list[Photo]:
     return photos
 
 
+def _cst_text(t: datetime) -> str:
+    """A moment as the owner reads it: China time to the minute."""
+    return t.astimezone(CST).strftime("%Y-%m-%d %H:%M") + " 北京时间"
+
+
 def _notice_facts(session: Session, case_id: int) -> dict:
     facts = session.scalars(select(CaseDocument.facts).where(
         CaseDocument.case_id == case_id, CaseDocument.kind == "notice")
@@ -262,7 +268,9 @@ def owner_view(session: Session, case: Case, now: datetime) -> dict:
             OwnerStatement.case_id == case.id).order_by(OwnerStatement.id)):
         files = session.scalars(select(OwnerAttachment).where(
             OwnerAttachment.statement_id == st.id).order_by(OwnerAttachment.id)).all()
-        statements.append({"submitted_at": st.submitted_at, "text": st.text, "attachments": [
+        statements.append({"submitted_at": st.submitted_at,
+                           "submitted_cst": _cst_text(st.submitted_at),
+                           "text": st.text, "attachments": [
             {"name": f.original_name, "media_type": f.media_type, "size": f.size,
              "sha256": f.sha256} for f in files]})
     closed = window_open(case, rec, now)
@@ -284,7 +292,8 @@ def owner_view(session: Session, case: Case, now: datetime) -> dict:
         if rec and rec.decided_on else None,
         "photos": [{"index": i, "role": p.ref.role, "sha256": p.ref.sha256}
                    for i, p in enumerate(case_photos(session, case))],
-        "documents": [{"id": d.id, "kind": d.kind, "sha256": d.sha256,
+        "documents": [{"id": d.id, "kind": d.kind, "title": KINDS.get(d.kind, d.kind),
+                       "sha256": d.sha256,
                        "created_at": d.created_at} for d in owner_documents(session, case)],
         "statements": statements,
     }
