@@ -15,9 +15,11 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 from web_factory import WebCenter, log_in, photo, web_center
 
+from center import procedure
 from center.cases import process_packets
 from center.ingest_models import StoredPacket
 from center.law_models import AuditEntry, Capture, Case, CaseCapture
+from center.procedure_models import CaseProcedure
 from center.web_models import OwnerAttachment, OwnerStatement, PlateEntry
 from evidence.packet import ImageRef, canonical_bytes, packet_hash
 
@@ -358,3 +360,38 @@ def test_key_in_plate_needs_a_reviewer(center: WebCenter) -> None:
     page = center.client.get(f"/staff/captures/{capture_id}.json")
     assert page.status_code == 200 and page.json()["capture"]["plate"] is None
     assert center.client.get("/staff/captures/999").status_code == 404
+
+
+def test_legal_review_through_the_page(center: WebCenter) -> None:
+    """Where the table asks for 法制审核 (here set on the record, as a hearing or a large
+    fine would), only a legal reviewer's form is shown and taken; not passed keeps the
+    case where it is."""
+    case_id = center.cases[1]
+    desk = procedure.desk_for(center.settings)
+    with Session(center.engine) as s, s.begin():
+        procedure.review(s, case_id, "ZF001", desk)
+        procedure.approve(s, case_id, "ZF002", desk)
+        procedure.notify(s, case_id, "ZF001", desk)
+        procedure.defence(s, case_id, "ZF001", desk, outcome="waived")
+        rec = s.get(CaseProcedure, case_id)
+        rec.legal_review_required, rec.legal_review_reason = True, "test: required"
+    csrf = log_in(center.client, "ZF001")
+    page = center.client.get(f"/staff/cases/{case_id}")
+    assert 'id="legal-review"' not in page.text and "legal reviewer must review" in page.text
+    r = _post(center, case_id, "decide", csrf=csrf, cosigner="ZF002")
+    assert r.status_code == 409 and "legal review is required" in _alert(r)
+    center.client.cookies.clear()
+    csrf = log_in(center.client, "FS001")
+    assert 'id="legal-review"' in center.client.get(f"/staff/cases/{case_id}").text
+    r = _post(center, case_id, "legal-review", csrf=csrf, passed="yes", note="")
+    assert r.status_code == 409 and "opinion" in _alert(r)
+    assert _post(center, case_id, "legal-review", csrf=csrf, passed="no",
+                 note="证据不足 evidence thin").status_code == 303
+    assert _status(center, case_id) == "heard"
+    assert _post(center, case_id, "legal-review", csrf=csrf, passed="yes",
+                 note="合法 lawful").status_code == 303
+    assert _status(center, case_id) == "legally_reviewed"
+    data = center.client.get(f"/staff/cases/{case_id}.json").json()
+    assert [s["outcome"] for s in data["steps"] if s["step"] == "legal_review"] == [
+        "not_passed", "passed"]
+    assert "decide" in data["forms"]["allowed"]

@@ -560,7 +560,7 @@ def crop_plate(session: Session, settings: CenterSettings, capture_id: int) -> b
     if path is None or path.stat().st_size > law.plate_read_max_bytes:
         return None
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=("JPEG", "PNG")) as img:
             if img.width * img.height > law.plate_read_max_pixels:
                 return None
             box = _crop_box(plate.box, img.width, img.height)
