@@ -12,6 +12,7 @@ case page then shows. A screenshot of every page is kept as a PNG in $ZHICHAO_SC
 Skipped, with the reason, only where Chromium or chromedriver is not installed.
 """
 
+import base64
 import hashlib
 import os
 import socket
@@ -40,6 +41,8 @@ WAIT_S = 10.0
 """The longest any one wait of the walk may take."""
 FILE_BOUND_S = 120.0
 """The whole file's bound: a walk slower than this fails, it does not hang."""
+SHOT_MAX_PX = 2400
+"""The tallest screenshot kept, in pixels."""
 ROOT = Path(__file__).resolve().parent.parent
 UNREAD_PLATE = "浙C24680"
 DEFENCE = "车辆当日刚更换轮胎，称重前已卸货一部分，请求复核。"
@@ -110,9 +113,17 @@ class Walk:
         return WebDriverWait(self.driver, WAIT_S).until(condition)
 
     def shot(self, name: str) -> Path:
-        """A full-window PNG of the page as it stands."""
+        """A PNG of the whole page as it stands (at most SHOT_MAX_PX high), through the
+        DevTools protocol: a window-sized shot would cut the case page at its photos."""
         path = self.shots / f"{name}.png"
-        assert self.driver.save_screenshot(str(path)), path
+        width, height = self.driver.execute_script(
+            "const e = document.documentElement;"
+            "return [e.clientWidth, Math.max(e.scrollHeight, e.clientHeight)];")
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": min(height, SHOT_MAX_PX),
+                     "scale": 1}})
+        path.write_bytes(base64.b64decode(shot["data"]))
         return path
 
     def page_ok(self) -> None:
