@@ -218,24 +218,32 @@ def _cst(t: datetime | None) -> str | None:
     return None if t is None else utc(t).astimezone(CST).strftime("%Y-%m-%d %H:%M")
 
 
+QUEUE_COLUMNS = (Case.id, Case.plate, Case.plate_colour, Case.status, Case.first_at,
+                 Case.action, Case.fine_yuan, Case.first_violation, Case.repeat_over_limit)
+"""The case columns the queue shows (only these are sorted: a narrow row sorts in memory)."""
+
+
 def queue_cases(session: Session, f: QueueFilter) -> tuple[int, list[dict[str, Any]]]:
     """Cases in the state asked, oldest first capture first, with the evidence capture's
-    site, time and band: one query for the page, one for the count."""
-    base = _filtered(select(Case, Capture.device_id, Capture.captured_at, _band(),
-                            Capture.evidential).join(
+    site, time and band: one query for the page, one for the count (which joins the
+    captures only when a filter is on them)."""
+    base = _filtered(select(*QUEUE_COLUMNS, Capture.device_id, Capture.captured_at,
+                            _band().label("band"), Capture.evidential).join(
         Capture, Capture.id == Case.best_capture_id).where(Case.status == f.status), f)
-    count = session.scalar(_filtered(select(func.count()).select_from(Case).join(
-        Capture, Capture.id == Case.best_capture_id).where(Case.status == f.status), f)) or 0
+    counted = select(func.count()).select_from(Case).where(Case.status == f.status)
+    if f.site is not None or f.day is not None or f.band is not None:
+        counted = _filtered(counted.join(Capture, Capture.id == Case.best_capture_id), f)
+    count = session.scalar(counted) or 0
     rows = session.execute(base.order_by(Case.first_at, Case.id)
                            .limit(f.limit).offset(f.offset or None)).all()
-    return count, [{"id": c.id, "plate": c.plate, "plate_colour": c.plate_colour,
-                    "status": c.status, "first_at": _iso(c.first_at),
-                    "first_at_cst": _cst(c.first_at), "site": site,
-                    "evidence_at": _iso(at), "band": band, "evidential": ev,
-                    "action": c.action, "fine_yuan": c.fine_yuan,
-                    "first_violation": c.first_violation,
-                    "repeat_over_limit": c.repeat_over_limit}
-                   for c, site, at, band, ev in rows]
+    return count, [{"id": r.id, "plate": r.plate, "plate_colour": r.plate_colour,
+                    "status": r.status, "first_at": _iso(r.first_at),
+                    "first_at_cst": _cst(r.first_at), "site": r.device_id,
+                    "evidence_at": _iso(r.captured_at), "band": r.band, "evidential": r.evidential,
+                    "action": r.action, "fine_yuan": r.fine_yuan,
+                    "first_violation": r.first_violation,
+                    "repeat_over_limit": r.repeat_over_limit}
+                   for r in rows]
 
 
 def queue_captures(session: Session, f: QueueFilter) -> tuple[int, list[dict[str, Any]]]:
