@@ -115,10 +115,10 @@ def law_rules(law: LawSettings) -> RuleBook:
     return _rules(law.rules_folder, law.vendor)
 
 
-def _grade(packet: Packet, record: DeviceRecord | None, law: LawSettings,
-           rules: RuleBook, *, registered: VehicleRow | None = None,
-           plate: tuple[str | None, str | None] = (None, None)
-           ) -> tuple[dict | None, str | None]:
+def grade_packet(packet: Packet, record: DeviceRecord | None, law: LawSettings,
+                 rules: RuleBook, *, registered: VehicleRow | None = None,
+                 plate: tuple[str | None, str | None] = (None, None)
+                 ) -> tuple[dict | None, str | None]:
     """The packet's grade as plain data, or why it could not be graded. ``registered``:
     the vehicle register's entry of the plate (``plate``: text and colour), whose kind,
     licence mass and air suspension grading takes; the grade records them under
@@ -159,8 +159,8 @@ def _grade(packet: Packet, record: DeviceRecord | None, law: LawSettings,
     return data, None
 
 
-def _registry(session: Session, device_id: str, cache: dict, captured_at: datetime
-              ) -> tuple[DeviceRecord | None, list[DeviceSuspension], date | None]:
+def device_record_on(session: Session, device_id: str, cache: dict, captured_at: datetime
+                     ) -> tuple[DeviceRecord | None, list[DeviceSuspension], date | None]:
     """The device's registry row in force on the capture's day in China, its
     suspensions, and — when no row is in force that day — the day its first version is in
     force from (None: the device is not in the registry at all). Cached per device and
@@ -179,8 +179,8 @@ def _registry(session: Session, device_id: str, cache: dict, captured_at: dateti
     return cache[key]
 
 
-def _vehicle(session: Session, plate: str | None, colour: str | None, cache: dict
-             ) -> VehicleRow | None:
+def vehicle_facts(session: Session, plate: str | None, colour: str | None, cache: dict
+                  ) -> VehicleRow | None:
     """The vehicle register's entry of a capture's plate, cached for one batch."""
     if not plate:
         return None
@@ -191,7 +191,8 @@ def _vehicle(session: Session, plate: str | None, colour: str | None, cache: dic
 
 
 @functools.cache
-def _grammar(folder: Path | None) -> PlateGrammar:
+def plate_grammar(folder: Path | None) -> PlateGrammar:
+    """The GA 36 plate grammar of the rules folder (loaded once per folder)."""
     return load_plate_grammar(folder)
 
 
@@ -209,9 +210,9 @@ def _capture(session: Session, packet_id: int | None, packet: Packet, law: LawSe
     """Grade and judge one packet into a new capture row (added; the caller flushes).
     ``facts``: the center's reading of a plate the unit left unread. A plate text that
     no GA 36 template accepts is kept in the checks' words only, never as the plate."""
-    record, suspensions, first_from = _registry(session, packet.device_id, cache,
+    record, suspensions, first_from = device_record_on(session, packet.device_id, cache,
                                                 packet.captured_at)
-    grammar = _grammar(law.rules_folder)
+    grammar = plate_grammar(law.rules_folder)
     verdict = evidential(
         record, suspensions, packet.captured_at, rules.enforcement.notice_lead, packet=packet,
         device_id=packet.device_id, abnormal_driving=law.abnormal_driving_flags,
@@ -223,8 +224,8 @@ def _capture(session: Session, packet_id: int | None, packet: Packet, law: LawSe
     text = plate.text.strip() if plate else ""
     judged = text if text and grammar_fits(text, plate.colour, grammar) else None
     colour = plate.colour if plate else None
-    graded, error = _grade(packet, record, law, rules, plate=(judged, colour),
-                           registered=_vehicle(session, judged, colour, cache))
+    graded, error = grade_packet(packet, record, law, rules, plate=(judged, colour),
+                           registered=vehicle_facts(session, judged, colour, cache))
     capture = Capture(
         packet_id=packet_id, device_id=packet.device_id, sequence=packet.sequence,
         captured_at=utc(packet.captured_at),
@@ -342,7 +343,7 @@ def _lock_plate(session: Session, plate: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
-def _lock_plates(session: Session, plates: set[str]) -> None:
+def lock_plates(session: Session, plates: set[str]) -> None:
     """Every plate lock this transaction will take, taken first and in one order, before
     the audit chain's lock (center.audit): two center processes then never wait on each
     other in a circle."""
@@ -350,7 +351,7 @@ def _lock_plates(session: Session, plates: set[str]) -> None:
         _lock_plate(session, plate)
 
 
-def _open_or_join(session: Session, capture: Capture, law: LawSettings,
+def open_or_join(session: Session, capture: Capture, law: LawSettings,
                   rules: RuleBook) -> Case:
     """Attach the capture to its trip's case, or open a new case for it."""
     _lock_plate(session, capture.plate)
@@ -451,12 +452,12 @@ def process_packets(session: Session, packets: Sequence[tuple[int | None, Packet
             made[key] = _capture(session, packet_id, packet, law, rules=rules, cache=cache,
                                  facts=plates.get(key))
     session.flush()
-    _lock_plates(session, {c.plate for c in made.values()
+    lock_plates(session, {c.plate for c in made.values()
                            if c.evidential and c.over and c.plate})
     cases: dict[tuple[str, int], int | None] = {}
     for key, capture in sorted(made.items(), key=lambda kv: kv[1].captured_at):
         opened = capture.evidential and capture.over and capture.plate
-        cases[key] = _open_or_join(session, capture, law, rules).id if opened else None
+        cases[key] = open_or_join(session, capture, law, rules).id if opened else None
     results, seen = [], set()
     for _, packet in packets:
         key = (packet.device_id, packet.sequence)

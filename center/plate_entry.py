@@ -23,13 +23,13 @@ from center.cases import (
     CASE_ID_MAX,
     PACKETS,
     CaseError,
-    _grade,
-    _grammar,
-    _lock_plates,
-    _open_or_join,
-    _registry,
-    _vehicle,
+    device_record_on,
+    grade_packet,
     law_rules,
+    lock_plates,
+    open_or_join,
+    plate_grammar,
+    vehicle_facts,
 )
 from center.law_models import Capture, CaseCapture
 from center.legality import PlateFacts, evidential, grammar_fits
@@ -75,9 +75,9 @@ def key_in_plate(session: Session, capture_id: int, plate: str, colour: str,  # 
                            officer_id=officer.officer_id, at=now, previous=previous))
     case_id, made = None, ""
     if capture.evidential and capture.over:
-        _lock_plates(session, {text})  # plate locks before the audit chain's lock
+        lock_plates(session, {text})  # plate locks before the audit chain's lock
         law = settings.law
-        case_id = _open_or_join(session, capture, law, law_rules(law)).id
+        case_id = open_or_join(session, capture, law, law_rules(law)).id
         made = f"; case {case_id}"
     audit.append(session, case_id, "plate_keyed",
                  f"capture {capture.id} ({capture.device_id} #{capture.sequence}): plate "
@@ -112,7 +112,7 @@ def _plate_text(plate: str, colour: str, settings: CenterSettings) -> str:
                               f"(got {colour[:20]!r})")
     if not text or len(text) > PLATE_MAX:
         raise PlateEntryError(f"a plate has 1 to {PLATE_MAX} characters (got {len(text)})")
-    if not grammar_fits(text, colour, _grammar(settings.law.rules_folder)):
+    if not grammar_fits(text, colour, plate_grammar(settings.law.rules_folder)):
         raise PlateEntryError(f"{text} fits no GA 36 plate of colour {colour}")
     return text
 
@@ -144,7 +144,7 @@ def _judge(session: Session, capture: Capture, packet: Packet, *, text: str, col
     packet; the plate check names the officer who typed it."""
     law, cache = settings.law, {}
     rules = law_rules(law)
-    record, suspensions, first_from = _registry(session, packet.device_id, cache,
+    record, suspensions, first_from = device_record_on(session, packet.device_id, cache,
                                                 packet.captured_at)
     box = packet.plate.box if packet.plate is not None else [0.0] * 5
     typed = PlateRecord(text=text, colour=colour, confidence=1.0, box=box,
@@ -157,14 +157,14 @@ def _judge(session: Session, capture: Capture, packet: Packet, *, text: str, col
         faulty_measurement=law.faulty_measurement_flags, trusted_clocks=law.trusted_clocks,
         min_plate_confidence=law.min_plate_confidence,
         min_province_confidence=law.min_province_confidence,
-        plate=PlateFacts(typed, by), grammar=_grammar(law.rules_folder),
+        plate=PlateFacts(typed, by), grammar=plate_grammar(law.rules_folder),
         first_from=first_from)
     checks = [c.to_dict() for c in verdict.checks]
     for c in checks:
         if c["id"] == "plate" and c["ok"]:
             c["text"] = f"plate {text} ({colour}) typed by staff {who} from the photos"
-    graded, error = _grade(packet, record, law, rules, plate=(text, colour),
-                           registered=_vehicle(session, text, colour, cache))
+    graded, error = grade_packet(packet, record, law, rules, plate=(text, colour),
+                           registered=vehicle_facts(session, text, colour, cache))
     capture.plate, capture.plate_colour, capture.plate_source = text, colour, SOURCE
     capture.plate_confidence = capture.plate_province_confidence = None
     capture.plate_front_rear = None
