@@ -6,15 +6,19 @@ no inline script or style in any page."""
 
 import html
 import re
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import event, func, select
+from center_factory import T0, make_packet
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.orm import Session
 from web_factory import log_in, web_center
 
+from center.cases import process_pending
+from center.ingest_models import Device, StoredPacket
 from center.law_models import AuditEntry, DeviceRecord, VehicleRow
 from center.procedure import approve, desk_for, review
+from evidence.packet import canonical_bytes, packet_hash
 
 GOOD_REGISTRY = """\
 device_id,road,stake,direction,latitude,longitude,review_date,certificate_number,\
@@ -71,6 +75,21 @@ def rows(engine, model) -> int:
         return s.scalar(select(func.count()).select_from(model))
 
 
+def suspended_capture(web) -> None:
+    """A packet of device D2 during its suspension (2026-05-30..06-02), processed."""
+    packet = make_packet(device_id="D2", sequence=7, plate="浙C12345", gross_kg=60_000,
+                         captured_at=T0 + timedelta(hours=1))
+    meta = canonical_bytes(packet)
+    with web.engine.begin() as conn:
+        conn.execute(insert(Device).values(device_id="D2", sign_public_key="pem2",
+                                           curve_public_key="m" * 40, enrolled_at=T0))
+        conn.execute(insert(StoredPacket).values(
+            device_id="D2", sequence=7, hash=packet_hash(meta),
+            previous_hash=packet.previous_hash, captured_at=packet.captured_at, lane=1,
+            suspected_overload=True, meta=meta, signature=b"s", received_at=T0))
+    process_pending(web.engine, web.settings)
+
+
 # --- the queue -----------------------------------------------------------------------------
 
 def test_the_queue_lists_cases_oldest_first_and_its_json_says_what_the_page_shows(web):
@@ -104,8 +123,18 @@ def test_each_filter_of_the_queue(web):
     assert [r["id"] for r in same["rows"]] == [r["id"] for r in every if r["band"] == band]
     assert queue_json(web, "?status=reviewed")["count"] == 0
     assert queue_json(web, "?status=reviewed")["awaiting"] == ["approve"]
+    assert queue_json(web, "?evidential=no")["count"] == 0
+    suspended_capture(web)  # D2, suspended that day: over the limit, no evidence, no case
     captures = queue_json(web, "?evidential=no")
-    assert captures["kind"] == "captures" and captures["count"] == 0
+    assert captures["kind"] == "captures" and captures["count"] == 1
+    held = captures["rows"][0]
+    assert (held["site"], held["plate"], held["sequence"]) == ("D2", "浙C12345", 7)
+    assert any("repair" in f or "suspend" in f for f in held["failed"]), held["failed"]
+    assert queue_json(web, "?evidential=no&site=D1")["count"] == 0
+    assert queue_json(web, "?evidential=no&day=2026-06-01")["count"] == 1
+    page = web.client.get("/staff?evidential=no").text
+    assert "浙C12345" in page and "data-keys" not in page  # no case to open: no keys
+    assert queue_json(web)["count"] == 3  # it opened no case
     both = queue_json(web, f"?site=D1&day=2026-06-01&band={band}&status=awaiting_review")
     assert [r["id"] for r in both["rows"]] == [web.cases[0]]
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -279,7 +280,7 @@ def queue_context(session: Session, settings: CenterSettings, f: QueueFilter
 def _pages(count: int, limit: int, offset: int, query: dict[str, Any]) -> dict[str, Any]:
     """Links to the page before and after (None at either end), with the filters kept."""
     def link(at: int) -> str:
-        return "?" + "&".join(f"{k}={v}" for k, v in {**query, "offset": at}.items())
+        return "?" + urlencode({**query, "offset": at})
     return {"from": offset + 1 if count else 0, "to": min(offset + limit, count),
             "previous": link(max(0, offset - limit)) if offset > 0 else None,
             "next": link(offset + limit) if offset + limit < count else None}
