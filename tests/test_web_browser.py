@@ -29,7 +29,7 @@ from web_factory import PASSWORD, WebCenter, photo, web_center
 
 from center.cases import process_pending
 from center.ingest_models import StoredPacket
-from center.law_models import Capture, CaseCapture
+from center.law_models import Capture, Case, CaseCapture
 from center.procedure_models import CaseDocument, CaseProcedure, CaseStep
 from center.web.serve import make_server
 from center.web_models import OwnerStatement, PlateEntry
@@ -229,6 +229,18 @@ def test_the_keyboard_opens_a_case_and_the_officer_reviews_it(walk):
     steps = walk.rows(CaseStep, case_id=walk.case_id, step="review")
     assert [s.officer_id for s in steps] == ["ZF001"]
     walk.shot("04-staff-case-reviewed")
+
+
+def test_c_on_a_case_page_puts_the_cursor_in_the_review_form(walk):
+    """The review tool's key: c, then the note typed at once."""
+    waiting = [c.id for c in walk.rows(Case, status="awaiting_review")]
+    walk.open(f"/staff/cases/{waiting[0]}")
+    walk.wait(ec.presence_of_element_located((By.ID, "review")))
+    walk.driver.find_element(By.TAG_NAME, "body").send_keys("c")
+    inside = walk.driver.execute_script(
+        "const a = document.activeElement;"
+        "return !!a.closest('#review') && a.type !== 'hidden';")
+    assert inside, walk.driver.switch_to.active_element.get_attribute("outerHTML")
 
 
 def test_a_second_officer_approves_and_notifies(walk):
