@@ -20,6 +20,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -149,6 +150,7 @@ class Case(Base):
     """One act (one trip) of one vehicle, for staff to review."""
 
     __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_queue", "status", "first_at", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     plate: Mapped[str] = mapped_column(String(32), index=True)

@@ -1,5 +1,6 @@
 """The web pages' tables: staff passwords and sessions, the owner's look-up code,
-statements with attachments, plates keyed in by staff.
+statements with attachments, plates keyed in by staff; and the review queue's index on
+cases (state, then age), so a page of the queue is read in order from the index.
 
 Revision ID: 0006_web
 Revises: 0005_procedure
@@ -71,9 +72,11 @@ def upgrade() -> None:
         sa.Column("previous", sa.String(32), nullable=True),
     )
     op.create_index("ix_plate_entries_capture_id", "plate_entries", ["capture_id"])
+    op.create_index("ix_cases_queue", "cases", ["status", "first_at", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_cases_queue", table_name="cases")
     for name in ("plate_entries", "owner_attachments", "owner_statements", "case_access",
                  "web_sessions", "staff_passwords"):
         op.drop_table(name)
