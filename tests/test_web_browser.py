@@ -6,8 +6,9 @@ officer logs in, opens a case from the queue with the keyboard (j, Enter) and re
 it; a second officer approves it and notifies the party; an officer keys in the plate of
 a capture the reader missed; anyone sees every device on the public map; the owner looks
 the case up with the code printed on the notice and submits a defence, which the staff
-case page then shows. A screenshot of every page is kept as a PNG in $ZHICHAO_SCREENSHOTS
-(default build/screenshots/).
+case page then shows. Last, ``zhichao demo`` runs and serves its center's pages: an
+officer logs in with the log-in it printed and reviews a demo case there. A screenshot of
+every page is kept as a PNG in $ZHICHAO_SCREENSHOTS (default build/screenshots/).
 
 Skipped, with the reason, only where Chromium or chromedriver is not installed.
 """
@@ -15,7 +16,12 @@ Skipped, with the reason, only where Chromium or chromedriver is not installed.
 import base64
 import hashlib
 import os
+import queue
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -28,6 +34,7 @@ from sqlalchemy.orm import Session
 from web_factory import PASSWORD, WebCenter, photo, web_center
 
 from center.cases import process_pending
+from center.db import make_engine
 from center.ingest_models import StoredPacket
 from center.law_models import Capture, Case, CaseCapture
 from center.procedure_models import CaseDocument, CaseProcedure, CaseStep
@@ -333,3 +340,83 @@ def test_every_step_left_a_screenshot(walk):
     shots = sorted(p.name for p in walk.shots.glob("*.png"))
     assert len(shots) >= 10, shots
     assert all((walk.shots / s).stat().st_size > 5_000 for s in shots)
+
+
+# --- the demo's pages ----------------------------------------------------------------------
+
+DEMO_SECONDS = 5
+"""Seconds of simulated traffic: enough for a case or two on a busy road."""
+DEMO_BOUND_S = 75.0
+
+
+def read_until(proc: subprocess.Popen, lines: "queue.Queue[str]", marker: str,
+               bound_s: float) -> str:
+    """The demo's output up to the line holding ``marker`` (bounded in time)."""
+    seen: list[str] = []
+    deadline = time.monotonic() + bound_s
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"no {marker!r} within {bound_s:.0f} s: " + "".join(seen)[-1500:])
+
+
+@pytest.mark.timeout(DEMO_BOUND_S + 15)
+def test_the_demo_serves_its_pages_and_its_cases_are_reviewed_there(walk, tmp_path):
+    """``zhichao demo`` ends serving its center's pages with printed log-ins: an officer
+    logs in with one and reviews a demo case in the browser; Ctrl-C stops it cleanly."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zhichao.cli", "demo", "--seconds", str(DEMO_SECONDS),
+         "--flow", "3000", "--overloaded-share", "0.7", "--web-port", str(port),
+         "--keep", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
+        start_new_session=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    try:
+        out = read_until(proc, lines, "Ctrl-C stops", DEMO_BOUND_S - 15)
+        password = re.search(r"ZF001\s*│[^│]*│[^│]*│\s*(\S+)\s*│", out).group(1)
+        assert f"http://127.0.0.1:{port}/staff" in out
+        walk.driver.delete_all_cookies()
+        walk.driver.get(f"http://127.0.0.1:{port}/staff/login")
+        walk.wait(ec.presence_of_element_located((By.NAME, "officer_id")))
+        walk.driver.find_element(By.NAME, "officer_id").send_keys("ZF001")
+        walk.driver.find_element(By.NAME, "password").send_keys(password)
+        walk.driver.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+        walk.wait(ec.url_matches(r"/staff/?$"))
+        rows = walk.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "tbody tr[data-href]"))
+        walk.shot("15-demo-queue")
+        first = rows[0].get_attribute("data-href")
+        walk.driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ENTER)
+        walk.wait(ec.url_matches(re.escape(first) + "$"))
+        walk.shot("16-demo-case")
+        walk.submit("review", {"note": "demo case reviewed in the browser"})
+        walk.shot("17-demo-case-reviewed")
+        engine = make_engine(str(tmp_path / "demo" / "center.db"))
+        try:
+            with Session(engine) as s:
+                steps = list(s.scalars(select(CaseStep).where(CaseStep.step == "review")))
+        finally:
+            engine.dispose()
+        assert [(st.case_id, st.officer_id) for st in steps] == \
+            [(int(first.rsplit("/", 1)[1]), "ZF001")]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+    rest = ""
+    while not lines.empty():
+        rest += lines.get()
+    assert proc.returncode == 0, rest[-1500:]
+    assert "stopped serving the pages" in rest
