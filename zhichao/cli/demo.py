@@ -13,6 +13,7 @@ made for this run, so the cases can be reviewed in a browser (``--no-serve``: en
 """
 
 import argparse
+import signal
 import tempfile
 import threading
 from pathlib import Path
@@ -131,6 +132,7 @@ def _serve(console: Console, site: RealPathSite, port: int | None) -> None:
 
     server = threading.Thread(target=run, name="web", daemon=True)
     server.start()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # the folder removed on kill too
     try:
         while not stop.wait(0.5):
             pass
