@@ -376,6 +376,14 @@ class RoadsideUnit:
                 _roi(f.image, s.roi) for f in _around(cam, t_want + cam.offset_s,
                                                       self.settings.plates.frames))
 
+    def _roi_origin(self, role: str | None) -> tuple[float, float]:
+        """The top-left corner of the region the plate of ``role`` was read in, in the
+        coordinates of that camera's whole frame (0, 0 without a region)."""
+        for cam in self.cameras.values():
+            if cam.settings.role == (role or "front") and cam.settings.roi is not None:
+                return float(cam.settings.roi[0]), float(cam.settings.roi[1])
+        return 0.0, 0.0
+
     def _attach(self, result: PlateResult) -> None:
         for p in self.pending:
             if p.key == result.key and p.plate is None:
@@ -417,7 +425,8 @@ class RoadsideUnit:
         return self.link.put(
                 p.vehicle, captured_at=p.captured_at, clock_status=p.clock_status,
                 clock_uncertainty_ms=p.clock_uncertainty_ms, suspected=p.suspected,
-                images=p.images, missing_images=p.missing, plate=plate_record(plate))
+                images=p.images, missing_images=p.missing,
+                plate=plate_record(plate, self._roi_origin(plate.image)))
 
     def status(self) -> dict[str, Any]:
         """What a technician wants to see of a running unit."""
@@ -449,15 +458,21 @@ class LagMeter:
                 "max_s": round(float(v.max()), 4)}
 
 
-def plate_record(result: PlateResult) -> PlateRecord | None:
-    """The packet's plate field: the reading, an unread marker, or None (unreadable)."""
+def plate_record(result: PlateResult, origin: tuple[float, float] = (0.0, 0.0)
+                 ) -> PlateRecord | None:
+    """The packet's plate field: the reading, an unread marker, or None (unreadable). The
+    readers see frames cut to the camera's region of interest; ``origin`` (the region's
+    top-left corner) puts the box back into the coordinates of the packet's whole image."""
     if result.status == "unreadable":
         return None
     if result.status == "unread":
         return PlateRecord(text="", colour="unknown", confidence=0.0, box=[0.0] * 5,
                            unread=True)
+    box = list(result.box)
+    if any(box):
+        box[0], box[1] = box[0] + origin[0], box[1] + origin[1]
     return PlateRecord(text=result.text, colour=result.colour, confidence=result.confidence,
-                       box=result.box, province_confidence=result.province_confidence,
+                       box=box, province_confidence=result.province_confidence,
                        front_rear=result.front_rear,  # type: ignore[arg-type]
                        image=result.image,  # type: ignore[arg-type]
                        votes=result.votes, frames=result.frames)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from drivers.strips import StripArray
-from edge.plate_workers import PlateJob, PlateSettings, PlateWorkers, read_job
+from edge.plate_workers import PlateJob, PlateResult, PlateSettings, PlateWorkers, read_job
+from edge.unit import plate_record
 from plates import PlateReader, ReaderOptions, load_engine
 from sim.camera_twin import LaneScene, SceneSettings
 from sim.traffic import generate_traffic
@@ -132,3 +133,14 @@ def test_a_unit_exits_while_a_frame_waits_in_the_queue_of_a_dead_reader():
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "1"  # the job came back unread
+
+
+def test_the_packets_plate_box_is_in_the_whole_image_not_the_region_read():
+    """The readers see frames cut to the camera's region; the packet's box must point at
+    the plate in the stored (whole) image, where the center crops it."""
+    read = PlateResult(7, "read", text="浙A12345", colour="blue", confidence=0.9,
+                       box=[60.0, 25.0, 110.0, 35.0, 2.0], image="front")
+    assert plate_record(read, (400.0, 300.0)).box == [460.0, 325.0, 110.0, 35.0, 2.0]
+    assert plate_record(read).box == [60.0, 25.0, 110.0, 35.0, 2.0]
+    unread = plate_record(PlateResult(8, "unread"), (400.0, 300.0))
+    assert unread.unread and unread.box == [0.0] * 5
