@@ -2,8 +2,15 @@
 the center, the cookie's flags, CSRF, the security headers of every response, and the
 password command."""
 
+import http.client
 import io
+import json
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -104,3 +111,34 @@ def test_the_password_command_reads_standard_input(web, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert main(["center", "staff", "password", "ZF001", "--config", str(config)]) == 2
     assert f"{auth.PASSWORD_MIN} to {auth.PASSWORD_MAX} characters" in capsys.readouterr().err
+
+
+def test_center_web_serves_until_ctrl_c_and_stops_without_a_traceback(tmp_path):
+    """`zhichao center web` in its own process: it answers on its port, and SIGINT stops
+    it with status 0 and no traceback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "center.yaml"
+    config.write_text(f"database: center.db\nweb:\n  port: {port}\n", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "zhichao.cli", "center", "web",
+                             "--config", str(config)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            try:  # no proxy on the way: a direct connection on the loopback
+                conn.request("GET", "/devices.json")
+                assert json.load(conn.getresponse()) == {"devices": []}
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.3)
+            finally:
+                conn.close()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert "stopped serving the pages" in err

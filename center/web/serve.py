@@ -1,6 +1,7 @@
 """Serving the web app: uvicorn in this process, until stopped."""
 
 import logging
+import signal
 import threading
 
 import uvicorn
@@ -8,6 +9,7 @@ import uvicorn
 from center.service import open_db
 from center.settings import CenterSettings
 from center.web.app import create_app
+from zhichao.errors import ZhichaoError
 
 log = logging.getLogger("zhichao.center.web")
 
@@ -35,6 +37,41 @@ def serve(settings: CenterSettings, host: str | None = None, port: int | None = 
             server.should_exit = True
         threading.Thread(target=watch, name="web-stop", daemon=True).start()
     server.run()
+
+
+class ServeError(ZhichaoError):
+    """The pages could not be served (a port in use, a certificate that does not load)."""
+
+
+def serve_in_foreground(settings: CenterSettings, host: str | None = None,
+                        port: int | None = None) -> None:
+    """Serve until Ctrl-C or SIGTERM. The server runs in a thread and this one waits:
+    uvicorn in the main thread re-raises the signal inside its event loop and prints a
+    traceback for a normal stop."""
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            serve(settings, host, port, stop=stop)
+        except BaseException as exc:  # uvicorn exits on a port in use: raised below
+            failed.append(exc)
+        stop.set()
+
+    server = threading.Thread(target=run, name="web", daemon=True)
+    server.start()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    server.join(timeout=10)
+    if failed:
+        raise ServeError(f"the pages could not be served on {address(settings, host, port)}"
+                         f": {failed[0]!r}")
 
 
 def address(settings: CenterSettings, host: str | None = None, port: int | None = None) -> str:

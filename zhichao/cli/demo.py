@@ -13,9 +13,7 @@ made for this run, so the cases can be reviewed in a browser (``--no-serve``: en
 """
 
 import argparse
-import signal
 import tempfile
-import threading
 from pathlib import Path
 
 from rich.console import Console
@@ -108,11 +106,9 @@ def _logins_table(site: RealPathSite) -> Table:
 
 
 def _serve(console: Console, site: RealPathSite, port: int | None) -> None:
-    """Serve the demo center's pages on 127.0.0.1 until Ctrl-C (its folder stays until
-    then). The server runs in a thread and this one waits for Ctrl-C: uvicorn in the main
-    thread would re-raise the signal inside its event loop and print a traceback for a
-    normal stop."""
-    from center.web.serve import address, serve  # noqa: PLC0415 (web only when served)
+    """Serve the demo center's pages on 127.0.0.1 until Ctrl-C or SIGTERM (its folder
+    stays until then)."""
+    from center.web.serve import ServeError, address, serve_in_foreground  # noqa: PLC0415
 
     settings = load_center_settings(site.folder / "center.yaml")
     port = port or free_port()
@@ -120,28 +116,10 @@ def _serve(console: Console, site: RealPathSite, port: int | None) -> None:
     console.print(f"\n[bold]the center's pages[/]: {address(settings, '127.0.0.1', port)}"
                   f"/staff — log in as ZF001 to review a case, as ZF002 to approve it; "
                   f"the public map at /map. Ctrl-C stops.")
-    stop = threading.Event()
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            serve(settings, "127.0.0.1", port, stop=stop)
-        except BaseException as exc:  # uvicorn exits on a port in use: said below
-            failed.append(exc)
-        stop.set()
-
-    server = threading.Thread(target=run, name="web", daemon=True)
-    server.start()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # the folder removed on kill too
     try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        stop.set()
-    server.join(timeout=10)
-    if failed:
-        raise SiteError(f"the pages could not be served on port {port}: "
-                        f"{failed[0]!r}; try --web-port N")
+        serve_in_foreground(settings, "127.0.0.1", port)
+    except ServeError as exc:
+        raise SiteError(f"{exc}; try --web-port N") from None
     console.print("stopped serving the pages.")
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from center.service import open_db
 from center.web import auth
-from center.web.serve import address, serve
+from center.web.serve import address, serve_in_foreground
 from zhichao.cli.center_common import config_option, settings_of
 from zhichao.errors import ConfigError
 
@@ -36,7 +36,8 @@ def run_web(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port {args.port}: must be 0 to 65535")
     Console(stderr=True, highlight=False).print(
         f"center pages on {address(settings, args.host, args.port)} (Ctrl-C stops)")
-    serve(settings, args.host, args.port)
+    serve_in_foreground(settings, args.host, args.port)
+    Console(stderr=True, highlight=False).print("stopped serving the pages.")
     return 0
 
 
