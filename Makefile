@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cameras.py
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/registry.py
+	$(BIN)/python benchmarks/web.py --pg "$${ZHICHAO_TEST_PG:-postgresql://postgres@127.0.0.1:5432/postgres}"
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -36,7 +36,7 @@ from web_factory import PASSWORD, WebCenter, photo, web_center
 from center.cases import process_pending
 from center.db import make_engine
 from center.ingest_models import StoredPacket
-from center.law_models import Capture, Case, CaseCapture
+from center.law_models import Capture, Case, CaseCapture, DeviceRecord
 from center.procedure_models import CaseDocument, CaseProcedure, CaseStep
 from center.web.serve import make_server
 from center.web_models import OwnerStatement, PlateEntry
@@ -399,14 +399,20 @@ def test_the_demo_serves_its_pages_and_its_cases_are_reviewed_there(walk, tmp_pa
         walk.shot("16-demo-case")
         walk.submit("review", {"note": "demo case reviewed in the browser"})
         walk.shot("17-demo-case-reviewed")
+        walk.driver.get(f"http://127.0.0.1:{port}/map")
+        markers = walk.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-device-id]"))
+        shown = {m.get_attribute("data-device-id") for m in markers}
+        walk.shot("18-demo-map")
         engine = make_engine(str(tmp_path / "demo" / "center.db"))
         try:
             with Session(engine) as s:
                 steps = list(s.scalars(select(CaseStep).where(CaseStep.step == "review")))
+                devices = set(s.scalars(select(DeviceRecord.device_id)))
         finally:
             engine.dispose()
         assert [(st.case_id, st.officer_id) for st in steps] == \
             [(int(first.rsplit("/", 1)[1]), "ZF001")]
+        assert devices and shown == devices  # every demo device on the public map
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)
