@@ -181,7 +181,7 @@ class WebSettings(BaseModel):
     tls_cert: Path | None = Field(None, description="certificate file: serve HTTPS (cookies "
                                   "then Secure)")
     tls_key: Path | None = Field(None, description="the certificate's private key file")
-    session_hours: number(24 * 7, "a week", unit=" h") = Field(
+    session_hours: number(168, "a week", unit=" h") = Field(
         10.0, description="a staff session ends this long after log-in")
     tile_url: str | None = Field(None, max_length=500, pattern=r"^https?://",
                                  description="map tiles ({z}/{x}/{y}); none: the map draws "
