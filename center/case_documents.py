@@ -247,7 +247,7 @@ def document_facts(session: Session, case: Case, rec: CaseProcedure, kind: str, 
     facts = d.DocumentFacts(
         number=rec.number, on=desk.today,
         authority=d.Authority(a.name, a.address, a.payment, a.payment_account, a.review_body,
-                              a.court),
+                              a.court, a.website or ""),
         party=d.Party(rec.party_kind, rec.party_name, rec.party_id_number or "（未登记）",
                       rec.party_address or "（未登记）"),
         vehicle=d.Vehicle(case.plate, COLOURS.get(case.plate_colour or "", "未识别"),

@@ -64,6 +64,7 @@ class Authority:
     payment_account: str  # account words as printed: 户名、账号 or the payment code
     review_body: str  # 行政复议机关
     court: str  # the people's court for 行政诉讼
+    website: str = ""  # the public pages' address, where a party looks a case up
 
 
 @dataclass(frozen=True)

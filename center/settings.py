@@ -153,6 +153,10 @@ class AuthoritySettings(BaseModel):
                              description="where an administrative review (行政复议) is asked")
     court: str = Field("某某区人民法院", min_length=1, max_length=64,
                        description="where an administrative suit (行政诉讼) is brought")
+    website: str | None = Field(None, max_length=200, pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+                                description="the address of the public pages as a party "
+                                "types it (printed on the notice with the look-up path "
+                                "/case); none: the notice names the path only")
 
 
 class ProcedureSettings(BaseModel):

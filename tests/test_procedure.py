@@ -31,7 +31,7 @@ from center.law_models import AuditEntry, Case
 from center.notify import EmailSettings, LetterSettings, NotifySettings
 from center.procedure_models import CaseDocument, CaseProcedure, CaseStep, Delivery
 from center.registry import import_registry
-from center.settings import CenterSettings, LawSettings, ProcedureSettings
+from center.settings import AuthoritySettings, CenterSettings, LawSettings, ProcedureSettings
 from center.staff import import_staff
 from center.vehicles import import_vehicles
 
@@ -42,6 +42,8 @@ owner_id_number,address,phone,email,transport_certificate
 浙B77777,yellow,,,false,157,company,杭州示例物流有限公司,91330100MA2B3C4D5N,\
 浙江省杭州市西湖区示例路1号,0571-88880000,fleet@example.com,330100123456
 """
+WEBSITE = "https://zhichao.example.gov.cn"
+"""The authority's public pages, printed on the notice with the look-up path."""
 DAY = date(2026, 6, 2)
 """The day the officers first take up the cases (the captures are of 1 June)."""
 
@@ -66,8 +68,10 @@ def settings_for(url_engine, tmp_path: Path, benchmark: str) -> CenterSettings:
     return CenterSettings(
         database=str(url_engine.url.render_as_string(hide_password=False)),
         law=LawSettings(benchmark=benchmark),
-        procedure=ProcedureSettings(notify=NotifySettings(
-            channels=["letter"], letter=LetterSettings(folder=tmp_path / "letters"))))
+        procedure=ProcedureSettings(
+            authority=AuthoritySettings(website=WEBSITE),
+            notify=NotifySettings(channels=["letter"],
+                                  letter=LetterSettings(folder=tmp_path / "letters"))))
 
 
 def open_case(engine, settings: CenterSettings, *, plate: str, gross_kg: float,
@@ -172,7 +176,9 @@ def test_a_national_case_walks_from_capture_to_paid_with_its_documents(center):
     assert step(engine, settings, after, "close", case_id, "ZF001") == "closed"
 
     assert documents(engine, case_id) == ["notice", "decision"]
-    code = re.search(r"案件查询码：([A-Z2-9]{5}-[A-Z2-9]{5})", pdf_text(engine, case_id, "notice"))
+    notice = pdf_text(engine, case_id, "notice")
+    code = re.search(r"案件查询码：([A-Z2-9]{5}-[A-Z2-9]{5})", notice)
+    assert f"{WEBSITE}/case" in notice  # where the party looks it up
     with Session(engine) as s:  # the notice carries the owner's look-up code, which finds it
         assert code and owner.find_case(s, "浙A12345", code.group(1)).id == case_id
     decision = pdf_text(engine, case_id, "decision")
