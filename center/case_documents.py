@@ -14,7 +14,7 @@ import hashlib
 import re
 import types
 import typing
-from datetime import date, timedelta, timezone
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from center import documents as d
 from center.cases import PACKETS
+from center.china_time import CST
 from center.law_models import Capture, Case, CaseCapture
 from center.procedure_models import CaseDocument, CaseProcedure, CaseStep, Delivery
 from center.registry import device_on
@@ -34,7 +35,6 @@ from overload.tables import Source
 from zhichao.errors import ConfigError
 from zhichao.resources import rules_dir
 
-CST = timezone(timedelta(hours=8), "CST")
 IMAGE_ROLES = {"front": "车辆前部照片", "rear": "车辆尾部照片", "side": "车辆侧面照片",
                "plate": "号牌特写照片", "overview": "全景照片"}
 

@@ -29,12 +29,13 @@ import csv
 import io
 import json
 import math
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from center.cases import utc
+from center.china_time import CST
 from center.law_models import Capture, Case, CaseCapture
 from center.procedure_models import CaseProcedure
 from center.registry import device_on
@@ -59,7 +60,6 @@ NOTE = ("Order 62 Art. 44 data set as summarised in rules-cn.md §5 (the article
 
 
 
-CST = timezone(timedelta(hours=8), "CST")
 
 
 class ExportError(ZhichaoError):

@@ -20,14 +20,14 @@ database, no clock.
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from typing import Any, Protocol
 
+from center.china_time import day_of as local_day
 from evidence.packet import Packet, PlateRecord
 from overload.plates import PlateGrammar, load_plate_grammar
 from overload.tables import Days
 
-CHINA = timezone(timedelta(hours=8), "CST")
 """China Standard Time: the calendar the registry's dates are written in."""
 
 ART41 = "行政处罚法（2021） 第四十一条 第一款"
@@ -106,11 +106,6 @@ def _check(check_id: str, ok: bool, text: str, rule: Days | None = None) -> Chec
     if rule is not None:
         source += f"; {rule.source.cite()}" + (" [verify]" if rule.verify else "")
     return Check(check_id, ok, text, source)
-
-
-def local_day(t: datetime) -> date:
-    """The calendar day in China of a UTC time."""
-    return t.astimezone(CHINA).date()
 
 
 def _dated(check_id: str, what: str, when: date | None, day: date) -> Check:

@@ -33,7 +33,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -45,11 +45,11 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from center.china_time import day_of
 from center.spreadsheet import csv_cell
 from zhichao.errors import ConfigError
 from zhichao.settings import count, load_model, number
 
-CHINA_TIME = timezone(timedelta(hours=8), "CST")
 """China Standard Time (UTC+8, no daylight saving): the day a letter batch is named after is
 the day in the office that prints and posts it."""
 KIND = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -436,7 +436,7 @@ class LetterBatchChannel:
                 return Delivery(self.name, address, False, _one_line(
                     f"{attachment.filename} is not a PDF; a letter batch prints PDFs only"))
         now = self._clock()
-        batch = self.folder / now.astimezone(CHINA_TIME).date().isoformat()
+        batch = self.folder / day_of(now).isoformat()
         try:
             with self._lock:
                 files = self._write(batch, message, recipient, address)

@@ -16,7 +16,7 @@ function of those counts (:func:`judge`), so its worked examples need no databas
 
 import statistics
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +24,7 @@ from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from center.china_time import CST
 from center.ingest_models import StoredPacket
 from center.law_models import Capture, Case, DeviceRecord
 from center.registry import is_latest
@@ -34,7 +35,6 @@ from zhichao.settings import load_model
 
 FILE = "oversight.yaml"
 """The table's file name in a rules folder."""
-CST = timezone(timedelta(hours=8), "CST")
 STATISTICS = ("captures_over", "cases", "fines_yuan")
 """The counts a rate can be made of (each divided by the vehicles weighed)."""
 

@@ -22,7 +22,7 @@ import unicodedata
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from center import audit
 from center.cases import PACKETS
+from center.china_time import CST, day_of
 from center.documents import KINDS
 from center.law_models import Capture, Case
 from center.procedure_models import CaseDocument, CaseProcedure
@@ -37,9 +38,6 @@ from center.settings import CenterSettings
 from center.web_models import CaseAccess, OwnerAttachment, OwnerStatement
 from evidence.packet import ImageRef, PacketError, decode_packet
 from zhichao.errors import ZhichaoError
-
-CST = timezone(timedelta(hours=8), "CST")
-"""China Standard Time: the defence window is counted in its calendar days."""
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 """Letters and digits nobody confuses when reading a printed code (no I, L, O, 0, 1)."""
@@ -182,10 +180,6 @@ DECIDED_KINDS = {"decision", "no_penalty_decision", "credit_repair", "compliance
 SERVED_STATES = {"served", "paid", "closed"}
 
 
-def today_cst(now: datetime) -> date:
-    return now.astimezone(CST).date()
-
-
 def _record(session: Session, case_id: int) -> CaseProcedure | None:
     return session.get(CaseProcedure, case_id)
 
@@ -195,7 +189,7 @@ def window_open(case: Case, rec: CaseProcedure | None, now: datetime) -> str | N
     if case.status != "notified" or rec is None or rec.defence_until is None:
         return (f"the case is {STATUS_WORDS.get(case.status, case.status)}: statements "
                 "are taken only while the defence window is open")
-    if today_cst(now) > rec.defence_until:
+    if day_of(now) > rec.defence_until:
         return (f"the defence window closed on {rec.defence_until} (China time): "
                 "no statement can be submitted online now")
     return None

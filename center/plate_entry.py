@@ -31,9 +31,9 @@ from center.cases import (
     plate_grammar,
     vehicle_facts,
 )
+from center.china_time import today as china_today
 from center.law_models import Capture, CaseCapture
 from center.legality import PlateFacts, evidential, grammar_fits
-from center.procedure import today_cst
 from center.settings import CenterSettings
 from center.staff import Officer, StaffError, get_officer
 from center.web_models import PlateEntry
@@ -120,7 +120,7 @@ def _plate_text(plate: str, colour: str, settings: CenterSettings) -> str:
 def _officer(session: Session, officer_id: str) -> Officer:
     """The officer, if the staff register lets them review today (China's day)."""
     try:
-        return get_officer(session, officer_id, role="reviewer", on=today_cst())
+        return get_officer(session, officer_id, role="reviewer", on=china_today())
     except StaffError as exc:
         raise PlateEntryError(f"plate entry: {exc}") from None
 

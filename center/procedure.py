@@ -24,7 +24,7 @@ is the day a step is taken on (a test walks a case through months by moving it).
 
 import math
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -33,6 +33,7 @@ from center import audit
 from center.case_documents import document_facts, facts_from_json, facts_to_json
 from center.cases import (
     FEN,
+    SYSTEM,
     CaseError,
     check_fine,
     get_case,
@@ -40,6 +41,8 @@ from center.cases import (
     recount,
     recount_plate,
 )
+from center.china_time import CST
+from center.china_time import today as china_today
 from center.documents import render as render_document
 from center.law_models import Case
 from center.notify import Attachment, Message, Notifier, Recipient, build_notifier, undeliverable
@@ -50,9 +53,6 @@ from center.staff import Officer, StaffError, get_officer
 from center.vehicles import lookup as lookup_vehicle
 from overload import RuleBook
 from overload.procedure import Procedure
-
-CST = timezone(timedelta(hours=8), "CST")
-"""China Standard Time: the days of the procedure are its calendar days."""
 
 
 class StepError(CaseError):
@@ -77,11 +77,6 @@ class Desk:
         return replace(self, today=day, now=datetime.now(UTC))
 
 
-def today_cst() -> date:
-    """Today in China Standard Time."""
-    return datetime.now(CST).date()
-
-
 def desk_for(settings: CenterSettings, *, today: date | None = None,
              notifier: Notifier | None = None, notify: bool = True) -> Desk:
     """The desk of a center's settings: the procedure table named there (or the
@@ -92,7 +87,7 @@ def desk_for(settings: CenterSettings, *, today: date | None = None,
     if notifier is None and notify:
         notifier = build_notifier(settings.procedure.notify, settings.base_dir)
     return Desk(rules, rules.procedure(table), settings.law, settings.procedure.authority,
-                notifier, today or today_cst())
+                notifier, today or china_today())
 
 
 # --- guards -------------------------------------------------------------------------
@@ -142,7 +137,7 @@ def _take(session: Session, case: Case, step: str, desk: Desk, detail: str, *,
     session.flush()
     recount_plate(session, case.plate, desk.rules)  # Art. 66 and Art. 33 count passed cases
     who = actor or (f"{officer.officer_id} {officer.name} ({officer.credential_number})"
-                    if officer else audit_actor())
+                    if officer else SYSTEM)
     session.add(CaseStep(case_id=case.id, step=step, at=desk.now,
                          officer_id=officer.officer_id if officer else None,
                          credential=officer.credential_number if officer else None,
@@ -152,10 +147,6 @@ def _take(session: Session, case: Case, step: str, desk: Desk, detail: str, *,
                  f"{detail} ({source})" + (f"; note: {note}" if note else ""), actor=who,
                  at=desk.now)
     session.flush()
-
-
-def audit_actor() -> str:
-    return "center"
 
 
 def _not_blank(text: str, what: str, case_id: int, bound: int = 2000) -> str:
@@ -292,7 +283,7 @@ def _document(session: Session, case: Case, rec: CaseProcedure, kind: str, desk:
     session.add(doc)
     session.flush()
     audit.append(session, case.id, "document", f"{kind} rendered, PDF SHA-256 "
-                 f"{rendered.sha256}", actor=audit_actor(), at=desk.now)
+                 f"{rendered.sha256}", actor=SYSTEM, at=desk.now)
     return doc
 
 
@@ -323,7 +314,7 @@ def _deliver(session: Session, case: Case, rec: CaseProcedure, docs: list[CaseDo
     tried = "; ".join(f"{a.channel} {'ok' if a.ok else 'failed'}: {a.detail}"
                       for a in attempts) or "no channel configured"
     audit.append(session, case.id, "delivery", f"{what} to {rec.party_name}: {tried}",
-                 actor=audit_actor(), at=desk.now)
+                 actor=SYSTEM, at=desk.now)
     session.flush()
     return reached
 

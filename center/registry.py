@@ -61,6 +61,7 @@ from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from center import audit
+from center.china_time import today as china_today
 from center.db import bulk_insert
 from center.law_models import DeviceRecord, DeviceSuspension
 from zhichao.errors import ZhichaoError
@@ -77,8 +78,6 @@ DAYS_AHEAD = 366
 start may be planned up to a year after today (China Standard Time); later is a typo."""
 END_YEARS_AHEAD = 10
 """A certificate's last day or a suspension's end may lie up to ten years ahead."""
-CHINA = timedelta(hours=8)
-"""China Standard Time's offset: the calendar the registry's dates are written in."""
 READ_BYTES = 1 << 16
 """Bytes of the file decoded at a time."""
 BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
@@ -90,10 +89,6 @@ FALLBACK_ENCODING = "gb18030"
 
 class RegistryError(ZhichaoError):
     """A registry file cannot be imported; nothing of it was written."""
-
-
-def _china_today() -> date:
-    return (datetime.now(UTC) + CHINA).date()
 
 
 @functools.cache
@@ -235,7 +230,7 @@ class DeviceRow(BaseModel):
         if start is not None and end is not None and end < start:
             raise ValueError(f"certificate_valid_to {end} is before certificate_valid_from "
                              f"{start}")
-        planned, ends = _latest_days((info.context or {}).get("today") or _china_today())
+        planned, ends = _latest_days((info.context or {}).get("today") or china_today())
         days = [(name, getattr(self, name), planned) for name in PLANNED_DATES]
         days.append(("certificate_valid_to", end, ends))
         for i, stop in enumerate(self.suspensions):
@@ -627,7 +622,7 @@ def _validated_devices(path: Path, refusals: Refusals, *, encoding: str | None =
                        classes: tuple[str, ...] | None = None, today: date | None = None
                        ) -> Iterator[tuple[str, DeviceRow]]:
     """Each valid device of a registry file with where it is (row-named errors)."""
-    context = {"today": today or _china_today(),
+    context = {"today": today or china_today(),
                "classes": classes or shipped_accuracy_classes()}
     return validated(path, DeviceRow, DEVICES, refusals, key=lambda r: r.device_id,
                      encoding=encoding, context=context)
@@ -736,7 +731,7 @@ def import_registry(session: Session, path: Path, actor: str = "import", *,
     some chunks may have been written: the caller rolls back (``with session.begin():``
     does), and nothing is imported."""
     now = datetime.now(UTC)
-    day = today or _china_today()
+    day = today or china_today()
     refusals = Refusals()
     tally = _Tally()
     devices: list[str] = []

@@ -27,6 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from center import audit
+from center.china_time import today as china_today
 from center.law_models import StaffRow
 from center.registry import (
     CHUNK_ROWS,
@@ -35,7 +36,6 @@ from center.registry import (
     Layout,
     Refusals,
     RegistryError,
-    _china_today,
     _implausible,
     _latest_days,
     _printable,
@@ -106,7 +106,7 @@ class StaffEntry(BaseModel):
                              f"{ART42})")
         if self.valid_from and self.valid_to and self.valid_to < self.valid_from:
             raise ValueError(f"valid_to {self.valid_to} is before valid_from {self.valid_from}")
-        planned, ends = _latest_days((info.context or {}).get("today") or _china_today())
+        planned, ends = _latest_days((info.context or {}).get("today") or china_today())
         for name, day, latest in (("valid_from", self.valid_from, planned),
                                   ("valid_to", self.valid_to, ends)):
             if day is not None and day < EARLIEST_DATE:
@@ -175,7 +175,7 @@ def get_officer(session: Session, officer_id: str, *, role: str | None = None,
     officer = Officer.of(row)
     if not check:
         return officer
-    day = on or _china_today()
+    day = on or china_today()
     who = f"officer {officer_id} ({officer.name})"
     if not officer.active:
         raise StaffError(f"{who} is inactive in the staff register")

@@ -10,13 +10,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from center_factory import REGISTRY_CSV, STAFF_CSV, T0, center_engine, make_packet
+from center_factory import (
+    REGISTRY_CSV,
+    STAFF_CSV,
+    T0,
+    center_engine,
+    make_packet,
+    store_packets,
+)
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from center.cases import process_pending
-from center.ingest_models import Device, StoredPacket
 from center.law_models import Case
 from center.notify import LetterSettings, NotifySettings
 from center.registry import import_registry
@@ -25,7 +31,7 @@ from center.staff import import_staff
 from center.vehicles import import_vehicles
 from center.web import auth
 from center.web.app import create_app
-from evidence.packet import ImageRef, canonical_bytes, packet_hash
+from evidence.packet import ImageRef
 
 PASSWORD = "correct horse battery staple"
 """Every test officer's password."""
@@ -64,21 +70,13 @@ def photo(seed: int, text: str) -> bytes:
 
 
 def store(engine: Engine, images_dir: Path, packets_and_photos) -> None:
-    """Store packets and their photos as the receiver would."""
-    with engine.begin() as conn:
-        conn.execute(insert(Device).values(device_id="D1", sign_public_key="pem",
-                                           curve_public_key="k" * 40, enrolled_at=T0))
-        for packet, jpeg in packets_and_photos:
-            meta = canonical_bytes(packet)
-            conn.execute(insert(StoredPacket).values(
-                device_id=packet.device_id, sequence=packet.sequence,
-                hash=packet_hash(meta), previous_hash=packet.previous_hash,
-                captured_at=packet.captured_at, lane=1, suspected_overload=True, meta=meta,
-                signature=b"s", received_at=T0))
-            sha = hashlib.sha256(jpeg).hexdigest()
-            path = images_dir / sha[:2] / sha
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(jpeg)
+    """Store packets as the receiver would, and their photos where it puts them."""
+    store_packets(engine, [packet for packet, _ in packets_and_photos])
+    for _, jpeg in packets_and_photos:
+        sha = hashlib.sha256(jpeg).hexdigest()
+        path = images_dir / sha[:2] / sha
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(jpeg)
 
 
 def web_center(url: str, folder: Path, benchmark: str = "national") -> WebCenter:

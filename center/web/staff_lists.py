@@ -10,7 +10,7 @@ transaction: a file with a bad row writes nothing and the page names every bad r
 import re
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -23,9 +23,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from center.cases import law_rules, utc
+from center.china_time import CST
+from center.china_time import today as china_today
 from center.law_models import CASE_STATUSES, Capture, Case, DeviceSuspension
 from center.oversight import OversightError, oversee
-from center.procedure import desk_for, due, today_cst
+from center.procedure import desk_for, due
 from center.registry import (
     RegistryError,
     count_devices,
@@ -42,7 +44,6 @@ from center.web.pages import DB, AnyStaff, check_csrf, page, refused, settings_o
 
 router = APIRouter(tags=["staff"])
 
-CST = timezone(timedelta(hours=8), "CST")
 LIMIT_DEFAULT = 100
 """Rows a list page shows unless asked otherwise."""
 LIMIT_MAX = 500
@@ -513,7 +514,7 @@ def oversight(request: Request, login: Administrator, session: DB) -> Response:
     (国发〔2024〕5号), for administrators; ``until``: the period's last CST day."""
     try:
         _only(request, "until")
-        until = _day("until", request.query_params.get("until")) or today_cst()
+        until = _day("until", request.query_params.get("until")) or china_today()
         table, period, judged = oversee(session, until, settings_of(request).law.rules_folder)
     except (FilterError, OversightError) as exc:
         return refused(request, 422, str(exc).splitlines()[0], login)

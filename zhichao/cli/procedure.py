@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from center import audit, procedure
+from center.china_time import today as china_today
 from center.procedure_models import CaseDocument
 from center.service import open_db
 from zhichao.cli.center_common import settings_of
@@ -113,7 +114,7 @@ def _step_options(step: str, p: argparse.ArgumentParser) -> None:
 
 
 def _desk(args: argparse.Namespace, settings, *, notify: bool) -> procedure.Desk:
-    today = procedure.today_cst()
+    today = china_today()
     day = getattr(args, "on", None) or today
     if day > today:
         raise ConfigError(f"--on {day}: a step cannot be recorded for a day to come "
