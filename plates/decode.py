@@ -125,6 +125,8 @@ def decode(probs: np.ndarray, patterns: Sequence[Pattern], charset: Charset) -> 
     Returns None when no pattern fits in the frames (fewer frames than characters).
     """
     probs = fold_glyphs(_drop_blank_runs(probs, charset), charset)
+    if "0" in charset.index:
+        probs = np.concatenate([probs, probs[:, [charset.index["0"]]]], axis=1)
     blank_p = probs[:, charset.ignorable].sum(axis=1)
     blank = np.log(np.clip(blank_p, 1e-12, 1.0))
     free = float(np.log(np.clip(probs.max(axis=1), 1e-12, 1.0)).sum())
@@ -169,6 +171,12 @@ def _class_table(pattern: Pattern, charset: Charset) -> np.ndarray:
     table = np.full((len(pattern.allowed), width), -1, dtype=np.intp)
     for k, chars in enumerate(pattern.allowed):
         table[k, : len(chars)] = charset.classes(chars)
+        if "O" in chars and "0" not in chars and "0" in charset.index:
+            # the round glyph where no digit may stand (an authority letter, 粤O) can
+            # only be the letter: it scores by every round glyph's probability (the
+            # folded 0's, the column decode() adds last), not by the recogniser's often
+            # small share for the Latin O
+            table[k, chars.index("O")] = len(charset.characters)
     return table
 
 

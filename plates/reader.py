@@ -18,6 +18,7 @@ For a vehicle (:meth:`PlateReader.read_vehicle`) every frame is read and the rea
 (:func:`vote`); front and rear are compared by :func:`compare_front_rear`.
 """
 
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,8 @@ PROVINCE_RECHECK = 0.5
 """A single-row reading whose province character is less likely than this, or that is not
 confident enough to report, is read again from other renderings of its crop and the
 readings vote."""
+STANDING = 45.0
+"""A box whose long side is turned more than this (degrees) from level stands on end."""
 UPPER_ROW = (0.0, 0.42)
 LOWER_ROW = (0.33, 1.0)
 """Shares of a double-row plate's height holding the upper and the lower row."""
@@ -106,6 +109,13 @@ class ReaderOptions:
     recheck_width : int | None
         Width the renderings of a doubtful reading are padded to when it is read again
         (see ``PlateReader._recheck``).
+    second_look : bool
+        A frame in which nothing was read is looked at once more in more light
+        (:func:`lit`: dark parts brightened, headlights masked): dusk, night and glare.
+    min_detector_side : int
+        A frame smaller than this (longer side, px) is scaled up to it for the text
+        detector: its plates are small, and the detector finds no characters much under
+        10 px high.
     """
 
     detector_side: int = 1120
@@ -117,6 +127,8 @@ class ReaderOptions:
     max_reads: int = 10
     rec_width: int | None = 240
     recheck_width: int | None = 320
+    second_look: bool = True
+    min_detector_side: int = 960
 
 
 @dataclass(frozen=True)
@@ -220,6 +232,21 @@ def load_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return image
 
 
+@dataclass
+class SecondLooks:
+    """How often frames with nothing read were looked at again in more light, how often
+    that found a plate, and the time it took (for the unit's figures)."""
+
+    tried: int = 0
+    found: int = 0
+    seconds: float = 0.0
+
+    def add(self, found: bool, seconds: float) -> None:
+        self.tried += 1
+        self.found += found
+        self.seconds += seconds
+
+
 class PlateReader:
     """Plate readings from frames, with one engine and the grammar in force."""
 
@@ -228,6 +255,7 @@ class PlateReader:
         self.engine = engine
         self.grammar = grammar or load_plate_grammar()
         self.options = options or ReaderOptions()
+        self.second_looks = SecondLooks()
         missing = {ch for ch in self.grammar.characters if ch not in engine.charset.index}
         if missing:
             raise ZhichaoError(f"the {engine.name} recogniser cannot output "
@@ -248,6 +276,16 @@ class PlateReader:
             whole = self._recognise([_Crop(box, image, rows)])
             if whole:
                 return whole
+        found = self._look(image)
+        if not found and self.options.second_look:
+            start = time.perf_counter()
+            found = self._look(lit(image))
+            self.second_looks.add(bool(found), time.perf_counter() - start)
+        return found
+
+    def _look(self, image: np.ndarray) -> list[PlateReading]:
+        """The plates of a frame: its plate-paint regions, then the detector's other
+        lines."""
         painted = self._recognise(self._painted_crops(image))
         lines = [b for b in self._text_lines(image) if b.height >= MIN_LINE_HEIGHT
                  and not any(_inside(b, r.box) for r in painted)]
@@ -255,7 +293,15 @@ class PlateReader:
         return _merge(painted + self._recognise(self._line_crops(image, lines)[:budget]))
 
     def _recognise(self, crops: Sequence[_Crop]) -> list[PlateReading]:
-        """Recognise candidate crops in one batch; the confident readings, merged."""
+        """Recognise candidate crops in one batch; the confident readings, merged.
+
+        A single-row crop whose box stands on end (a plate in a frame turned a quarter)
+        was cut out upright one way or the other: it is read both ways up, and the merge
+        keeps the more confident reading.
+        """
+        crops = [*crops, *(_Crop(c.box, flipped, (flipped,)) for c in crops
+                           if len(c.rows) == 1 and abs(c.box.angle) > STANDING
+                           for flipped in (cv2.rotate(c.image, cv2.ROTATE_180),))]
         if not crops:
             return []
         images = [row for crop in crops for row in crop.rows]
@@ -379,7 +425,9 @@ class PlateReader:
             return []
         roi = self.options.roi
         view = image[roi[1]: roi[1] + roi[3], roi[0]: roi[0] + roi[2]] if roi else image
-        tensor, sx, sy = detection_input(view, min(side, max(view.shape[:2])))
+        longest = max(view.shape[:2])
+        target = min(side, max(longest, self.options.min_detector_side))
+        tensor, sx, sy = detection_input(view, target)
         boxes = text_boxes(self.engine.detect(tensor), sx, sy)
         if roi:
             boxes = [Box(b.cx + roi[0], b.cy + roi[1], b.width, b.height, b.angle)
@@ -513,6 +561,31 @@ CROP_MAX_SIDE = 400
 def _is_crop(image: np.ndarray) -> bool:
     h, w = image.shape[:2]
     return max(h, w) <= CROP_MAX_SIDE and 1.4 <= w / h <= 7.0
+
+
+GLARE_VALUE = 245
+"""Pixels at least this bright (HSV value) are headlights or their bloom, not paint."""
+LIT_GAMMA = 0.55
+"""The second look's tone curve: dark tones raised, value^0.55 (≈ 2 stops at the dark
+end), bright ones nearly kept."""
+
+
+def lit(image: np.ndarray) -> np.ndarray:
+    """A frame taken in poor light as it would look in more: headlights and their bloom
+    masked to mid-grey (so they neither blind the contrast step nor pass for white
+    characters), then the brightness raised (:data:`LIT_GAMMA`) and locally equalised
+    (CLAHE), colours kept."""
+    hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
+    value = hsv[..., 2]
+    glare = cv2.dilate((value >= GLARE_VALUE).astype(np.uint8),
+                       cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))) > 0
+    curve = (255.0 * (np.arange(256) / 255.0) ** LIT_GAMMA).astype(np.uint8)
+    value = cv2.createCLAHE(2.0, (8, 8)).apply(cv2.LUT(np.where(glare, 96, value)
+                                                        .astype(np.uint8), curve))
+    hsv[..., 2] = value
+    out = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+    out[glare] = 96
+    return out
 
 
 def _light_variants(crop: np.ndarray) -> list[np.ndarray]:

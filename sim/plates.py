@@ -48,13 +48,14 @@ NEV_ENERGY_LARGE = "DF"
 """Energy-type letters of large new-energy serials (D pure electric, F not)."""
 
 PLATE_PATTERNS: dict[PlateColour, re.Pattern[str]] = {
-    "blue": re.compile(f"[{PROVINCES}][{LETTERS}][{DIGITS}{LETTERS}]{{5}}"),
-    "yellow": re.compile(f"[{PROVINCES}][{LETTERS}][{DIGITS}{LETTERS}]{{5}}"),
+    "blue": re.compile(f"[{PROVINCES}][{LETTERS}O][{DIGITS}{LETTERS}]{{5}}"),
+    "yellow": re.compile(f"[{PROVINCES}][{LETTERS}O][{DIGITS}{LETTERS}]{{5}}"),
     "green": re.compile(
         f"[{PROVINCES}][{LETTERS}][{NEV_ENERGY}][{DIGITS}{LETTERS}][{DIGITS}]{{4}}"),
     "yellow_green": re.compile(f"[{PROVINCES}][{LETTERS}][{DIGITS}]{{5}}[{NEV_ENERGY_LARGE}]"),
 }
-"""The simple GA 36 grammar of each kind of plate."""
+"""The simple GA 36 grammar of each kind of plate (an ordinary plate's authority may be
+the O of a province-level public-security organ: config/rules/plates.yaml)."""
 
 FONT_NAME = "WenQuanYi Zen Hei"
 FONT_PACKAGE = "fonts-wqy-zenhei"

@@ -29,10 +29,10 @@ def test_every_generated_plate_is_a_plate_of_its_colour(seed, colour):
 @settings(max_examples=300, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), position=st.integers(1, 6),
        bad=st.sampled_from("IO"))
-def test_no_plate_holds_i_or_o(seed, position, bad):
+def test_no_plate_holds_i_or_o_but_an_authority_o(seed, position, bad):
     text = random_plate_text(np.random.default_rng(seed), "blue")
     mutated = text[:position] + bad + text[position + 1:]
-    assert not GRAMMAR.is_plate(mutated)
+    assert GRAMMAR.is_plate(mutated) == (position == 1 and bad == "O")
 
 
 @settings(max_examples=200, deadline=None)
@@ -57,6 +57,10 @@ def test_a_character_short_is_no_plate(seed, cut):
     ("京A12345D", "new-energy-large"),
     ("京A12345A", None),  # A is a small new-energy letter only
     ("京AA1234", "ordinary"), ("京A1234挂5", None), ("使A12345", None),
+    # the province-level public-security organ's O: ordinary and police plates only
+    ("粤O12345", "ordinary"), ("京OA1234", "ordinary"), ("浙O1234警", "police"),
+    ("粤OB123挂", None), ("粤O1234学", None), ("粤OD12345", None), ("粤A1O234", None),
+    ("京IA1234", None),
 ])
 def test_endings_and_new_energy_letters(text, template):
     found = GRAMMAR.match(text)
@@ -66,7 +70,7 @@ def test_endings_and_new_energy_letters(text, template):
 def test_every_template_names_its_source_and_the_provinces_are_31():
     assert len(GRAMMAR.provinces) == 31 and set(GRAMMAR.provinces) == set(PROVINCES)
     assert all(t.source for t in GRAMMAR.templates)
-    assert set(GRAMMAR.templates[0].allowed[1]) == set(LETTERS)
+    assert set(GRAMMAR.templates[0].allowed[1]) == set(LETTERS) | {"O"}   # 粤O…
 
 
 def _write_changed(rules_copy, change):

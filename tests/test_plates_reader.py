@@ -13,6 +13,7 @@ from plates import (
     ENGINES,
     PlateReader,
     PlateReading,
+    ReaderOptions,
     compare_front_rear,
     load_engine,
     load_image,
@@ -75,6 +76,31 @@ def test_drawn_plates_of_every_paint_in_a_frame(reader, text, colour, double_row
     plate = draw_plate(text, colour, double_row=double_row, px_per_mm=0.5)
     readings = reader.read(framed(plate))
     assert [(r.text, r.colour, r.template) for r in readings] == [(text, colour, template)]
+
+
+def test_the_authority_letter_o_of_a_public_security_plate_is_read(reader):
+    plate = draw_plate("粤O12345", "blue", px_per_mm=0.5)
+    assert [r.text for r in reader.read(framed(plate))] == ["粤O12345"]
+
+
+@pytest.mark.parametrize("turn", [cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE,
+                                  cv2.ROTATE_180], ids=["cw", "ccw", "half"])
+def test_a_frame_turned_reads_as_upright(reader, turn):
+    frame = cv2.rotate(load_image(DATA / "scenes" / "京H99999.jpg"), turn)
+    assert [r.text for r in reader.read(frame)] == ["京H99999"]
+
+
+def test_a_dark_frame_is_read_at_the_second_look_and_counted(reader):
+    frame = load_image(DATA / "scenes" / "川R35779.jpg")
+    dark = (255.0 * (frame / 255.0) ** 2.2 * 0.06).astype(np.uint8)   # dusk, unlit
+    looking = PlateReader(reader.engine)
+    assert [r.text for r in looking.read(dark)] == ["川R35779"]
+    assert (looking.second_looks.tried, looking.second_looks.found) == (1, 1)
+    assert looking.second_looks.seconds > 0
+    assert [r.text for r in looking.read(frame)] == ["川R35779"]
+    assert looking.second_looks.tried == 1          # a frame read at once: no second look
+    blind = PlateReader(reader.engine, options=ReaderOptions(second_look=False))
+    assert blind.read(dark) == [] and blind.second_looks.tried == 0
 
 
 def test_a_greyscale_frame_reads_the_text_and_leaves_the_colour_unknown(reader):
