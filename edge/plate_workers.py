@@ -71,6 +71,10 @@ class PlateSettings(BaseModel):
                                   "plate serial's likelihood (ReaderOptions.min_confidence)")
     nice: int = Field(5, ge=0, le=19, description="workers run this much below the "
                       "weighing's priority, so a busy reader yields the CPU to it")
+    second_look: bool = Field(True, description="a frame in which nothing was read is "
+                              "looked at once more in more light (dusk, night, headlight "
+                              "glare; ReaderOptions.second_look): about one more reading's "
+                              "time, on frames that show no plate only")
 
 
 @dataclass(frozen=True)
@@ -168,7 +172,8 @@ def _worker(jobs: mp.Queue, results: mp.Queue, settings: PlateSettings) -> None:
 
     reader = PlateReader(load_engine(settings.engine),
                          options=ReaderOptions(min_confidence=settings.min_confidence,
-                                               detector_side=settings.detector_side))
+                                               detector_side=settings.detector_side,
+                                               second_look=settings.second_look))
     results.put(("ready", os.getpid()))
     while (job := jobs.get()) is not None:
         try:

@@ -121,3 +121,13 @@ def test_crops_to_a_missing_folder_makes_it(capsys, tmp_path):
     crops = tmp_path / "new" / "crops"
     assert main(["plate", "read", "--json", "--crops", str(crops), str(CROP)]) == 0
     assert [p.name for p in crops.iterdir()] == ["沪C21F13.0.沪C21F13.png"]
+
+
+def test_a_dark_image_is_read_unless_the_second_look_is_turned_off(capsys, tmp_path):
+    frame = cv2.imread(str(DATA / "scenes" / "川R35779.jpg"))
+    dark = tmp_path / "dusk.png"
+    cv2.imwrite(str(dark), (255.0 * (frame / 255.0) ** 2.2 * 0.06).astype(np.uint8))
+    assert main(["plate", "read", "--json", str(dark)]) == 0
+    assert [p["text"] for p in lines(capsys.readouterr().out)[0]["plates"]] == ["川R35779"]
+    assert main(["plate", "read", "--json", "--no-second-look", str(dark)]) == 0
+    assert lines(capsys.readouterr().out)[0]["plates"] == []

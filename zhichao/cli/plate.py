@@ -50,6 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-confidence", type=float, default=ReaderOptions.min_confidence,
                    metavar="P", help="report readings whose serial is at least this likely "
                                      f"(default {ReaderOptions.min_confidence})")
+    p.add_argument("--no-second-look", dest="second_look", action="store_false",
+                   help="do not look again, in more light, at an image with nothing read "
+                        "(dusk, night, glare); faster on images that show no plate")
     p.add_argument("--roi", metavar="X,Y,W,H",
                    help="look only in this part of each frame (pixels), e.g. the lanes")
     p.add_argument("--vehicle", action="store_true",
@@ -80,7 +83,8 @@ def _options(args: argparse.Namespace) -> ReaderOptions:
                           f"(got {args.min_confidence})")
     if args.rear and not args.vehicle:
         raise ConfigError("option --rear compares with a vehicle's front: add --vehicle")
-    return ReaderOptions(min_confidence=args.min_confidence, roi=_roi(args.roi))
+    return ReaderOptions(min_confidence=args.min_confidence, roi=_roi(args.roi),
+                         second_look=args.second_look)
 
 
 def run(args: argparse.Namespace) -> int:
