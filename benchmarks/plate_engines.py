@@ -15,6 +15,8 @@ their photo (for a generic pipeline, lines the grammar takes for a plate).
 
     python benchmarks/plate_engines.py --json
     python benchmarks/plate_engines.py --engines onnx onnx-v6rec --no-generic
+    python benchmarks/plate_engines.py --engines onnx onnx-v6det --sides 640 960 --crops ''
+
 """
 
 import sys
@@ -38,7 +40,7 @@ from benchmarks.folds import FOLDS, fold_of
 from overload.plates import PlateGrammar, load_plate_grammar
 from plates.decode import SEPARATORS
 from plates.engines import ENGINES, V6_ENGINES, load_engine
-from plates.reader import PlateReader, load_image
+from plates.reader import PlateReader, ReaderOptions, load_image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 COLOURS = {"蓝牌": "blue", "黄牌": "yellow", "绿牌": "green", "白牌": "white", "黑牌": "black"}
@@ -112,15 +114,17 @@ class Pipeline:
     generic: bool
 
 
-def reader_pipeline(engine_name: str) -> Pipeline:
-    """The plate reader on one engine."""
-    reader = PlateReader(load_engine(engine_name), load_plate_grammar())
+def reader_pipeline(engine_name: str, side: int = 0) -> Pipeline:
+    """The plate reader on one engine, its detector at ``side`` px (0: the default)."""
+    options = ReaderOptions(detector_side=side) if side else ReaderOptions()
+    reader = PlateReader(load_engine(engine_name), load_plate_grammar(), options)
 
     def crop(img: np.ndarray) -> str:
         found = reader.read(img)
         return found[0].text if found else ""
 
-    return Pipeline(engine_name, crop, lambda img: [r.text for r in reader.read(img)], False)
+    name = f"{engine_name}@{side}" if side else engine_name
+    return Pipeline(name, crop, lambda img: [r.text for r in reader.read(img)], False)
 
 
 def generic_pipelines() -> list[Pipeline]:
@@ -245,12 +249,16 @@ def main() -> None:
     parser.add_argument("--scenes", type=Path, default=SHARED / "scenes", metavar="DIR")
     parser.add_argument("--engines", nargs="+", choices=ENGINES + V6_ENGINES,
                         default=list(READER_ENGINES))
+    parser.add_argument("--sides", nargs="+", type=int, default=[0], metavar="PX",
+                        help="detector sides to try with each engine (0: the reader's "
+                             "default); each engine and side is one candidate")
     parser.add_argument("--folds", type=int, default=FOLDS)
     parser.add_argument("--no-generic", action="store_true",
                         help="skip the generic RapidOCR pipelines")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
-    pipes = [reader_pipeline(name) for name in args.engines]
+    pipes = [reader_pipeline(name, side) for name in args.engines for side in args.sides]
+    candidates = [pipe.name for pipe in pipes]
     if not args.no_generic:
         pipes += generic_pipelines()
     warm = np.zeros((24, 94, 3), np.uint8)
@@ -262,7 +270,7 @@ def main() -> None:
     tallies = combine(crops, photos, args.folds)
     report = {name: {"all": merged(folds).figures(),
                      "folds": [t.figures() for t in folds]} for name, folds in tallies.items()}
-    report["held_out_choice"] = held_out(tallies, args.engines, args.folds)
+    report["held_out_choice"] = held_out(tallies, candidates, args.folds)
     for name, entry in report.items():
         print(name, json.dumps(entry.get("all", entry), ensure_ascii=False), file=sys.stderr)
     if args.json:
