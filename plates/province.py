@@ -4,8 +4,8 @@ The generic PP-OCRv4 recogniser is unsure of the province character more than of
 other: it knows 6 625 characters and was not trained on plates, so on unseen photos it
 reads 湘 as 浙 or 皖, 桂 as 皖, 赣 as 鄂. This classifier knows only the province alphabet
 and was trained on synthetic plates alone (``plates/train``), so every real development
-crop is held out from it. It takes the whole upright crop, as the reader cuts it, scaled
-to :data:`INPUT_SIZE`, and learned where on the plate the province sits.
+crop is held out from it. It takes the upright crop as the reader cuts it and looks at its
+left third (:data:`LEFT_SHARE`), where the province sits whatever the crop's margins.
 
 The model file ships in the package (``plates/models/province.onnx``, with its model card
 beside it); the class order travels in the model's metadata under ``provinces``.
@@ -22,14 +22,19 @@ import numpy as np
 from plates.engines import PlateEngineError
 
 MODEL_PATH = Path(__file__).parent / "models" / "province.onnx"
-INPUT_SIZE = (128, 32)
-"""Width, height every crop is scaled to (a single-row plate is about 3.1:1)."""
+LEFT_SHARE = 0.35
+"""Share of the crop's width, from its left edge, that the classifier looks at: the
+province is the first character of a single-row plate (3.5–14 % of the plate's width),
+and even a crop with a wide border keeps it within the left third."""
+INPUT_SIZE = (48, 32)
+"""Width, height the left part of every crop is scaled to."""
 METADATA_KEY = "provinces"
 """Model metadata entry holding the class order, one character per class."""
 
 
 def model_input(crops: Sequence[np.ndarray]) -> np.ndarray:
-    """Crops (BGR uint8, any size) → the model's (N, 3, 32, 128) float32 input.
+    """Crops (BGR uint8, any size) → the model's (N, 3, 32, 48) float32 input: the left
+    :data:`LEFT_SHARE` of each crop, where the province is.
 
     Each crop is standardised on its own (zero mean, unit spread over its pixels), so a
     plate at night, behind glare or under sodium light reaches the network at the
@@ -40,6 +45,7 @@ def model_input(crops: Sequence[np.ndarray]) -> np.ndarray:
     batch = np.empty((len(crops), 3, height, width), np.float32)
     for k, given in enumerate(crops):
         crop = cv2.cvtColor(given, cv2.COLOR_GRAY2BGR) if given.ndim == 2 else given
+        crop = crop[:, : max(2, round(crop.shape[1] * LEFT_SHARE))]
         shrink = crop.shape[1] > width
         resized = cv2.resize(crop, (width, height),
                              interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)

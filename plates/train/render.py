@@ -41,10 +41,14 @@ class Augment:
     wide_margin: float = 0.15
     max_angle_deg: float = 4.0
     jpeg_quality: tuple[int, int] = (20, 90)
+    blur: float = 0.5
+    noise: float = 10.0
+    plate_width: tuple[int, int] = PLATE_WIDTH_PX
 
 
 EASY = Augment(night=0.0, glare=0.0, rain=0.0, cast=0.0, shadow=0.0, motion=0.0, stroke=0.3,
-               wide_margin=0.0, max_angle_deg=2.0, jpeg_quality=(75, 90))
+               wide_margin=0.0, max_angle_deg=2.0, jpeg_quality=(75, 90), blur=0.2,
+               noise=3.0, plate_width=(100, 160))
 """Mild spoiling, for the start of a training: a network that sees only ruined plates
 at first takes far longer to find the province at all."""
 
@@ -156,7 +160,7 @@ def _cut_out(rng: np.random.Generator, plate: np.ndarray, augment: Augment) -> n
     box = np.array([x0 - left, y0 - top, x1 + right, y1 + bottom])
     box = np.clip(np.round(box), 0, [warped.shape[1], warped.shape[0]] * 2).astype(int)
     crop = warped[box[1]:box[3], box[0]:box[2]]
-    scale = rng.uniform(*PLATE_WIDTH_PX) / w
+    scale = rng.uniform(*augment.plate_width) / w
     size = (max(8, round(crop.shape[1] * scale)), max(4, round(crop.shape[0] * scale)))
     return cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
 
@@ -205,7 +209,7 @@ def _rain(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 
 def _degrade(rng: np.random.Generator, crop: np.ndarray, augment: Augment) -> np.ndarray:
     """Focus, motion, sensor noise, JPEG."""
-    if rng.uniform() < 0.5:
+    if rng.uniform() < augment.blur:
         sigma = rng.uniform(0.3, 0.6 + crop.shape[1] / 200)
         crop = cv2.GaussianBlur(crop, (0, 0), sigma)
     if rng.uniform() < augment.motion:
@@ -215,7 +219,7 @@ def _degrade(rng: np.random.Generator, crop: np.ndarray, augment: Augment) -> np
         if rng.uniform() < 0.3:
             kernel = kernel.T
         crop = cv2.filter2D(crop, -1, kernel)
-    noise = rng.normal(0, rng.uniform(0, 10), crop.shape)
+    noise = rng.normal(0, rng.uniform(0, augment.noise), crop.shape)
     crop = np.clip(crop.astype(np.float32) + noise, 0, 255).astype(np.uint8)
     quality = int(rng.integers(augment.jpeg_quality[0], augment.jpeg_quality[1] + 1))
     ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
