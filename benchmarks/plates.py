@@ -67,10 +67,10 @@ COLOURS = {"蓝牌": "blue", "黄牌": "yellow", "绿牌": "green", "白牌": "w
 
 VARIANTS: dict[str, dict] = {
     "default": {},
-    "floor-0.2": {"min_confidence": 0.2},
     "floor-0.45": {"min_confidence": 0.45},
     "no-second-look": {"second_look": False},
     "no-upscale": {"min_detector_side": 0},
+    "province-0.5": {"province_weight": 0.5},
 }
 """Reader settings the folds choose among (overrides of :class:`ReaderOptions`)."""
 FALSE_WEIGHT = 2.0
@@ -385,8 +385,17 @@ def main() -> None:
         kept, choices = held_out(sets, runs, args.folds)
         figures["folds"] = args.folds
         figures["fold_choices"] = ",".join(choices)
+        for name, outcomes in runs.items():
+            for kind, items in sets.items():
+                f = figures_of(kind, items, outcomes[kind])
+                figures[f"variant_{name}_{kind}"] = (
+                    f"{f['exact']:.3f}" if kind == "crops" else
+                    f"{f['read']:.3f} read, {f['false_per_image']:.3f} false")
         for kind, items in sets.items():
             figures |= flat(f"held_out_{kind}", figures_of(kind, items, kept[kind]))
+    looks = readers["default"].second_looks
+    figures |= {"second_looks": looks.tried, "second_looks_found": looks.found,
+                "second_look_ms_mean": 1000 * looks.seconds / max(looks.tried, 1)}
     if args.misses:
         print_misses(sets, runs["default"], console)
     for kind, items in sets.items():

@@ -62,6 +62,10 @@ class Decoded:
         Product over the symbols the recogniser read that no position took up (an eighth
         character forced into a seven-character template) of the chance the symbol is not
         there; 1 when every symbol read is accounted for.
+    first_scores : tuple[float, ...]
+        For each character the first position allows, in the pattern's order, the highest
+        probability the recogniser gave it on that position's frames: what a second
+        opinion on the province weighs against.
     """
 
     pattern: str
@@ -70,6 +74,7 @@ class Decoded:
     score: float
     fit: float
     unexplained: float = 1.0
+    first_scores: tuple[float, ...] = ()
 
     @property
     def confidence(self) -> float:
@@ -139,9 +144,11 @@ def decode(probs: np.ndarray, patterns: Sequence[Pattern], charset: Charset) -> 
         text = "".join(pattern.allowed[k][a] for k, a in enumerate(picks))
         confidence = tuple(float(probs[frames, classes[k, a]].max())
                            for k, (a, frames) in enumerate(zip(picks, segments, strict=True)))
+        first = probs[segments[0]][:, classes[0, : len(pattern.allowed[0])]]
         found = Decoded(pattern.id, text, confidence, score,
                         float(np.exp((score - free) / len(probs))),
-                        _unexplained(probs, segments, charset))
+                        _unexplained(probs, segments, charset),
+                        tuple(first.max(axis=0).tolist()) if len(first) else ())
         if best is None or found.score > best.score:
             best = found
     return best

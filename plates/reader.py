@@ -18,6 +18,7 @@ For a vehicle (:meth:`PlateReader.read_vehicle`) every frame is read and the rea
 (:func:`vote`); front and rear are compared by :func:`compare_front_rear`.
 """
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -43,6 +44,7 @@ from plates.locate import (
     text_boxes,
     unrectify,
 )
+from plates.province import ProvinceClassifier
 from zhichao.errors import ZhichaoError
 
 DOUBLE_ROW_ASPECT = 2.5
@@ -116,6 +118,11 @@ class ReaderOptions:
         A frame smaller than this (longer side, px) is scaled up to it for the text
         detector: its plates are small, and the detector finds no characters much under
         10 px high.
+    province_weight : float
+        Weight of the province classifier (:mod:`plates.province`) against the
+        recogniser on a single-row plate's first character: the province is the one
+        most likely under p_recogniser × p_classifier^weight. 0 leaves the classifier
+        out (not even loaded).
     """
 
     detector_side: int = 1120
@@ -129,6 +136,7 @@ class ReaderOptions:
     recheck_width: int | None = 320
     second_look: bool = True
     min_detector_side: int = 960
+    province_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -256,6 +264,7 @@ class PlateReader:
         self.grammar = grammar or load_plate_grammar()
         self.options = options or ReaderOptions()
         self.second_looks = SecondLooks()
+        self.province = ProvinceClassifier() if self.options.province_weight > 0 else None
         missing = {ch for ch in self.grammar.characters if ch not in engine.charset.index}
         if missing:
             raise ZhichaoError(f"the {engine.name} recogniser cannot output "
@@ -334,9 +343,10 @@ class PlateReader:
         probs = self.engine.recognise(recognition_batch(
             variants, width=self.options.recheck_width))
         template = next(t for t in self.grammar.templates if t.id == reading.template)
+        opinion = self._province_opinion(reading.crop)
         again = [reading]
         for p in probs:
-            found = self._decode(p[None], [template], False)
+            found = self._decode(p[None], [template], False, opinion)
             if found is not None:
                 again.append(PlateReading(
                     text=found.text, colour=reading.colour, confidence=found.confidence,
@@ -443,10 +453,11 @@ class PlateReader:
         double_row = len(crop.rows) == 2
         pool = [t for t in self.grammar.templates if t.double_row or not double_row]
         fitting = [] if grey else [t for t in pool if colour in t.colours]
-        found = self._decode(probs, fitting, double_row) if fitting else None
+        opinion = None if double_row else self._province_opinion(crop.image)
+        found = self._decode(probs, fitting, double_row, opinion) if fitting else None
         if found is None or not self._confident(found):
             # the paint measured wrong (a washed-out, tinted or dark plate): any template
-            found = self._decode(probs, pool, double_row)
+            found = self._decode(probs, pool, double_row, opinion)
         if found is None:
             return None
         template = next(t for t in pool if t.id == found.pattern)
@@ -464,11 +475,25 @@ class PlateReader:
                 and conf[0] >= self.options.min_province_confidence)
 
     def _decode(self, probs: np.ndarray, templates: Sequence[PlateTemplate],
-                double_row: bool) -> Decoded | None:
+                double_row: bool, opinion: dict[str, float] | None = None
+                ) -> Decoded | None:
         if double_row:
             return _decode_rows(probs, templates, self.engine.charset)
-        return decode(probs[0], [Pattern(t.id, t.allowed) for t in templates],
-                      self.engine.charset)
+        found = decode(probs[0], [Pattern(t.id, t.allowed) for t in templates],
+                       self.engine.charset)
+        if found is None or not opinion:
+            return found
+        template = next(t for t in templates if t.id == found.pattern)
+        return _with_province(found, template.allowed[0], opinion,
+                              self.options.province_weight)
+
+    def _province_opinion(self, crop: np.ndarray) -> dict[str, float] | None:
+        """The province classifier's probability of each province for a single-row crop,
+        or None when it is not used."""
+        if self.province is None:
+            return None
+        probs = self.province.probabilities([crop])[0]
+        return dict(zip(self.province.provinces, probs.tolist(), strict=True))
 
     # -- a vehicle ------------------------------------------------------------------------
 
@@ -603,6 +628,23 @@ def _split_rows(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     h = crop.shape[0]
     return (crop[round(UPPER_ROW[0] * h): round(UPPER_ROW[1] * h)],
             crop[round(LOWER_ROW[0] * h): round(LOWER_ROW[1] * h)])
+
+
+def _with_province(found: Decoded, alphabet: str, opinion: dict[str, float],
+                   weight: float) -> Decoded:
+    """The reading with its first character decided by the recogniser and the province
+    classifier together: among the characters the position allows, the one with the
+    highest p_recogniser × p_classifier^weight, its confidence that product's share of
+    the sum. A position that allows one character only (粤 of 粤Z…港) is left alone."""
+    if len(alphabet) < 2 or len(found.first_scores) != len(alphabet):
+        return found
+    rec = np.clip(np.asarray(found.first_scores), 1e-6, 1.0)
+    cls = np.clip(np.array([opinion.get(ch, 0.0) for ch in alphabet]), 1e-6, 1.0)
+    joint = np.exp(np.log(rec / rec.sum()) + weight * np.log(cls))
+    joint /= joint.sum()
+    k = int(joint.argmax())
+    return dataclasses.replace(found, text=alphabet[k] + found.text[1:],
+                               char_confidence=(float(joint[k]), *found.char_confidence[1:]))
 
 
 def _decode_rows(probs: np.ndarray, templates: Sequence[PlateTemplate], charset

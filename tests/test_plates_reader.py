@@ -83,9 +83,9 @@ def test_the_authority_letter_o_of_a_public_security_plate_is_read(reader):
     assert [r.text for r in reader.read(framed(plate))] == ["粤O12345"]
 
 
-@pytest.mark.parametrize("turn", [cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE,
-                                  cv2.ROTATE_180], ids=["cw", "ccw", "half"])
-def test_a_frame_turned_reads_as_upright(reader, turn):
+@pytest.mark.parametrize("turn", [cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE],
+                         ids=["cw", "ccw"])
+def test_a_frame_turned_a_quarter_reads_as_upright(reader, turn):
     frame = cv2.rotate(load_image(DATA / "scenes" / "京H99999.jpg"), turn)
     assert [r.text for r in reader.read(frame)] == ["京H99999"]
 
