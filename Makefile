@@ -24,8 +24,8 @@ system:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-# What the software needs to run (the demo needs no more); then the tests' tools and the
-# second plate engine on top.
+# What the software needs to run (the demo needs no more); then the tests' tools, the
+# second plate engine and the classifier's training on top.
 BASE   := $(VENV)/.installed-base
 
 $(BASE): pyproject.toml | system
@@ -35,7 +35,7 @@ $(BASE): pyproject.toml | system
 	touch $(BASE)
 
 $(STAMP): $(BASE)
-	$(BIN)/pip install --quiet -e '.[dev,paddle]'
+	$(BIN)/pip install --quiet -e '.[dev,paddle,train]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -66,8 +66,10 @@ bench: $(STAMP)
 # (plates/train; about a quarter of an hour on 2 cores) and written where the reader loads
 # it. PyTorch is needed by this training alone, so it is installed here and nowhere else,
 # at the one version the committed model was trained with.
+# The province classifier (plates/models/province.onnx) trained again from its recipe;
+# its model card (plates/models/province.md) says within what margin it reproduces.
 train-plates: $(BASE)
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[train]'
 	$(BIN)/python -m plates.train.province --out plates/models/province.onnx
 
 clean:

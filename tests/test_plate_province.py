@@ -1,8 +1,8 @@
 """The province classifier: the committed model, on ONNX Runtime, as the reader would use it.
 
 Real model, real runtime, no mocks. The training test needs PyTorch, which is no
-dependency of the software: only `make train-plates` installs it, so without it that one
-test is skipped and says why.
+dependency of the software: the ``train`` extra installs it (`make test` and `make
+train-plates` do), so in an install without it that one test is skipped and says why.
 """
 
 import importlib.util
