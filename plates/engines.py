@@ -136,8 +136,8 @@ def _onnx_model(path: Path, simplify: bool) -> str | bytes:
     return simplified(onnx.load(str(path))).SerializeToString()
 
 
-def _ort_options(threads: int) -> object:
-    """ONNX Runtime session options shared by the ONNX engines."""
+def ort_options(threads: int) -> object:
+    """ONNX Runtime session options shared by the ONNX models (engines, classifier)."""
     # ONNX Runtime otherwise keeps a device id and an event database under
     # ~/.cache/Microsoft: a roadside unit writes nothing it does not need.
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -151,7 +151,7 @@ def _ort_options(threads: int) -> object:
     return options
 
 
-def _session(path: Path, simplify: bool, options: object) -> object:
+def ort_session(path: Path, options: object, simplify: bool = False) -> object:
     """An ONNX Runtime session on the CPU for one model file."""
     ort = importlib.import_module("onnxruntime")
     return ort.InferenceSession(_onnx_model(path, simplify), options,
@@ -177,10 +177,10 @@ class OnnxEngine:
     name: EngineName = "onnx"
 
     def __init__(self, threads: int = 0, simplify: bool = True):
-        options = _ort_options(threads)
+        options = ort_options(threads)
         models = package_dir("rapidocr_onnxruntime") / "models"
-        self._rec = _session(models / V4_MODELS["rec"], simplify, options)
-        self._det = _session(models / V4_MODELS["det"], simplify, options)
+        self._rec = ort_session(models / V4_MODELS["rec"], options, simplify)
+        self._det = ort_session(models / V4_MODELS["det"], options, simplify)
         self.charset = _charset(self._rec)
         self._rec_input = self._rec.get_inputs()[0].name
         self._det_input = self._det.get_inputs()[0].name
@@ -208,9 +208,9 @@ class OnnxV6Engine(OnnxEngine):
             raise PlateEngineError(f"{name!r} is not a PP-OCRv6 engine")
         self.name = name
         det, rec = V6_PARTS[name]
-        options = _ort_options(threads)
-        self._det = _session(self._model(det, "det"), simplify, options)
-        self._rec = _session(self._model(rec, "rec"), simplify, options)
+        options = ort_options(threads)
+        self._det = ort_session(self._model(det, "det"), options, simplify)
+        self._rec = ort_session(self._model(rec, "rec"), options, simplify)
         self.charset = _charset(self._rec)
         self._rec_input = self._rec.get_inputs()[0].name
         self._det_input = self._det.get_inputs()[0].name

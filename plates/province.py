@@ -11,15 +11,13 @@ The model file ships in the package (``plates/models/province.onnx``, with its m
 beside it); the class order travels in the model's metadata under ``provinces``.
 """
 
-import importlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from plates.engines import PlateEngineError
+from plates.engines import PlateEngineError, ort_options, ort_session
 
 MODEL_PATH = Path(__file__).parent / "models" / "province.onnx"
 LEFT_SHARE = 0.35
@@ -74,16 +72,7 @@ class ProvinceClassifier:
         if not self.path.is_file():
             raise PlateEngineError(f"province model file missing: {self.path} (it ships "
                                    "with the package; `make train-plates` trains it again)")
-        # as in plates.engines.OnnxEngine: no device id or event database written, and no
-        # idle worker threads spinning between runs on a 2-core roadside computer
-        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-        ort = importlib.import_module("onnxruntime")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(self.path), options,
-                                             providers=["CPUExecutionProvider"])
+        self._session = ort_session(self.path, ort_options(threads))
         meta = self._session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in meta:
             raise PlateEngineError(f"{self.path}: no {METADATA_KEY!r} in the model's "
