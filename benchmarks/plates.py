@@ -69,7 +69,7 @@ VARIANTS: dict[str, dict] = {
     "default": {},
     "floor-0.45": {"min_confidence": 0.45},
     "no-second-look": {"second_look": False},
-    "no-upscale": {"min_detector_side": 0},
+    "second-look-unscaled": {"min_detector_side": 0},
     "province-0.5": {"province_weight": 0.5},
 }
 """Reader settings the folds choose among (overrides of :class:`ReaderOptions`)."""
