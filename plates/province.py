@@ -3,7 +3,7 @@
 The generic PP-OCRv4 recogniser is unsure of the province character more than of any
 other: it knows 6 625 characters and was not trained on plates, so on unseen photos it
 reads 湘 as 浙 or 皖, 桂 as 皖, 赣 as 鄂. This classifier knows only the province alphabet
-and was trained on synthetic plates alone (``plates/train``), so every real development
+and was trained on synthetic plates alone (``training``), so every real development
 crop is held out from it. It takes the upright crop as the reader cuts it and looks at its
 left third (:data:`LEFT_SHARE`), where the province sits whatever the crop's margins.
 
@@ -36,7 +36,7 @@ def model_input(crops: Sequence[np.ndarray]) -> np.ndarray:
 
     Each crop is standardised on its own (zero mean, unit spread over its pixels), so a
     plate at night, behind glare or under sodium light reaches the network at the
-    contrast of a plate at noon. Training (``plates.train.province``) uses this same
+    contrast of a plate at noon. Training (``training.province``) uses this same
     function, so runtime and training cannot drift apart.
     """
     width, height = INPUT_SIZE
@@ -76,7 +76,7 @@ class ProvinceClassifier:
         meta = self._session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in meta:
             raise PlateEngineError(f"{self.path}: no {METADATA_KEY!r} in the model's "
-                                   "metadata (not a province model of plates.train)")
+                                   "metadata (not a province model of training)")
         self.provinces: str = meta[METADATA_KEY]
         self._input = self._session.get_inputs()[0].name
 

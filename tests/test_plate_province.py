@@ -17,8 +17,8 @@ from overload.plates import load_plate_grammar
 from plates.engines import PlateEngineError
 from plates.province import MODEL_PATH, ProvinceClassifier
 from plates.reader import load_image
-from plates.train.evaluate_province import load_scene_items
-from plates.train.render import render_batch
+from training.evaluate_province import load_scene_items
+from training.render import render_batch
 
 DATA = Path(__file__).parent / "data" / "plates"
 UNSEEN_SEED = 7919
@@ -79,7 +79,7 @@ def test_a_missing_model_file_names_its_path(tmp_path):
                            "only `make train-plates` installs it (torch==2.13.0)")
 def test_a_tiny_training_run_writes_a_loadable_model(tmp_path):
     out = tmp_path / "province.onnx"
-    command = [sys.executable, "-m", "plates.train.province", "--out", str(out),
+    command = [sys.executable, "-m", "training.province", "--out", str(out),
                "--steps", "3", "--batch", "16", "--validation", "32", "--workers", "0",
                "--report-every", "1", "--seed", "5"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False,

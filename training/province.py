@@ -1,8 +1,8 @@
 """Train the province-character classifier on synthetic plates and export it to ONNX.
 
-    python -m plates.train.province --out plates/models/province.onnx [--seed N] [--steps N]
+    python -m training.province --out plates/models/province.onnx [--seed N] [--steps N]
 
-Only synthetic plates (:mod:`plates.train.render`) are seen, so every real development
+Only synthetic plates (:mod:`training.render`) are seen, so every real development
 crop stays held out for the figures in the model card. Each batch is drawn from its own
 generator, seeded by (seed, step), in a worker process while the network trains on the
 other core: the same seed and step count give the same batches whatever the timing.
@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from overload.plates import load_plate_grammar
 from plates.province import INPUT_SIZE, METADATA_KEY, model_input
-from plates.train.render import EASY, render_crop
+from training.render import EASY, render_crop
 
 OPSET = 17
 """ONNX opset of the export: ONNX Runtime 1.20 and later run it."""
@@ -174,7 +174,7 @@ def export(model: nn.Module, provinces: str, record: dict[str, str], out: Path) 
     entries = {METADATA_KEY: provinces, "input_size": f"{width}x{height}", **record}
     for key, value in entries.items():
         graph.metadata_props.add(key=key, value=value)
-    graph.doc_string = "province character of a single-row plate crop (plates.train)"
+    graph.doc_string = "province character of a single-row plate crop (training)"
     onnx.save(graph, str(out))
 
 

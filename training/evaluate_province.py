@@ -1,6 +1,6 @@
 """Province accuracy of the classifier and of the recogniser on real plates, per fold.
 
-    python -m plates.train.evaluate_province --crops DIR [--scenes DIR] [--model FILE]
+    python -m training.evaluate_province --crops DIR [--scenes DIR] [--model FILE]
         [--cache FILE] [--json]
 
 ``--crops``: plate crops named by their text (the province is the first character).
