@@ -50,7 +50,7 @@ from center.unread_plates import READ_ROLES, needs_reading
 from evidence.packet import ImageRef, Packet, PlateRecord
 from overload.plates import load_plate_grammar
 from plates.engines import Engine, load_engine
-from plates.reader import PlateReader, PlateReading, compare_front_rear, vote
+from plates.reader import PlateReader, PlateReading, ReaderOptions, compare_front_rear, vote
 from zhichao.errors import ZhichaoError
 
 MAX_FRAMES_PER_SIDE = 4
@@ -101,8 +101,11 @@ def _shared_engine() -> Engine:
 @functools.cache
 def center_reader(rules_folder: Path | None = None) -> PlateReader:
     """The reader for the grammar of ``rules_folder`` (default: the shipped tables), on
-    the process's one engine."""
-    return PlateReader(_shared_engine(), load_plate_grammar(rules_folder))
+    the process's one engine. No second look in more light (``ReaderOptions``): what
+    the center reads becomes evidence, and a lit frame can give a confident wrong plate
+    where the frame as taken gave none."""
+    return PlateReader(_shared_engine(), load_plate_grammar(rules_folder),
+                       ReaderOptions(second_look=False))
 
 
 def load_frame(images_dir: Path, ref: ImageRef, limits: ReadLimits) -> np.ndarray:

@@ -71,10 +71,12 @@ class PlateSettings(BaseModel):
                                   "plate serial's likelihood (ReaderOptions.min_confidence)")
     nice: int = Field(5, ge=0, le=19, description="workers run this much below the "
                       "weighing's priority, so a busy reader yields the CPU to it")
-    second_look: bool = Field(True, description="a frame in which nothing was read is "
+    second_look: bool = Field(False, description="a frame in which nothing was read is "
                               "looked at once more in more light (dusk, night, headlight "
-                              "glare; ReaderOptions.second_look): about one more reading's "
-                              "time, on frames that show no plate only")
+                              "glare; ReaderOptions.second_look). Off by default: on the "
+                              "simulated real path it once gave a wrong plate that became "
+                              "a case (黑V78181 for 黑N78Y81); a wrong plate is worse than "
+                              "a plate left to the center")
 
 
 @dataclass(frozen=True)
