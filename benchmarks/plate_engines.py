@@ -26,7 +26,6 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.folds
 
 import argparse
-import csv
 import importlib
 import importlib.util
 import json
@@ -36,9 +35,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from benchmarks import plates as plates_bench
 from benchmarks.folds import FOLDS, fold_of
+from benchmarks.plates import clean, load_crops
 from overload.plates import PlateGrammar, load_plate_grammar
-from plates.decode import SEPARATORS
 from plates.engines import ENGINES, V6_ENGINES, load_engine
 from plates.reader import PlateReader, ReaderOptions, load_image
 
@@ -83,25 +83,11 @@ class Tally:
         return out
 
 
-def clean(text: str) -> str:
-    """A text without the separators a plate carries."""
-    return "".join(ch for ch in text if ch not in SEPARATORS)
-
-
-def load_crops(folder: Path) -> list[tuple[Path, str]]:
-    """Crops and their plate text (the file name up to any ``_``)."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    return [(p, p.stem.split("_")[0]) for p in files]
-
-
 def load_scenes(folder: Path) -> list[tuple[Path, list[tuple[str, str]]]]:
-    """Photos and their (plate, colour) pairs from ground_truth.csv."""
-    by_image: dict[str, list[tuple[str, str]]] = {}
-    with (folder / "ground_truth.csv").open(encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            by_image.setdefault(row["image"], []).append(
-                (row["plate"], COLOURS.get(row["colour"], row["colour"])))
-    return [(folder / name, plates) for name, plates in sorted(by_image.items())]
+    """Photos and their (plate, colour) pairs, as :func:`benchmarks.plates.load_scenes`
+    reads them."""
+    return [(scene.image, [(p.text, p.colour) for p in scene.plates])
+            for scene in plates_bench.load_scenes(folder)]
 
 
 @dataclass

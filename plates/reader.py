@@ -310,9 +310,10 @@ class PlateReader:
         was cut out upright one way or the other: it is read both ways up, and the merge
         keeps the more confident reading.
         """
-        crops = [*crops, *(_Crop(c.box, flipped, (flipped,)) for c in crops
-                           if len(c.rows) == 1 and abs(c.box.angle) > STANDING
-                           for flipped in (cv2.rotate(c.image, cv2.ROTATE_180),))]
+        standing = [c for c in crops if len(c.rows) == 1 and abs(c.box.angle) > STANDING]
+        flipped = [cv2.rotate(c.image, cv2.ROTATE_180) for c in standing]
+        crops = [*crops, *(_Crop(c.box, f, (f,)) for c, f in zip(standing, flipped,
+                                                                 strict=True))]
         if not crops:
             return []
         images = [row for crop in crops for row in crop.rows]
