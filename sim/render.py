@@ -11,16 +11,23 @@ Physics, kept simple but complete enough to test the signal loop honestly:
   strip (of this lane or the next) loads that channel;
 - sensitivity drifts with temperature; each channel has its own baseline, a slow drift
   and white noise; the output saturates at the int16 range.
+
+Given a :class:`sim.sensor.SensorResponse`, the sensor is the one in the road instead:
+each wheel pass is scaled by the response at the pavement temperature and speed of that
+pass and by the gain of its channel, both from the vehicle's :class:`sim.sensor.SensorState`
+(without one, the renderer's temperature and unit gains). Without a response the output
+is what it always was.
 """
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from drivers.strips import StripArray
 from sim.fleet import CAR_TYRE_WIDTH_M, TYRE_WIDTH_M
+from sim.sensor import SensorResponse, SensorState
 from sim.traffic import G_MPS2, VehicleTruth
 
 NOISE_CHUNK = 1000
@@ -111,7 +118,11 @@ class Renderer:
     """Turns a list of vehicles into sample blocks, block by block, reproducibly."""
 
     def __init__(self, site: StripArray, vehicles: list[VehicleTruth], seed: int = 0,
-                 noise: SensorNoise | None = None, temperature_c: float = 20.0) -> None:
+                 noise: SensorNoise | None = None, temperature_c: float = 20.0, *,
+                 response: SensorResponse | None = None,
+                 states: Mapping[int, SensorState] | None = None) -> None:
+        if states is not None and response is None:
+            raise ValueError("sensor states need a response to be applied with")
         self.site = site
         self.noise = noise or SensorNoise()
         self.temperature_c = temperature_c
@@ -128,6 +139,21 @@ class Renderer:
         self._passes = [passes[i] for i in order]
         self._start = (t_c - half)[order]
         self._end = (t_c + half)[order]
+        self._weights: list[np.ndarray] | None = None
+        if response is not None:
+            self._weights = [self._pass_weights(p, response, states or {})
+                             for p in self._passes]
+
+    def _pass_weights(self, p: WheelPass, response: SensorResponse,
+                      states: Mapping[int, SensorState]) -> np.ndarray:
+        """Counts per newton on each channel of a pass: the site's scale times the
+        response at the temperature and speed of the pass times each channel's gain,
+        times the share of the wheel on it."""
+        state = states.get(p.vehicle.vehicle_id)
+        temperature = state.temperature_c if state is not None else self.temperature_c
+        gains = state.channel_gain[p.channels] if state is not None else 1.0
+        scale = self.site.counts_per_newton * response.factor(temperature, p.speed_mps * 3.6)
+        return scale * gains * p.fractions
 
     def render(self, start: int, n_samples: int) -> np.ndarray:
         """Samples ``[start, start + n_samples)`` of every channel, ``(n_channels, n)`` int16."""
@@ -147,6 +173,11 @@ class Renderer:
             lo = max(math.ceil(self._start[i] * fs), start)
             hi = min(math.floor(self._end[i] * fs) + 1, start + n_samples)
             if hi <= lo:
+                continue
+            if self._weights is not None:  # the sensor in the road
+                force = _force(p, np.arange(lo, hi) / fs, site.strip_width_m)
+                out[p.channels, lo - start:hi - start] += (self._weights[i][:, None]
+                                                           * force[None, :])
                 continue
             counts = gain * _force(p, np.arange(lo, hi) / fs, site.strip_width_m)
             out[p.channels, lo - start:hi - start] += p.fractions[:, None] * counts[None, :]
@@ -174,8 +205,9 @@ class Renderer:
 
 
 def render(site: StripArray, vehicles: list[VehicleTruth], duration_s: float, *,
-           seed: int = 0, noise: SensorNoise | None = None, temperature_c: float = 20.0
-           ) -> np.ndarray:
+           seed: int = 0, noise: SensorNoise | None = None, temperature_c: float = 20.0,
+           response: SensorResponse | None = None,
+           states: Mapping[int, SensorState] | None = None) -> np.ndarray:
     """The whole recording at once, ``(n_channels, duration_s * fs_hz)`` int16."""
-    r = Renderer(site, vehicles, seed, noise, temperature_c)
+    r = Renderer(site, vehicles, seed, noise, temperature_c, response=response, states=states)
     return np.concatenate(list(r.blocks(duration_s, block_s=10.0)), axis=1)
