@@ -484,10 +484,12 @@ def assess(errors: Mapping[str, Sequence[float]], plan: str = "r2", env: str = "
 # Reading a test's errors ----------------------------------------------------------------
 
 
-def _row_error(fields: list[str], columns: dict[str, int]) -> tuple[str, float] | str:
+def _row_error(fields: list[str], columns: dict[str, int], width: int
+               ) -> tuple[str, float] | str:
     """A row's (criterion, error) or what is wrong with it."""
-    if len(fields) <= max(columns.values()):
-        return f"{len(fields)} field(s), expected criterion,error_pct"
+    if len(fields) != width:
+        hint = " (a decimal comma? write 1.2, not 1,2)" if len(fields) > width else ""
+        return f"{len(fields)} field(s), expected {width} as in the header{hint}"
     criterion = fields[columns["criterion"]].strip()
     text = fields[columns["error_pct"]].strip()
     if criterion not in CRITERIA:
@@ -504,13 +506,14 @@ def _row_error(fields: list[str], columns: dict[str, int]) -> tuple[str, float] 
     return criterion, value
 
 
-def _header(line: str, source: str, number: int) -> dict[str, int]:
+def _header(line: str, source: str, number: int) -> tuple[dict[str, int], int]:
+    """The columns' positions and the number of fields a row must have."""
     names = [name.strip().lower() for name in next(csv.reader([line]))]
     missing = [c for c in ("criterion", "error_pct") if c not in names]
     if missing:
         raise ConfigError(f"{source}: line {number}: the header must name the columns "
                           f"criterion,error_pct (got {line.strip()[:80]!r})")
-    return {c: names.index(c) for c in ("criterion", "error_pct")}
+    return {c: names.index(c) for c in ("criterion", "error_pct")}, len(names)
 
 
 def _text(path: Path) -> str:
@@ -541,17 +544,18 @@ def read_errors_csv(path: Path | str, refused: list[str] | None = None
     errors: dict[str, list[float]] = {}
     bad: list[str] = []
     columns: dict[str, int] | None = None
+    width = 0
     rows = 0
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         if columns is None:
-            columns = _header(line, str(path), number)
+            columns, width = _header(line, str(path), number)
             continue
         rows += 1
         if rows > MAX_ROWS:
             raise ConfigError(f"{path}: more than {MAX_ROWS} rows; a test has far fewer")
-        row = _row_error(next(csv.reader([line])), columns)
+        row = _row_error(next(csv.reader([line])), columns, width)
         if isinstance(row, str):
             bad.append(f"line {number}: {row}")
         else:

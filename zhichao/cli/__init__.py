@@ -21,7 +21,7 @@ from rich.markup import escape
 from zhichao import __version__
 from zhichao.errors import ZhichaoError
 
-COMMANDS = ("demo", "grade", "edge", "sim", "plate", "keys", "center")
+COMMANDS = ("demo", "grade", "edge", "sim", "plate", "keys", "center", "calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:
