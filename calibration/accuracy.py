@@ -506,9 +506,18 @@ def _row_error(fields: list[str], columns: dict[str, int], width: int
     return criterion, value
 
 
+def _fields(line: str) -> list[str] | str:
+    """One line's fields, or why the csv module refuses the line."""
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error as exc:
+        return f"not a CSV row: {exc}"
+
+
 def _header(line: str, source: str, number: int) -> tuple[dict[str, int], int]:
     """The columns' positions and the number of fields a row must have."""
-    names = [name.strip().lower() for name in next(csv.reader([line]))]
+    fields = _fields(line)
+    names = [name.strip().lower() for name in fields] if isinstance(fields, list) else []
     missing = [c for c in ("criterion", "error_pct") if c not in names]
     if missing:
         raise ConfigError(f"{source}: line {number}: the header must name the columns "
@@ -555,7 +564,8 @@ def read_errors_csv(path: Path | str, refused: list[str] | None = None
         rows += 1
         if rows > MAX_ROWS:
             raise ConfigError(f"{path}: more than {MAX_ROWS} rows; a test has far fewer")
-        row = _row_error(next(csv.reader([line])), columns, width)
+        fields = _fields(line)
+        row = _row_error(fields, columns, width) if isinstance(fields, list) else fields
         if isinstance(row, str):
             bad.append(f"line {number}: {row}")
         else:

@@ -349,6 +349,13 @@ def test_bad_rows_named_by_line_the_rest_read(tmp_path):
     ]
 
 
+def test_a_line_csv_refuses_is_named(tmp_path):
+    path = write(tmp_path, "criterion,error_pct\ngvw," + "1" * 200_000 + "\ngvw,1\n")
+    refused: list[str] = []
+    assert read_errors_csv(path, refused) == {"gvw": [1.0]}
+    assert refused == ["line 2: not a CSV row: field larger than field limit (131072)"]
+
+
 def test_excel_files_read(tmp_path):
     bom = write(tmp_path, "\ufeffCriterion,Error_pct\r\ngvw,1\r\ngvw,2\r\n", "bom.csv")
     assert read_errors_csv(bom) == {"gvw": [1.0, 2.0]}
@@ -455,3 +462,26 @@ def test_cli_missing_file_is_an_error(tmp_path, capsys):
     assert main(["calibrate", "accuracy", "--errors", str(tmp_path / "nope.csv"),
                  "--plan", "r2", "--env", "I"]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_docs_worked_example_is_what_the_tool_computes():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "calibration.md").read_text(
+        encoding="utf-8")
+    block = doc.split("```\ncriterion,error_pct\n", 1)[1].split("```", 1)[0]
+    errors: dict[str, list[float]] = {}
+    for line in block.split():
+        criterion, value = line.split(",")
+        errors.setdefault(criterion, []).append(float(value))
+    service = assess(errors, "r2", "I")
+    gvw, single = service.criteria
+    assert service.class_name == "B+(7)"
+    assert (f"{gvw.d_min:.2f}", f"{gvw.pi:.1f}", f"{single.d_min:.2f}", f"{single.pi:.1f}") == (
+        "6.30", "94.1", "7.22", "98.9")
+    for figure in ("d_min = 6.30 %", "π = 94.1 %", "d_min = 7.22 %", "class B+(7)"):
+        assert figure in doc
+    unbiased = accuracy.d_min(0.0, gvw.std, gvw.n, gvw.pi0)
+    assert f"d_min = {unbiased:.2f} %" in doc
+    initial = assess(errors, "r2", "I", initial=True)
+    assert initial.class_name == "B(10)"
+    assert f"{gvw.d_min / 0.8:.2f} %" in doc
+    assert [f"{c.pi:.1f}" for c in initial.criteria] == ["97.4", "99.4"]
