@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from calibration.chain import Chain
 from edge.outbox import OutboxError
-from edge.packets import CapturedImage, draft_packet
+from edge.packets import CapturedImage, calibration_record, draft_packet
 from edge.sender import from_settings
 from edge.settings import EdgeSettings
 from evidence.packet import (
@@ -26,26 +27,44 @@ from evidence.packet import (
 )
 from overload import RuleBook
 from zhichao import __version__
+from zhichao.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
 class EvidenceLink:
-    """Outbox and sender of one unit, from its settings (paths relative to ``base_dir``)."""
+    """Outbox and sender of one unit, from its settings (paths relative to ``base_dir``).
 
-    def __init__(self, settings: EdgeSettings, base_dir: Path, rules: RuleBook):
+    ``chain``: the calibration the unit weighs with; every packet then carries it (its
+    stages, digest and certificate), which the center needs to take a capture as
+    evidence. Without one the packets say only ``factor_set: "settings"`` and the
+    settings' version and certificate number: the older form, which the center keeps as
+    data but does not take as evidence."""
+
+    def __init__(self, settings: EdgeSettings, base_dir: Path, rules: RuleBook,
+                 chain: Chain | None = None):
         self.settings = settings
         self.evidence = settings.evidence.resolved(base_dir)
+        self.calibration = self._calibration(chain)
         self.outbox, self.sender = from_settings(self.evidence)
         self.group_threshold_m = rules.group_threshold_m
-        self.calibration = CalibrationRecord(version=self.evidence.calibration_version,
-                                             factor_set="settings",
-                                             certificate=self.evidence.certificate)
         self.trail = ProcessingTrail(
             software_version=__version__, rules_digest=rules.digest,
             signal_parameters=settings.signal.model_dump(mode="json"))
         self.put_count = 0
         self.failed = 0
+
+    def _calibration(self, chain: Chain | None) -> CalibrationRecord:
+        """The record every packet carries; a chain of another unit is a ConfigError
+        (its numbers were fitted on other strips)."""
+        if chain is None:
+            return CalibrationRecord(version=self.evidence.calibration_version,
+                                     factor_set="settings",
+                                     certificate=self.evidence.certificate)
+        if chain.device_id != self.settings.device_id:
+            raise ConfigError(f"calibration chain {chain.version} is of device "
+                              f"{chain.device_id}, this unit is {self.settings.device_id}")
+        return calibration_record(chain)
 
     def start(self) -> None:
         self.sender.start()

@@ -8,13 +8,15 @@ and carries its images; any other is a light traffic record without images.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 
+from calibration.chain import Chain, SpeedFactor, TemperatureCurve
 from evidence.packet import (
     GENESIS_HASH,
     CalibrationRecord,
+    CalibrationStageRecord,
     ClockStatus,
     ImageRole,
     MissingImage,
@@ -38,6 +40,36 @@ class CapturedImage:
 
 def _captured(image: "CapturedImage | tuple[ImageRole, bytes]") -> CapturedImage:
     return image if isinstance(image, CapturedImage) else CapturedImage(*image)
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    """A chain file's time as UTC: one written without a zone is taken as UTC (the
+    calibration tools write UTC), since a packet never carries a naive time."""
+    if t is None:
+        return None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def calibration_record(chain: Chain) -> CalibrationRecord:
+    """What a packet says of the chain the unit weighs with: its version and digest,
+    every stage with its factors (and the speeds or temperatures of a curve), fit,
+    uncertainty and approval, who applied it, and its verification certificate's number
+    and dates ("" and no dates when the chain has none: the center then refuses it)."""
+    stages = []
+    for s in chain.stages:
+        points = (s.speeds_kmh if isinstance(s, SpeedFactor)
+                  else s.temperatures_c if isinstance(s, TemperatureCurve) else [])
+        stages.append(CalibrationStageRecord(
+            kind=s.kind, version=s.version, unit=s.unit, fitted_from=s.fitted_from,
+            uncertainty_pct=s.uncertainty_pct, approved_by=s.approved_by,
+            approved_at=_utc(s.approved_at), factors=list(s.factors), points=list(points)))
+    cert = chain.certificate
+    return CalibrationRecord(
+        version=chain.version, certificate=cert.number if cert else "",
+        certificate_valid_from=cert.valid_from if cert else None,
+        certificate_valid_to=cert.valid_to if cert else None,
+        chain_digest=chain.digest(), stages=stages, applied_by=chain.applied_by,
+        applied_at=_utc(chain.applied_at))
 
 
 def axle_groups(spacings_m: Sequence[float], group_threshold_m: float) -> list[int]:

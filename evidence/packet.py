@@ -22,7 +22,7 @@ import base64
 import hashlib
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -32,16 +32,20 @@ from pydantic import (
     PlainSerializer,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from zhichao.errors import ZhichaoError
 
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 1
+SCHEMA_MINOR = 2
 SCHEMA = f"zhichao.evidence/{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 """The schema this code writes; it reads every minor version of the same major. 1.1 added
 the clock's uncertainty, each image's camera and capture time, the cameras that gave no
-frame, and the plate's province confidence, front/rear agreement and unread state."""
+frame, and the plate's province confidence, front/rear agreement and unread state. 1.2
+added the calibration's stage chain (each stage's factors, fit, uncertainty and approval),
+its digest and its verification certificate's dates; a 1.0 or 1.1 packet reads with no
+chain (its ``factor_set`` kept), which the center judges as no calibration shown."""
 GENESIS_HASH = "0" * 64
 """``previous_hash`` of a device's first packet."""
 
@@ -175,12 +179,85 @@ class PlateRecord(_Frozen):
     unread: bool = False
 
 
+MAX_STAGES = 16
+"""The most calibration stages a packet carries (a chain has four kinds; a few lane-gain
+corrections may stack)."""
+MAX_FACTORS = 256
+"""The most factors of one stage: one per digitiser channel at most."""
+MAX_POINTS = 32
+"""The most speeds or temperatures a curve stage is given at."""
+FACTOR_MIN, FACTOR_MAX = 0.5, 2.0
+"""A calibration factor's range, as the unit's chain allows (``calibration.chain``; this
+layer may not import it): outside it, a fault of the fit or the file, not a sensor."""
+Factor = Annotated[float, Field(ge=FACTOR_MIN, le=FACTOR_MAX)]
+Point = Annotated[float, Field(ge=-60, le=250)]
+"""A curve's point: a pavement temperature (°C, from −60) or a speed (km/h, to 250)."""
+
+
+def _aware_utc(value: datetime | None, what: str) -> datetime | None:
+    """A time from outside must say its zone: a naive one is refused, not guessed."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"{what} needs a time zone (UTC)")
+    return value.astimezone(UTC)
+
+
+class CalibrationStageRecord(_Frozen):
+    """One stage of the calibration chain the pass was weighed with: what kind of
+    correction, its numbers, what it was fitted from, how sure, and who approved it.
+    ``points`` are the speeds (km/h) or temperatures (°C) a curve's factors are given at;
+    empty for a gain (one factor per channel or lane)."""
+
+    kind: str = Field(pattern=r"^[a-z][a-z_]{0,31}$")
+    version: str = Field(min_length=1, max_length=64)
+    unit: str = Field("factor", max_length=32)
+    fitted_from: str = Field("", max_length=200)
+    uncertainty_pct: float = Field(0.0, ge=0, le=100)
+    approved_by: str | None = Field(None, max_length=64)
+    approved_at: UtcTime | None = None
+    factors: list[Factor] = Field(min_length=1, max_length=MAX_FACTORS)
+    points: list[Point] = Field([], max_length=MAX_POINTS)
+
+    @field_validator("approved_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return _aware_utc(value, "approved_at")
+
+    @model_validator(mode="after")
+    def _curve(self) -> "CalibrationStageRecord":
+        if self.points and len(self.points) != len(self.factors):
+            raise ValueError(f"{len(self.points)} points but {len(self.factors)} factors")
+        return self
+
+
 class CalibrationRecord(_Frozen):
-    """Which calibration weighed the pass, and the device's verification certificate."""
+    """Which calibration weighed the pass, and the verification certificate that covers
+    it. From 1.2 the stage chain itself: its version, digest (SHA-256 of the unit's chain
+    file, naming it exactly), every stage, who applied it, and the certificate's number
+    and dates, so the center can judge whether the certificate covered the capture's day.
+    ``factor_set`` is the older form ("settings": factors from the unit's settings file,
+    no chain); a packet with no ``chain_digest`` carries no chain."""
 
     version: str = Field(max_length=64)
-    factor_set: str = Field(max_length=64)
+    factor_set: str | None = Field(None, max_length=64)
     certificate: str = Field(max_length=200)
+    certificate_valid_from: date | None = None
+    certificate_valid_to: date | None = None
+    chain_digest: Sha256Hex | None = None
+    stages: list[CalibrationStageRecord] = Field([], max_length=MAX_STAGES)
+    applied_by: str | None = Field(None, max_length=64)
+    applied_at: UtcTime | None = None
+
+    @field_validator("applied_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return _aware_utc(value, "applied_at")
+
+    @property
+    def has_chain(self) -> bool:
+        """The record names a stage chain (a 1.2 unit with one; not the older form)."""
+        return self.chain_digest is not None
 
 
 class ProcessingTrail(_Frozen):

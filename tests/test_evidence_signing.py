@@ -65,7 +65,7 @@ def test_image_frames_received_as_views_are_checked_where_they_arrived():
 def test_signing_is_deterministic_over_canonical_bytes():
     a, b = signed_overload(), signed_overload()
     assert a.meta == b.meta and a.signature == b.signature  # Ed25519 is deterministic
-    assert json.loads(a.meta)["schema"] == "zhichao.evidence/1.1"
+    assert json.loads(a.meta)["schema"] == "zhichao.evidence/1.2"
 
 
 def test_a_flipped_byte_in_an_image_is_refused_naming_the_image():
