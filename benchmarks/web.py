@@ -30,6 +30,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.timing
 
 import argparse
+import functools
 import hashlib
 import os
 import re
@@ -48,6 +49,7 @@ from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from benchmarks.timing import report
+from calibration.chain import Certificate, Chain, ChannelGain
 from center.cases import process_pending
 from center.db import make_engine, upgrade
 from center.ingest_models import Device, StoredPacket
@@ -57,6 +59,7 @@ from center.settings import CenterSettings, WebSettings
 from center.staff import import_staff
 from center.web import auth
 from center.web.app import create_app
+from edge.packets import calibration_record
 from evidence.packet import (
     GENESIS_HASH,
     CalibrationRecord,
@@ -122,6 +125,22 @@ def photo() -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
+@functools.cache
+def device_calibration(device_id: str) -> CalibrationRecord:
+    """The device's calibration chain as its packets carry it: channel gains under the
+    registry's certificate (valid 2025-01-15 to 2027-12-31, as :func:`write_registry`)."""
+    number = f"JD-2025-{int(device_id[3:]):05d}"
+    stamp = datetime(2025, 1, 12, tzinfo=UTC)
+    chain = Chain(device_id=device_id, version="2025-01", applied_by="bench",
+                  applied_at=stamp,
+                  certificate=Certificate(number=number, valid_from=date(2025, 1, 15),
+                                          valid_to=date(2027, 12, 31)),
+                  stages=[ChannelGain(version="2025-01", fitted_from="reference trucks",
+                                      uncertainty_pct=0.5, approved_by="bench",
+                                      approved_at=stamp, factors=[1.0, 1.01, 0.99, 1.0])])
+    return calibration_record(chain)
+
+
 def seed_packet(device_id: str, sequence: int, at: datetime, sha: str, size: int) -> Packet:
     """A six-axle truck (157) over its 49 t limit, its plate read at the roadside."""
     gross = 52_000.0 + 400 * (sequence % 30)
@@ -134,8 +153,7 @@ def seed_packet(device_id: str, sequence: int, at: datetime, sha: str, size: int
                               gross_kg=gross, axle_code="157", flags=[]),
         plate=PlateRecord(text=f"浙A{sequence:05d}", colour="yellow", confidence=0.96,
                           box=[10, 10, 100, 30, 0]),
-        calibration=CalibrationRecord(version="1", factor_set="f",
-                                      certificate=f"JD-2025-{int(device_id[3:]):05d}"),
+        calibration=device_calibration(device_id),
         trail=ProcessingTrail(software_version="0.1.0", rules_digest="0" * 64),
         images=[ImageRef(role="front", sha256=sha, size=size)])
 

@@ -6,9 +6,11 @@ its location was published; an unreviewed or failing record is not evidence. 国
 adds: a device never verified, overdue or failing verification must not be used. So every
 capture is checked against the registry as it stood on the capture's day, and against what
 the pass itself shows (flags of abnormal driving, a readable plate, images, a trusted
-clock). Each check gives one sentence and its source, passed or not: a capture that fails
-any is kept as data, marked "not evidence" with every reason. The notice lead time is a row
-of the rule tables (``enforcement.yaml``), given with its source.
+clock, and the calibration it was weighed with: a stage chain whose verification
+certificate covers the day, 计量法 Arts. 9 and 25). Each check gives one sentence and its
+source, passed or not: a capture that fails any is kept as data, marked "not evidence"
+with every reason. The notice lead time is a row of the rule tables (``enforcement.yaml``),
+given with its source.
 
 Registry dates are calendar days in China Standard Time (UTC+8, no daylight saving): a
 certificate "valid to 2026-05-31" covers that whole local day. The registry keeps every
@@ -32,6 +34,7 @@ from overload.tables import Days
 
 ART41 = "行政处罚法（2021） 第四十一条 第一款"
 ART41_RECORDS = "行政处罚法（2021） 第四十一条 第二款"
+METROLOGY_ART9 = "计量法 第九条 第一款"
 GUOFA_2024_5 = "国务院关于进一步规范和监督罚款设定与实施的指导意见（国发〔2024〕5号）"
 SOURCES = {
     "registered": ART41,
@@ -48,6 +51,11 @@ SOURCES = {
     "plate": f"{ART41_RECORDS} (记录违法事实应当真实、清晰、完整、准确)",
     "images": ART41_RECORDS,
     "clock": ART41_RECORDS,
+    "calibration": f"{METROLOGY_ART9} (未按照规定申请检定或者检定不合格的，不得使用) "
+                   f"[whether WIM is in the compulsory catalogue: verify]; "
+                   f"计量法 第二十五条 (继续使用的，责令停止使用); "
+                   f"浙江省公路条例 第四十条 第一款 (经计量检定合格的…设备); "
+                   f"JJG 907-2006 (subsequent verification after adjustment) [verify]",
 }
 
 
@@ -134,6 +142,33 @@ def _certificate(record: RegistryRecord, day: date) -> Check:
                   f"{start} to {end}, covering the capture on {day}")
 
 
+def _calibration(packet: Packet) -> Check:
+    """The pass was weighed with a calibration stage chain whose verification certificate
+    covers the capture's day in China. A device adjusted after its verification is not
+    the device verified, so the certificate that counts is the one the chain names, not
+    only the registry's; a packet that names no chain (schema 1.1 and older, or a unit
+    weighing with factors from its settings) cannot show which numbers weighed it."""
+    cal, day = packet.calibration, local_day(packet.captured_at)
+    if not cal.has_chain:
+        legacy = f" (factor set {cal.factor_set!r})" if cal.factor_set else ""
+        return _check("calibration", False, f"no calibration stage chain in the packet"
+                      f"{legacy}: which calibration weighed the pass is not shown")
+    chain = f"calibration chain {cal.version} ({cal.chain_digest[:12]}, " \
+            f"{len(cal.stages)} stage{'s' if len(cal.stages) != 1 else ''})"
+    number, start, end = cal.certificate, cal.certificate_valid_from, cal.certificate_valid_to
+    if not number or start is None or end is None:
+        return _check("calibration", False, f"{chain}: no verification certificate with "
+                      "a number and validity dates")
+    if day < start:
+        return _check("calibration", False, f"{chain}: its verification certificate "
+                      f"{number} is valid from {start}, after the capture on {day}")
+    if day > end:
+        return _check("calibration", False, f"{chain}: its verification certificate "
+                      f"{number} expired on {end}, before the capture on {day}")
+    return _check("calibration", True, f"{chain} under verification certificate {number} "
+                  f"valid {start} to {end}, covering the capture on {day}")
+
+
 def _notice(record: RegistryRecord, day: date, lead: Days) -> Check:
     """The location was published at least ``lead.value`` days before the device was put
     to use (浙江省公路条例 Art. 38: "启用…应当至少提前十五日向社会公告"), so before its
@@ -213,8 +248,9 @@ def pass_checks(packet: Packet, *, abnormal_driving: Sequence[str],
                 plate: PlateFacts | None = None,
                 grammar: PlateGrammar | None = None) -> list[Check]:
     """Every check of what the pass itself shows: driving, measurement, plate, images,
-    clock. ``plate``: the plate to judge when not the packet's own (the center's reading
-    of a plate the unit left unread); ``grammar``: GA 36 as the center's tables say."""
+    clock, calibration. ``plate``: the plate to judge when not the packet's own (the
+    center's reading of a plate the unit left unread); ``grammar``: GA 36 as the center's
+    tables say."""
     flags = set(packet.vehicle.flags)
     driving = sorted(flags & set(abnormal_driving))
     faulty = sorted(flags & set(faulty_measurement))
@@ -231,6 +267,7 @@ def pass_checks(packet: Packet, *, abnormal_driving: Sequence[str],
                f"device clock {packet.clock_status}" + (
                    "" if packet.clock_status in trusted_clocks
                    else f"; trusted are {', '.join(trusted_clocks)}")),
+        _calibration(packet),
     ]
 
 

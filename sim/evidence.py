@@ -5,13 +5,16 @@ end marker. Nothing downstream decodes them; their size and digest are what tran
 storage feel.
 """
 
-from datetime import UTC, datetime, timedelta
+import functools
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
+from calibration.chain import Certificate, Chain, ChannelGain, SpeedFactor
 from evidence.packet import (
     GENESIS_HASH,
     CalibrationRecord,
+    CalibrationStageRecord,
     ImageRole,
     Packet,
     PlateRecord,
@@ -30,6 +33,44 @@ def fake_jpeg(size: int, seed: int) -> bytes:
     return b"\xff\xd8" + body + b"\xff\xd9"
 
 
+CALIBRATED = datetime(2026, 4, 2, 6, 0, tzinfo=UTC)
+"""When the simulated units' calibration was fitted, approved and applied."""
+
+
+def sim_chain(device_id: str) -> Chain:
+    """A simulated unit's calibration: channel gains and a speed factor, approved, under a
+    verification certificate valid through 2026 (covering :data:`T0`'s days)."""
+    runs = "2 reference trucks x 10 runs (simulated)"
+    return Chain(
+        device_id=device_id, version="2026-04", applied_by="sim", applied_at=CALIBRATED,
+        certificate=Certificate(number="JJG907-2026-0001", valid_from=date(2026, 4, 3),
+                                valid_to=date(2026, 12, 31), issuer="simulated"),
+        stages=[ChannelGain(version="2026-04", fitted_from=runs, uncertainty_pct=0.5,
+                            approved_by="sim", approved_at=CALIBRATED,
+                            factors=[1.0, 1.01, 0.99, 1.0]),
+                SpeedFactor(version="2026-04", fitted_from=runs, uncertainty_pct=0.7,
+                            approved_by="sim", approved_at=CALIBRATED,
+                            speeds_kmh=[40.0, 60.0, 80.0], factors=[1.01, 1.0, 0.99])])
+
+
+@functools.cache
+def sim_calibration(device_id: str) -> CalibrationRecord:
+    """The packet's record of :func:`sim_chain` (the fields a unit writes; the simulator
+    may not import the edge's own :func:`edge.packets.calibration_record`)."""
+    chain = sim_chain(device_id)
+    cert = chain.certificate
+    assert cert is not None
+    return CalibrationRecord(
+        version=chain.version, certificate=cert.number, certificate_valid_from=cert.valid_from,
+        certificate_valid_to=cert.valid_to, chain_digest=chain.digest(),
+        applied_by=chain.applied_by, applied_at=chain.applied_at,
+        stages=[CalibrationStageRecord(
+            kind=s.kind, version=s.version, unit=s.unit, fitted_from=s.fitted_from,
+            uncertainty_pct=s.uncertainty_pct, approved_by=s.approved_by,
+            approved_at=s.approved_at, factors=list(s.factors),
+            points=list(getattr(s, "speeds_kmh", []))) for s in chain.stages])
+
+
 def draft(device_id: str = "dev-1", n: int = 1, *, suspected: bool = False,
           images: tuple[bytes, ...] = (), lane: int = 1) -> Packet:
     """The ``n``-th vehicle of a simulated site, with references to ``images`` (roles
@@ -46,8 +87,7 @@ def draft(device_id: str = "dev-1", n: int = 1, *, suspected: bool = False,
                               gross_kg=gross, axle_code="1129", raw_record=b"raw%d" % n),
         plate=PlateRecord(text="浙A12345", colour="yellow", confidence=0.97,
                           box=[120.0, 40.0, 88.0, 28.0, 0.5]),
-        calibration=CalibrationRecord(version="2026-04", factor_set="spring",
-                                      certificate="JJG907-2026-0001"),
+        calibration=sim_calibration(device_id),
         trail=ProcessingTrail(software_version="0.1.0", rules_digest="sha256:" + "a" * 16),
         images=[image_ref(ROLES[i % len(ROLES)], data) for i, data in enumerate(images)],
     )

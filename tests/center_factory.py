@@ -1,12 +1,15 @@
 """Packets, registry rows and databases for the center's tests: real objects, no mocks."""
 
+import functools
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine, insert
 
+from calibration.chain import Certificate, Chain, ChannelGain, SpeedFactor, TemperatureCurve
 from center.db import make_engine, upgrade
 from center.ingest_models import Device, StoredPacket
 from center.registry import DeviceRow
+from edge.packets import calibration_record
 from evidence.packet import (
     GENESIS_HASH,
     CalibrationRecord,
@@ -42,12 +45,56 @@ ADM01,王芳,,administrator,true,2026-01-01,
 """Two enforcement officers, a legal reviewer and an administrator without a credential."""
 
 
+def make_chain(*, device_id: str = "D1", number: str = "JD-2026-001",
+               valid_from: date = date(2026, 1, 15), valid_to: date = date(2027, 1, 14),
+               certificate: bool = True) -> Chain:
+    """D1's calibration: channel gains, a speed factor and a temperature curve, approved,
+    under the registry's certificate (valid over T0's day unless told otherwise)."""
+    approved = datetime(2026, 1, 12, 3, 0, tzinfo=UTC)
+    stages = [
+        ChannelGain(version="g-2026-01", fitted_from="2 reference trucks x 10 runs",
+                    uncertainty_pct=0.4, approved_by="王工", approved_at=approved,
+                    factors=[0.98, 1.01, 1.0, 1.02, 0.99, 1.0, 1.03, 0.97]),
+        SpeedFactor(version="v-2026-01", fitted_from="2 reference trucks x 10 runs",
+                    uncertainty_pct=0.6, approved_by="王工", approved_at=approved,
+                    speeds_kmh=[40, 60, 80], factors=[1.01, 1.0, 0.985]),
+        TemperatureCurve(version="t-2026-01", fitted_from="sensor datasheet",
+                         uncertainty_pct=0.8, approved_by="王工", approved_at=approved,
+                         temperatures_c=[0, 20, 40], factors=[0.99, 1.0, 1.015]),
+    ]
+    cert = Certificate(number=number, valid_from=valid_from, valid_to=valid_to,
+                       issuer="浙江省计量科学研究院") if certificate else None
+    return Chain(device_id=device_id, version="2026-01", stages=stages, certificate=cert,
+                 applied_by="王工", applied_at=approved)
+
+
+def chain_record(chain: Chain | None = None) -> CalibrationRecord:
+    """The packet's record of ``chain`` (default :func:`make_chain`), as a unit writes it."""
+    return calibration_record(chain or make_chain())
+
+
+@functools.cache
+def _covering(device_id: str) -> CalibrationRecord:
+    """The default packet's calibration: the device's chain under a certificate covering
+    every capture day the tests use (2024 to 2027: some look back over a year)."""
+    return chain_record(make_chain(device_id=device_id, number=f"JD-{device_id}",
+                                   valid_from=date(2024, 1, 1), valid_to=date(2027, 12, 31)))
+
+
+LEGACY_CALIBRATION = CalibrationRecord(version="1", factor_set="settings",
+                                       certificate="JD-2026-001")
+"""The record of a unit with no chain (factors from its settings; schema 1.1's form)."""
+
+
 def make_packet(*, device_id: str = "D1", sequence: int = 1, captured_at: datetime = T0,
                 plate: str | None = "浙A12345", confidence: float = 0.95,
                 code: str | None = "157", gross_kg: float = 55400.0,
                 flags: tuple[str, ...] = (), images: int = 1,
-                clock: str = "synced") -> Packet:
-    """A packet of one pass with the given facts; loads split evenly over 6 axles."""
+                clock: str = "synced",
+                calibration: CalibrationRecord | None = None) -> Packet:
+    """A packet of one pass with the given facts; loads split evenly over 6 axles;
+    weighed with the device's chain (:func:`make_chain`, certified 2024 to 2027) unless
+    ``calibration`` is given."""
     plate_record = None if plate is None else PlateRecord(
         text=plate, colour="yellow", confidence=confidence, box=[10, 10, 100, 30, 0])
     return Packet(
@@ -58,7 +105,7 @@ def make_packet(*, device_id: str = "D1", sequence: int = 1, captured_at: dateti
                               spacings_m=[3.4, 1.35, 7.0, 1.31, 1.31], speed_kmh=60.0,
                               gross_kg=gross_kg, axle_code=code, flags=list(flags)),
         plate=plate_record,
-        calibration=CalibrationRecord(version="1", factor_set="f", certificate="JD-2026-001"),
+        calibration=calibration or _covering(device_id),
         trail=ProcessingTrail(software_version="0.1.0", rules_digest="0" * 64),
         images=[ImageRef(role="front", sha256=f"{i:064x}", size=100) for i in range(images)],
     )

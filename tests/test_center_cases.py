@@ -300,7 +300,7 @@ def test_review_moves_and_audits_and_refuses_wrong_moves(engine):
         assert [s["officer_id"] for s in detail["steps"]] == ["ZF001", "ZF002"]
         assert detail["procedure"]["party_name"] == "浙A12345 号车辆所有人"
         (capture,) = detail["captures"]
-        assert capture["role"] == "evidence" and len(capture["checks"]) == 13
+        assert capture["role"] == "evidence" and len(capture["checks"]) == 14
         assert [c.id for c in list_cases(session, "approved")] == [r.case_id]
         assert list_cases(session, "awaiting_review") == []
 

@@ -41,7 +41,8 @@ def test_a_good_device_and_pass_is_evidence_and_every_check_is_listed():
     assert v.evidential and v.reasons == []
     assert [c.id for c in v.checks] == ["registered", "active", "review", "certificate",
                                         "signs", "notice", "enforcement", "suspension",
-                                        "driving", "measurement", "plate", "images", "clock"]
+                                        "driving", "measurement", "plate", "images", "clock",
+                                        "calibration"]
     assert all(c.source for c in v.checks)
 
 
