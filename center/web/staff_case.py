@@ -14,7 +14,7 @@ import io
 import math
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -174,8 +174,45 @@ def axle_diagram(packet: Packet, limit_kg: float | None) -> dict[str, Any]:
     }
 
 
+def _span(values: list[float], digits: int) -> str:
+    """A list of numbers in a few characters: its one value, or its least–greatest."""
+    low, high = min(values), max(values)
+    return f"{low:.{digits}f}" if low == high else f"{low:.{digits}f}–{high:.{digits}f}"
+
+
+def calibration_view(packet: Packet) -> dict[str, Any]:
+    """The calibration the pass was weighed with, as the packet says: the chain's version,
+    digest, who applied it, its verification certificate, and one row per stage with its
+    factors in brief (count, least–greatest) and the speeds or temperatures of a curve.
+    A packet of the older form (no chain) gives its factor set alone. Every text here
+    came from the roadside unit: the page escapes it."""
+    cal = packet.calibration
+    stages = [{"kind": s.kind, "version": s.version, "unit": s.unit,
+               "fitted_from": s.fitted_from, "uncertainty_pct": s.uncertainty_pct,
+               "approved_by": s.approved_by,
+               "approved_at": _iso(s.approved_at) if s.approved_at else None,
+               "count": len(s.factors), "factors": _span(s.factors, 4),
+               "points": _span(s.points, 1) if s.points else None,
+               "points_unit": {"speed_factor": "km/h", "temperature_curve": "°C"}.get(
+                   s.kind, "")} for s in cal.stages]
+    return {"schema": packet.schema_, "has_chain": cal.has_chain, "version": cal.version,
+            "digest": cal.chain_digest,
+            "digest_short": cal.chain_digest[:12] if cal.chain_digest else None,
+            "factor_set": cal.factor_set, "certificate": cal.certificate,
+            "certificate_valid_from": _day_text(cal.certificate_valid_from),
+            "certificate_valid_to": _day_text(cal.certificate_valid_to),
+            "applied_by": cal.applied_by,
+            "applied_at": _iso(cal.applied_at) if cal.applied_at else None,
+            "stages": stages}
+
+
+def _day_text(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
+
+
 def _evidence(capture: dict, packet: Packet | None, entries: dict[int, list[dict]]) -> dict:
-    """A capture's photos, plate crop, axle diagram and keyed-in plates, for the page."""
+    """A capture's photos, plate crop, axle diagram, calibration and keyed-in plates, for
+    the page."""
     images = [] if packet is None else [
         {"sha256": i.sha256, "role": i.role, "media_type": i.media_type,
          "url": f"/staff/images/{i.sha256}"} for i in packet.images]
@@ -186,6 +223,7 @@ def _evidence(capture: dict, packet: Packet | None, entries: dict[int, list[dict
                 "text": packet.plate.text, "colour": packet.plate.colour,
                 "confidence": packet.plate.confidence, "unread": packet.plate.unread},
             "diagram": axle_diagram(packet, capture["limit_kg"]) if packet else None,
+            "calibration": calibration_view(packet) if packet else None,
             "plate_entries": entries.get(capture["id"], [])}
 
 
