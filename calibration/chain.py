@@ -22,6 +22,7 @@ a curve is never extrapolated beyond what it was fitted on.
 """
 
 import hashlib
+import itertools
 import json
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -108,7 +109,7 @@ class _Curve(_Stage):
         points = self._points()
         if len(points) != len(self.factors):
             raise ValueError(f"{len(points)} points but {len(self.factors)} factors")
-        if any(b <= a for a, b in zip(points, points[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(points)):
             raise ValueError("points must increase")
         return self
 
@@ -195,10 +196,14 @@ class Chain(_Model):
                 factor *= stage.at(temperature_c)
         return factor
 
+    def stage(self, kind: str) -> Stage | None:
+        """The chain's stage of this kind, if it has one."""
+        return next((s for s in self.stages if s.kind == kind), None)
+
     def with_stage(self, stage: Stage, version: str) -> "Chain":
-        """A new chain: this one with ``stage`` appended (or replacing a stage of its kind
-        where that kind appears once and is not a gain that stacks)."""
-        kept = [s for s in self.stages if s.kind != stage.kind or s.kind == "lane_gain"]
+        """A new chain: this one with ``stage`` in place of its kind's stage (appended
+        where it had none). The caller folds the old stage's factors into the new one."""
+        kept = [s for s in self.stages if s.kind != stage.kind]
         return self.model_copy(update={"stages": [*kept, stage], "version": version,
                                        "applied_by": None, "applied_at": None})
 

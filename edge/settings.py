@@ -119,7 +119,14 @@ class EdgeSettings(BaseModel):
     plates: PlateSettings = Field(default_factory=PlateSettings)
     unit: UnitSettings = Field(default_factory=UnitSettings)
     calibration: list[float] | None = Field(
-        None, description="factor per digitiser channel on the newtons per count")
+        None, description="factor per digitiser channel on the newtons per count (the "
+        "older form; a calibration_file takes its place)")
+    calibration_file: Path | None = Field(
+        None, description="the unit's calibration chain (JSON written by `zhichao "
+        "calibrate apply`), relative to this file; it goes into every packet")
+    pavement_temperature_c: float | None = Field(
+        None, ge=-60, le=100, description="pavement temperature to weigh at while no "
+        "probe reports one; None: the strips' reference temperature")
     devices: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="the site's devices by name, each with a 'kind' "
         "(serial, modbus, camera) and that driver's options")
@@ -131,6 +138,9 @@ class EdgeSettings(BaseModel):
                 f"site.row_spacing_m ({self.site.row_spacing_m}) must be below "
                 f"signal.min_axle_spacing_m ({self.signal.min_axle_spacing_m}): every axle "
                 f"must cross the last row before the next axle reaches the first")
+        if self.calibration is not None and self.calibration_file is not None:
+            raise ValueError("give either calibration (factors) or calibration_file "
+                             "(a chain), not both")
         if self.calibration is not None and len(self.calibration) != self.site.n_channels:
             raise ValueError(f"calibration has {len(self.calibration)} factors, expected one "
                              f"per channel ({self.site.n_channels})")

@@ -44,7 +44,7 @@ from edge.settings import EdgeSettings
 from edge.signal.vehicles import Vehicle
 from edge.timebase import Timebase
 from edge.timebase.clockfit import DeviceClockFit, transmit_s
-from edge.weighing import load_rules_for, signal_loop
+from edge.weighing import load_rules_for, signal_loop, unit_chain
 from evidence.packet import MissingImage, PlateRecord
 from zhichao.errors import ConfigError, ZhichaoError
 
@@ -92,7 +92,8 @@ class RoadsideUnit:
                  source: str = "settings", on_pass: Reporter | None = None):
         self.settings = settings
         self.rules = load_rules_for(settings)
-        self.loop = signal_loop(settings, self.rules)
+        self.chain = unit_chain(settings, base_dir)
+        self.loop = signal_loop(settings, self.rules, self.chain)
         self.devices: dict[str, Device] = {
             name: open_device(name, section, source=source, base_dir=base_dir)
             for name, section in settings.devices.items()}
@@ -245,7 +246,8 @@ class RoadsideUnit:
                                min_delay_s=transmit_s(frame_bytes, self.baudrate)
                                if self.baudrate else 0.0)
         start = round(t_device_s * fs)
-        return [self._from_loop(v) for v in self.loop.process(samples, start_index=start)]
+        return [self._from_loop(v) for v in self.loop.process(
+            samples, start_index=start, temperature_c=self.settings.pavement_temperature_c)]
 
     def _from_loop(self, v: Vehicle) -> dict[str, Any]:
         """A vehicle of the signal loop as a plain dict, timed on the host clock."""
@@ -254,7 +256,10 @@ class RoadsideUnit:
                "axle_loads_kg": v.axle_loads_kg.round(0).tolist(),
                "spacings_m": v.spacings_m.round(3).tolist(), "tyres": list(v.tyres),
                "axle_code": None if "unknown_code" in v.flags else v.axle_code,
-               "flags": sorted(v.flags)}
+               "flags": sorted(v.flags),
+               "row_loads_kg": [[round(float(x), 1) if math.isfinite(x) else None
+                                 for x in row] for row in v.row_loads_kg],
+               "temperature_c": v.temperature_c}
         length_s = float(np.sum(v.spacings_m)) / max(v.speed_mps, 0.1)
         if self.clock_fit.ready:
             out["t_first_s"] = self.clock_fit.host_time(v.t_s)

@@ -7,6 +7,7 @@ dropped with a warning that says what was wrong, counted, and the loop goes on; 
 lost that way end the vehicles in progress with the flag ``data_gap``.
 """
 
+import bisect
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from calibration.chain import Chain
 from drivers.strips import StripArray
 from edge.signal.lanes import rehome_boundary_pulses
 from edge.signal.pulses import PulseDetector
@@ -93,20 +95,23 @@ class SignalLoop:
     settings
         Signal-stage parameters.
     calibration
-        Per-channel factor on the newtons per count, shape ``(n_channels,)``; 1 when
-        the strips are as specified.
+        The unit's calibration chain (:mod:`calibration.chain`), or the older plain form:
+        a factor per channel on the newtons per count, shape ``(n_channels,)``. None: the
+        strips as specified. Channel gains scale each pulse; the speed, temperature and
+        lane stages scale each finished vehicle at its own speed and pavement temperature.
     """
+
+    TEMPERATURE_MEMORY_S = 600.0
+    """Temperatures given with blocks are remembered this long, to weigh each vehicle at
+    the temperature of its own pass whenever its batch is processed."""
 
     def __init__(self, site: StripArray, coder: AxleCoder, group_threshold_m: float,
                  settings: SignalSettings | None = None,
-                 calibration: Sequence[float] | None = None) -> None:
+                 calibration: Chain | Sequence[float] | None = None) -> None:
         self.site = site
         self.settings = settings or SignalSettings()
-        self.calibration = (np.ones(site.n_channels) if calibration is None
-                            else np.asarray(calibration, float))
-        if self.calibration.shape != (site.n_channels,):
-            raise ConfigError(f"calibration has {self.calibration.size} factors, expected "
-                              f"one per channel ({site.n_channels})")
+        self.chain = _as_chain(calibration, site)
+        self.calibration = self.chain.channel_factors(site.n_channels)
         self.detector = PulseDetector(site.n_channels, site.fs_hz, self.settings)
         self.assembler = VehicleAssembler(site, self.settings, coder, group_threshold_m)
         self.stats = LoopStats()
@@ -117,10 +122,13 @@ class SignalLoop:
         self._batch: list[np.ndarray] = []
         self._batch_n = 0
         self._gap_ends_s: list[float] = []
+        self._temps_t: list[float] = []   # stream time (s) from which ...
+        self._temps_c: list[float] = []   # ... this pavement temperature holds
 
     def newtons_per_count(self) -> np.ndarray:
-        """Scale of each channel at the current temperature, N per count."""
-        return self.calibration / self.site.sensitivity(self.temperature_c)
+        """Scale of each channel at the reference temperature, N per count; the change
+        with temperature is applied per vehicle, at the temperature of its pass."""
+        return self.calibration / self.site.sensitivity(self.site.reference_temp_c)
 
     def process(self, block: object, start_index: int | None = None,
                 temperature_c: float | None = None) -> list[Vehicle]:
@@ -135,7 +143,7 @@ class SignalLoop:
         except SignalError as exc:
             return self._drop(block, start_index, exc)
         if temperature_c is not None:
-            self.temperature_c = float(temperature_c)
+            self._remember_temperature(float(temperature_c), start_index)
         finished: list[Vehicle] = []
         if start_index is not None and self.stats.blocks - self.stats.blocks_dropped == 1:
             self._next_index = start_index  # the first block: the stream began before us
@@ -151,13 +159,44 @@ class SignalLoop:
         if self._batch_n >= self.settings.batch_s * self.site.fs_hz:
             finished += self._run_batch()
         self.stats.vehicles += len(finished)
-        return finished
+        return [self._weighed(v) for v in finished]
 
     def flush(self) -> list[Vehicle]:
         """End of the stream: finish every vehicle still held."""
         vehicles = self._run_batch() + self._after_gaps(self.assembler.flush())
         self.stats.vehicles += len(vehicles)
-        return sorted(vehicles, key=lambda v: v.t_s)
+        return sorted((self._weighed(v) for v in vehicles), key=lambda v: v.t_s)
+
+    def _remember_temperature(self, temperature_c: float, start_index: int | None) -> None:
+        """Note the pavement temperature from the start of this block on."""
+        self.temperature_c = temperature_c
+        t = (self._next_index if start_index is None else start_index) / self.site.fs_hz
+        if self._temps_c and self._temps_c[-1] == temperature_c:
+            return
+        self._temps_t.append(t)
+        self._temps_c.append(temperature_c)
+        keep = bisect.bisect_left(self._temps_t, t - self.TEMPERATURE_MEMORY_S)
+        if keep > 1:
+            del self._temps_t[:keep - 1], self._temps_c[:keep - 1]
+
+    def temperature_at(self, t_s: float) -> float:
+        """The pavement temperature given for stream time ``t_s`` (the reference
+        temperature before any was given)."""
+        i = bisect.bisect_right(self._temps_t, t_s) - 1
+        return self._temps_c[max(i, 0)] if self._temps_c else self.site.reference_temp_c
+
+    def _weighed(self, v: Vehicle) -> Vehicle:
+        """The vehicle with the chain's per-vehicle stages applied (speed, temperature,
+        lane), and the temperature it was weighed at."""
+        temperature = self.temperature_at(v.t_s)
+        factor = (self.chain.vehicle_factor(v.lane, v.speed_mps, temperature)
+                  * self.site.sensitivity(self.site.reference_temp_c)
+                  / self.site.sensitivity(temperature))
+        if factor == 1.0:
+            return replace(v, temperature_c=temperature)
+        return replace(v, axle_loads_kg=v.axle_loads_kg * factor,
+                       row_loads_kg=v.row_loads_kg * factor, temperature_c=temperature,
+                       calibration_factor=factor)
 
     def _run_batch(self) -> list[Vehicle]:
         """Detect pulses in the gathered blocks and assemble what they finish."""
@@ -181,7 +220,9 @@ class SignalLoop:
     def trail(self) -> dict:
         """The parameters of every stage, for the evidence's processing trail."""
         return {"site": self.site.model_dump(), "signal": self.settings.model_dump(),
-                "calibration": self.calibration.tolist()}
+                "calibration": self.calibration.tolist(),
+                "calibration_version": self.chain.version,
+                "calibration_digest": self.chain.digest()}
 
     def _assemble(self, pulses: np.ndarray, through_s: float) -> list[Vehicle]:
         """Scale areas to N·s, hand each lane its pulses, collect finished vehicles."""
@@ -232,6 +273,23 @@ class SignalLoop:
         horizon = self.detector.complete_through_s - reach / self.settings.min_speed_mps
         self._gap_ends_s = [g for g in self._gap_ends_s if g > horizon]
         return out
+
+
+def _as_chain(calibration: Chain | Sequence[float] | None, site: StripArray) -> Chain:
+    """The loop's calibration as a chain, checked against the site's channels and lanes."""
+    if calibration is None:
+        return Chain.identity("unit")
+    if not isinstance(calibration, Chain):
+        factors = np.asarray(calibration, float)
+        if factors.shape != (site.n_channels,):
+            raise ConfigError(f"calibration has {factors.size} factors, expected "
+                              f"one per channel ({site.n_channels})")
+        calibration = Chain(device_id="unit", version="settings",
+                            stages=[{"kind": "channel_gain", "version": "settings",
+                                     "fitted_from": "settings file",
+                                     "factors": factors.tolist()}])
+    calibration.check_site(site.n_channels, site.lanes)
+    return calibration
 
 
 def _with_flag(v: Vehicle, flag: str) -> Vehicle:

@@ -56,6 +56,8 @@ class Vehicle:
     flags: frozenset[str] = field(default_factory=frozenset)
     contact_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
     row_loads_kg: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    temperature_c: float | None = None  # pavement, when the pass was weighed
+    calibration_factor: float = 1.0     # the chain's per-vehicle factor, already applied
 
     @property
     def n_axles(self) -> int:
