@@ -142,12 +142,15 @@ def _certificate(record: RegistryRecord, day: date) -> Check:
                   f"{start} to {end}, covering the capture on {day}")
 
 
-def _calibration(packet: Packet) -> Check:
+def _calibration(packet: Packet, registry_certificate: str | None = None) -> Check:
     """The pass was weighed with a calibration stage chain whose verification certificate
     covers the capture's day in China. A device adjusted after its verification is not
     the device verified, so the certificate that counts is the one the chain names, not
     only the registry's; a packet that names no chain (schema 1.1 and older, or a unit
-    weighing with factors from its settings) cannot show which numbers weighed it."""
+    weighing with factors from its settings) cannot show which numbers weighed it. A chain
+    under another number than the registry's (``registry_certificate``) is said in words
+    for staff to look into: the registry may not have been brought up to date after a
+    verification."""
     cal, day = packet.calibration, local_day(packet.captured_at)
     if not cal.has_chain:
         legacy = f" (factor set {cal.factor_set!r})" if cal.factor_set else ""
@@ -165,8 +168,10 @@ def _calibration(packet: Packet) -> Check:
     if day > end:
         return _check("calibration", False, f"{chain}: its verification certificate "
                       f"{number} expired on {end}, before the capture on {day}")
+    other = (f"; the registry names certificate {registry_certificate}"
+             if registry_certificate and registry_certificate != number else "")
     return _check("calibration", True, f"{chain} under verification certificate {number} "
-                  f"valid {start} to {end}, covering the capture on {day}")
+                  f"valid {start} to {end}, covering the capture on {day}{other}")
 
 
 def _notice(record: RegistryRecord, day: date, lead: Days) -> Check:
@@ -246,11 +251,13 @@ def pass_checks(packet: Packet, *, abnormal_driving: Sequence[str],
                 faulty_measurement: Sequence[str], trusted_clocks: Sequence[str],
                 min_plate_confidence: float = 0.0, min_province_confidence: float = 0.0,
                 plate: PlateFacts | None = None,
-                grammar: PlateGrammar | None = None) -> list[Check]:
+                grammar: PlateGrammar | None = None,
+                registry_certificate: str | None = None) -> list[Check]:
     """Every check of what the pass itself shows: driving, measurement, plate, images,
     clock, calibration. ``plate``: the plate to judge when not the packet's own (the
     center's reading of a plate the unit left unread); ``grammar``: GA 36 as the center's
-    tables say."""
+    tables say; ``registry_certificate``: the registry's certificate number, to name when
+    the chain's differs."""
     flags = set(packet.vehicle.flags)
     driving = sorted(flags & set(abnormal_driving))
     faulty = sorted(flags & set(faulty_measurement))
@@ -267,7 +274,7 @@ def pass_checks(packet: Packet, *, abnormal_driving: Sequence[str],
                f"device clock {packet.clock_status}" + (
                    "" if packet.clock_status in trusted_clocks
                    else f"; trusted are {', '.join(trusted_clocks)}")),
-        _calibration(packet),
+        _calibration(packet, registry_certificate),
     ]
 
 
@@ -350,5 +357,7 @@ def evidential(record: RegistryRecord | None, suspensions: Iterable[Suspension],
                               trusted_clocks=trusted_clocks,
                               min_plate_confidence=min_plate_confidence,
                               min_province_confidence=min_province_confidence,
-                              plate=plate, grammar=grammar)
+                              plate=plate, grammar=grammar,
+                              registry_certificate=getattr(record, "certificate_number",
+                                                           None))
     return Legality(all(c.ok for c in checks), tuple(checks))

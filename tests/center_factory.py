@@ -75,9 +75,12 @@ def chain_record(chain: Chain | None = None) -> CalibrationRecord:
 
 @functools.cache
 def _covering(device_id: str) -> CalibrationRecord:
-    """The default packet's calibration: the device's chain under a certificate covering
-    every capture day the tests use (2024 to 2027: some look back over a year)."""
-    return chain_record(make_chain(device_id=device_id, number=f"JD-{device_id}",
+    """The default packet's calibration: the device's chain under its registry certificate's
+    number, valid over every capture day the tests use (2024 to 2027: some look back over
+    a year)."""
+    number = {"D0": "JD-0", "D1": "JD-2026-001", "D2": "JD-2026-002"}.get(device_id,
+                                                                         f"JD-{device_id}")
+    return chain_record(make_chain(device_id=device_id, number=number,
                                    valid_from=date(2024, 1, 1), valid_to=date(2027, 12, 31)))
 
 

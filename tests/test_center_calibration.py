@@ -166,6 +166,12 @@ def test_no_chain_or_no_certificate_is_not_evidence():
     assert "no verification certificate with a number and validity dates" in v.reasons[0]
 
 
+def test_a_chain_under_another_certificate_than_the_registrys_is_named():
+    record = chain_record(make_chain(number="JD-2026-777"))
+    check = calibration_check(judge(make_packet(calibration=record)))
+    assert check.ok and check.text.endswith("; the registry names certificate JD-2026-001")
+
+
 def test_a_chain_of_no_stages_under_a_certificate_is_a_device_verified_as_it_is():
     chain = make_chain().model_copy(update={"stages": []})
     check = calibration_check(judge(make_packet(calibration=calibration_record(chain))))
@@ -271,12 +277,11 @@ def test_the_case_page_and_its_twin_show_the_chain_in_force(center: WebCenter) -
     page = center.client.get(f"/staff/cases/{case_id}")
     assert page.status_code == 200
     text = page.text
-    chain = make_chain(number="JD-D1", valid_from=date(2024, 1, 1),
-                       valid_to=date(2027, 12, 31))
+    chain = make_chain(valid_from=date(2024, 1, 1), valid_to=date(2027, 12, 31))
     digest = chain.digest()
     assert "计量标定 Calibration in force" in text
     assert "<strong>2026-01</strong>" in text and digest[:12] in text
-    assert "JD-D1" in text and "2024-01-01 – 2027-12-31" in text
+    assert "JD-2026-001" in text and "2024-01-01 – 2027-12-31" in text
     for row in ("<td>channel_gain</td><td>g-2026-01</td><td>8 × 0.9700–1.0300</td>",
                 "<td>speed_factor</td><td>v-2026-01</td><td>3 × 0.9850–1.0100 "
                 "<small>at 40.0–80.0 km/h</small></td>",
@@ -288,12 +293,13 @@ def test_the_case_page_and_its_twin_show_the_chain_in_force(center: WebCenter) -
     cal = twin["captures"][0]["calibration"]
     assert cal["digest"] == digest and cal["version"] == "2026-01" and cal["has_chain"]
     assert (cal["certificate"], cal["certificate_valid_from"],
-            cal["certificate_valid_to"]) == ("JD-D1", "2024-01-01", "2027-12-31")
+            cal["certificate_valid_to"]) == ("JD-2026-001", "2024-01-01", "2027-12-31")
     assert [s["kind"] for s in cal["stages"]] == ["channel_gain", "speed_factor",
                                                   "temperature_curve"]
     assert cal["stages"][0]["count"] == 8 and cal["stages"][0]["approved_by"] == "王工"
     check = [c for c in twin["captures"][0]["checks"] if c["id"] == "calibration"]
-    assert check[0]["ok"] and "JD-D1" in check[0]["text"]
+    assert check[0]["ok"] and "JD-2026-001" in check[0]["text"]
+    assert "the registry names" not in check[0]["text"]
 
 
 def test_an_expired_certificate_is_no_case_and_the_capture_says_why(center: WebCenter):
