@@ -185,6 +185,14 @@ def chain_changes(before: Chain, after: Chain) -> list[str]:
 # Why: the numbers before and after ------------------------------------------------------------
 
 
+def _assessment(accuracy: Mapping[str, AccuracyResult], when: str) -> AccuracyResult | None:
+    """The assessment named ``when`` ("before", "after"), else the first whose name starts
+    with it ("after (same runs)")."""
+    if when in accuracy:
+        return accuracy[when]
+    return next((r for k, r in accuracy.items() if k.startswith(when)), None)
+
+
 def _gvw(result: AccuracyResult) -> CriterionResult | None:
     return next((c for c in result.criteria if c.criterion == "gvw"), None)
 
@@ -235,7 +243,7 @@ def _runs_why(runs: Sequence[PassPoint]) -> list[str]:
 
 def _accuracy_why(accuracy: Mapping[str, AccuracyResult]) -> list[str]:
     """The COST 323 gross-weight statistics and class, before → after."""
-    before, after = accuracy.get(BEFORE), accuracy.get(AFTER)
+    before, after = _assessment(accuracy, BEFORE), _assessment(accuracy, AFTER)
     if before is None or after is None:
         return []
     line = f"COST 323 class {before.class_name} → {after.class_name}"
@@ -375,7 +383,8 @@ def _traffic_plot(path: Path, series: Mapping[str, np.ndarray], delta: float | N
                  f"std {values.std(ddof=1) if values.size > 1 else 0.0:.2f} %"
                  + (f", {outside} outside" if outside else "") + ")")
         ax.hist(values, bins=bins, histtype="step", linewidth=1.4,
-                color=COLOURS.get(key) or next(others), label=label.replace("-", "−"))
+                color=COLOURS.get(key) or next(others),
+                label=label.replace("-", "−").replace("$", r"\$"))  # "$" is not mathtext
     ax.axvline(0.0, color="0.3", linewidth=0.8)
     if delta is not None:
         for sign in (-1, 1):
@@ -435,7 +444,7 @@ def _drift_plot(path: Path, drift: Sequence[DriftPoint]) -> None:
 
 def _delta_after(accuracy: Mapping[str, AccuracyResult]) -> float | None:
     """The gross-weight tolerance ±δ of the class reached after calibration, if assessed."""
-    after = accuracy.get(AFTER)
+    after = _assessment(accuracy, AFTER)
     gvw = _gvw(after) if after is not None else None
     return gvw.delta if gvw is not None else None
 
@@ -557,7 +566,8 @@ def write_report(out_dir: Path, *, title: str, chain_before: Chain, chain_after:
     """Write ``out_dir/index.html`` and its PNG plots; return the page's path.
 
     ``runs``: the reference runs, weighed before and after; ``accuracy``: COST 323
-    assessments by name ("before" and "after" are compared in the page's summary);
+    assessments by name ("before" and "after", or the first names starting with them, are
+    compared in the page's summary, and the gross-weight ±δ of "after" is drawn);
     ``traffic_errors``: gross-weight errors (%) of unflagged vehicles by series;
     ``drift``: days of drift tracking; ``notes``: sentences shown as they are;
     ``figures``: key numbers shown as a table. A plot without data is not drawn.

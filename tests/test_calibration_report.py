@@ -191,3 +191,30 @@ def test_chain_changes_names_added_and_replaced_stages():
     assert any(line.startswith("Replaced channel_gain 2026.1 by g2") for line in lines)
     assert any(line.startswith("Added speed_factor s2") for line in lines)
     assert chain_changes(before, before) == ["The chain is unchanged."]
+
+
+def test_a_report_without_data_draws_nothing_and_odd_series_names_do_not_break_it(tmp_path):
+    chain = Chain.identity("WIM-7")
+    bare = write_report(tmp_path / "bare", title="nothing yet", chain_before=chain,
+                        chain_after=chain, runs=[], accuracy={})
+    assert [p.name for p in bare.parent.iterdir()] == ["index.html"]
+    assert "The chain is unchanged." in bare.read_text(encoding="utf-8")
+    odd = write_report(tmp_path / "odd", title="odd", chain_before=chain, chain_after=chain,
+                       runs=[], accuracy={},
+                       traffic_errors={"cost $5$ <b>": np.array([1.0, 2.0, np.nan]),
+                                       "no finite value": np.array([np.nan])})
+    page = odd.read_text(encoding="utf-8")
+    assert _pngs(page) == ["traffic.png"] and _is_png(odd.parent / "traffic.png")
+    assert "cost $5$ &lt;b&gt;" in page and "no finite value" not in page
+
+
+def test_an_after_assessment_named_more_fully_is_still_compared(tmp_path):
+    before, after = _chains()
+    runs = _runs(10)
+    accuracy = _accuracy(runs)
+    named = {"before": accuracy["before"], "after (same runs)": accuracy["after"]}
+    page = write_report(tmp_path, title="named", chain_before=before, chain_after=after,
+                        runs=runs, accuracy=named).read_text(encoding="utf-8")
+    assert f"{accuracy['before'].class_name} → {accuracy['after'].class_name}" in page
+    assert "after (same runs): class" in page
+    assert "Dashed: the gross-weight tolerance ±δ of the class reached after." in page
