@@ -14,6 +14,7 @@ and each day gives the drift in % with an alarm beyond ``alarm_pct``. Beyond
 kept are rescaled and the drift is measured from there on).
 """
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from calibration.chain import FACTOR_MAX, FACTOR_MIN, Chain, LaneGain
+
+MEDIAN_SE = math.sqrt(math.pi / 2)
+"""The median's standard error is this times the mean's (σ/√n), for normal data."""
 
 
 class DriftSettings(BaseModel):
@@ -34,14 +38,14 @@ class DriftSettings(BaseModel):
         "5- and 6-axle tractor-semitrailers whose steer axles are tracked")
     reference_days: int = Field(7, ge=1, le=60, description="days after a calibration "
                                 "over which the reference median is learned")
-    window_days: int = Field(7, ge=1, le=60, description="days of steer axles in each "
-                             "day's median")
+    window_days: int = Field(14, ge=1, le=60, description="days of steer axles in each "
+                             "day's median (longer: steadier, but later)")
     min_axles: int = Field(100, ge=10, description="fewer steer axles in the window: no "
                            "drift figure that day (too uncertain)")
     alarm_pct: float = Field(1.0, gt=0, le=20, description="drift beyond this raises the "
                              "alarm: the unit is leaving its accuracy class")
-    propose_pct: float = Field(0.5, gt=0, le=20, description="drift beyond this proposes a "
-                               "lane-gain correction")
+    propose_pct: float = Field(0.5, gt=0, le=20, description="drift beyond this, and beyond "
+                               "twice its standard error, proposes a lane-gain correction")
     min_steer_kg: float = Field(3000.0, ge=0, description="lighter steer axles are not "
                                 "tractors' (a misread code)")
     max_steer_kg: float = Field(12000.0, gt=0)
@@ -65,6 +69,7 @@ class DayDrift:
     reference_kg: float | None
     drift_pct: float | None
     alarm: bool
+    se_pct: float | None = None  # standard error of the drift (the window median's)
 
 
 class DriftTracker:
@@ -111,8 +116,10 @@ class DriftTracker:
             drift = (100.0 * (median / ref - 1.0)
                      if median is not None and ref and not learning
                      and kept.size >= s.min_axles else None)
+            se = (100.0 * MEDIAN_SE * float(np.std(kept)) / math.sqrt(kept.size) / ref
+                  if drift is not None else None)
             point = DayDrift(day, lane, int(kept.size), median, ref, drift,
-                             drift is not None and abs(drift) > s.alarm_pct)
+                             drift is not None and abs(drift) > s.alarm_pct, se)
             self.series.append(point)
             out.append(point)
         return out
@@ -126,10 +133,12 @@ class DriftTracker:
 
     def proposal(self) -> list[float] | None:
         """Lane factors that bring each lane's median back to its reference, where the
-        drift exceeds ``propose_pct``; None when no lane needs one."""
+        drift exceeds ``propose_pct`` and twice its standard error (a correction must not
+        chase the noise of the median); None when no lane needs one."""
         factors, any_lane = [], False
         for p in self.latest():
-            if p is None or p.drift_pct is None or abs(p.drift_pct) <= self.settings.propose_pct:
+            if (p is None or p.drift_pct is None
+                    or abs(p.drift_pct) <= max(self.settings.propose_pct, 2 * (p.se_pct or 0))):
                 factors.append(1.0)
                 continue
             factors.append(float(np.clip(p.reference_kg / p.median_kg, FACTOR_MIN, FACTOR_MAX)))

@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 from rich.console import Console
@@ -24,6 +25,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from calibration.accuracy import ENVIRONMENTS, PLANS, assess, read_errors_csv
+from calibration.chain import Chain
+from calibration.procedure import (
+    apply_chain,
+    certificate_from,
+    load_trucks,
+    read_passes,
+    run_calibration,
+)
+from edge.settings import EdgeSettings, load_edge_settings
+from edge.weighing import unit_chain
+from zhichao.errors import ConfigError
+
+MAX_REFUSED_SHOWN = 20
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,8 +69,6 @@ def _add_accuracy(actions: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_accuracy)
 
 
-ACTIONS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_accuracy,)
-"""The actions of ``zhichao calibrate``, each registering its own parser and ``run``."""
 
 
 def run_accuracy(args: argparse.Namespace) -> int:
@@ -95,3 +107,119 @@ def _print(result) -> None:
     console.print(table)
     for line in result.explain():
         console.print(escape(line))
+
+
+def _add_run(actions: argparse._SubParsersAction) -> None:
+    """Register ``zhichao calibrate run``."""
+    p = actions.add_parser(
+        "run", help="fit a calibration from reference trucks and write the report",
+        description="Match the passes a unit weighed to reference trucks weighed on a static "
+        "scale, fit channel gains, speed factors and a temperature correction to the chain "
+        "the unit weighs with now, and write the proposed chain and an HTML report to "
+        "--out. Nothing is applied: see `zhichao calibrate apply`.")
+    p.add_argument("--config", required=True, type=Path, help="the unit's settings file")
+    p.add_argument("--trucks", required=True, type=Path,
+                   help="YAML: the reference trucks' static axle loads (docs/calibration.md)")
+    p.add_argument("--passes", required=True, type=Path,
+                   help="JSON lines of the passes weighed during the runs "
+                        "(zhichao edge run --json)")
+    p.add_argument("--out", required=True, type=Path, help="folder for the chain and report")
+    p.add_argument("--version", required=True, help="name of the new chain, e.g. 2026-12-cal")
+    p.add_argument("--plan", default="r2", choices=PLANS, help="COST 323 test plan")
+    p.add_argument("--env", default="I", choices=ENVIRONMENTS, help="COST 323 environment")
+    p.add_argument("--no-report", action="store_true", help="the chain only, no HTML")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=run_run)
+
+
+def _add_apply(actions: argparse._SubParsersAction) -> None:
+    """Register ``zhichao calibrate apply``."""
+    p = actions.add_parser(
+        "apply", help="approve a proposed chain and make it the unit's",
+        description="Approve every stage of a proposed chain in a person's name and write it "
+        "to the unit's calibration_file (the chain it replaces is kept beside it). A unit "
+        "adjusted must be verified again: a chain without a valid verification "
+        "certificate gives captures the center does not take as evidence.")
+    p.add_argument("--config", required=True, type=Path, help="the unit's settings file")
+    p.add_argument("--chain", required=True, type=Path, help="the proposed chain (JSON)")
+    p.add_argument("--by", required=True, help="who approves it (name or staff number)")
+    p.add_argument("--certificate", help="number of the verification certificate")
+    p.add_argument("--valid-from", type=date.fromisoformat, metavar="YYYY-MM-DD")
+    p.add_argument("--valid-to", type=date.fromisoformat, metavar="YYYY-MM-DD")
+    p.set_defaults(run=run_apply)
+
+
+ACTIONS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_accuracy, _add_run, _add_apply)
+"""The actions of ``zhichao calibrate``, each registering its own parser and ``run``."""
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """Read the settings, trucks and passes; match, fit, write; print what was found."""
+    settings = load_edge_settings(args.config)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    before = _chain_now(settings, args.config, err)
+    trucks = load_trucks(args.trucks)
+    refused: list[str] = []
+    passes = read_passes(args.passes, refused)
+    with err.status("calibrating") as status:
+        result = run_calibration(trucks, passes, before, settings.site, args.out,
+                                 version=args.version, plan=args.plan, env=args.env,
+                                 refused=refused, report=not args.no_report,
+                                 progress=lambda m: status.update(escape(m)))
+    for line in result.refused[:MAX_REFUSED_SHOWN]:
+        err.print(f"[yellow]set aside[/] {escape(line)}", markup=True)
+    if args.json:
+        sys.stdout.write(json.dumps({
+            "runs": len(result.runs), "refused": result.refused,
+            "before": result.before.to_dict(), "after": result.after.to_dict(),
+            "chain": str(result.chain_path), "report": str(result.report_path or ""),
+            "uncertainty_pct": result.fit.uncertainty_pct, "notes": result.fit.notes},
+            ensure_ascii=False) + "\n")
+        return 0
+    out = Console(highlight=False)
+    out.print(f"{len(result.runs)} runs of {len(trucks)} trucks; gross weight "
+              f"{result.before.class_name} before, {result.after.class_name} after "
+              f"(on the same runs; plan {args.plan}, environment {args.env})")
+    for line in result.fit.chain.describe():
+        out.print("  " + escape(line))
+    for note in result.fit.notes:
+        out.print("[yellow]note[/] " + escape(note))
+    out.print(f"proposed chain: {escape(str(result.chain_path))}"
+              + (f"\nreport: {escape(str(result.report_path))}" if result.report_path else "")
+              + f"\napply it with: zhichao calibrate apply --config {escape(str(args.config))} "
+                f"--chain {escape(str(result.chain_path))} --by NAME")
+    return 0
+
+
+def _chain_now(settings: EdgeSettings, config: Path, err: Console) -> Chain:
+    """The chain the passes were weighed with: the unit's; the factory chain where the
+    settings name a calibration file that is not written yet (the first calibration)."""
+    target = settings.calibration_file
+    if target is not None and not (config.parent / target).exists():
+        err.print(f"[yellow]note[/] {escape(str(target))} does not exist yet: the passes "
+                  "are taken as weighed without calibration (factory)", markup=True)
+        return Chain.identity(settings.device_id, settings.evidence.calibration_version)
+    return unit_chain(settings, config.parent)
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    """Approve the chain and write it where the settings say the unit's chain is."""
+    settings = load_edge_settings(args.config)
+    if settings.calibration_file is None:
+        raise ConfigError(f"{args.config}: calibration_file is not set; name the file the "
+                          "unit's chain is kept in (e.g. calibration_file: calibration.json)")
+    target = settings.calibration_file
+    if not target.is_absolute():
+        target = args.config.parent / target
+    certificate = certificate_from(args.certificate, args.valid_from, args.valid_to)
+    chain = apply_chain(args.chain, target, device_id=settings.device_id, by=args.by,
+                        certificate=certificate)
+    out = Console(highlight=False)
+    out.print(f"{escape(target.name)}: chain {escape(chain.version)} "
+              f"({chain.digest()[:12]}) applied by {escape(args.by)}")
+    if chain.certificate is None:
+        out.print("[yellow]no verification certificate:[/] captures weighed with this chain "
+                  "are not evidence until one is recorded (--certificate, --valid-from, "
+                  "--valid-to)")
+    return 0

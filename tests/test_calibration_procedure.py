@@ -1,0 +1,243 @@
+"""Calibration from reference trucks and drift from traffic: the fit recovers what was put
+in, matching sets aside what is not a run, the tracker sees a known drift, and the command
+line runs the technician's procedure end to end on passes the real signal loop weighed
+from the simulated strips."""
+
+import json
+import math
+from datetime import date
+
+import numpy as np
+import pytest
+import yaml
+
+from calibration.chain import Chain, load_chain
+from calibration.drift import DriftSettings, DriftTracker, lane_correction
+from calibration.procedure import load_trucks, read_passes
+from calibration.reference import ReferenceTruck, WeighedPass, fit_chain, match_runs
+from drivers.strips import StripArray
+from edge.settings import load_edge_settings
+from edge.weighing import unit_chain
+from zhichao.cli import main
+from zhichao.errors import ConfigError
+
+SITE = StripArray(lanes=2)
+TRUCK = ReferenceTruck("A", (6000.0, 9000.0, 9000.0), (3.2, 1.35), "15")
+TRUCK_B = ReferenceTruck("B", (6500.0, 11000.0), (4.5,), "12")
+
+
+def synthetic_pass(truck: ReferenceTruck, lane: int, speed: float, temp: float,
+                   rng: np.random.Generator, row_gain: dict, speed_slope: float,
+                   temp_slope: float, noise: float = 0.003) -> WeighedPass:
+    """A pass as a unit would weigh it if its rows read ``row_gain`` too much, speed
+    changed the reading by ``speed_slope`` per km/h around 60 and temperature by
+    ``temp_slope`` per °C around 20."""
+    loads = np.asarray(truck.axle_loads_kg)
+    rows = np.stack([loads * row_gain[(lane, r)] * (1 + speed_slope * (speed - 60))
+                     * (1 + temp_slope * (temp - 20)) * (1 + rng.normal(0, noise, loads.size))
+                     for r in range(2)], axis=1)
+    return WeighedPass(lane=lane, t_s=0.0, speed_kmh=speed, temperature_c=temp,
+                       axle_loads_kg=rows.mean(axis=1), row_loads_kg=rows,
+                       spacings_m=np.asarray(truck.spacings_m), axle_code=truck.axle_code)
+
+
+def synthetic_runs(seed: int = 0, temps=(12.0, 28.0)):
+    rng = np.random.default_rng(seed)
+    gain = {(0, 0): 1.03, (0, 1): 0.98, (1, 0): 1.01, (1, 1): 0.96}
+    passes = [synthetic_pass(t, lane, speed, rng.uniform(*temps), rng, gain, -0.001, -0.002)
+              for t in (TRUCK, TRUCK_B) for lane in (0, 1) for speed in (40, 50, 60, 70, 80) * 2]
+    return passes, gain
+
+
+def test_the_fit_recovers_row_gains_speed_and_temperature_put_into_the_passes():
+    passes, gain = synthetic_runs()
+    runs, refused = match_runs([TRUCK, TRUCK_B], passes)
+    assert len(runs) == len(passes) and not refused
+    fit = fit_chain(runs, Chain.identity("U"), SITE, version="c1", fitted_from="test")
+    speed_at_60 = np.interp(60, fit.speeds_kmh, fit.speed_factors)
+    for lane in (0, 1):  # each row's own gain, relative to the other row of its lane
+        assert fit.row_gain[(lane, 0)] / fit.row_gain[(lane, 1)] == pytest.approx(
+            gain[(lane, 1)] / gain[(lane, 0)], rel=0.003)
+    rng = np.random.default_rng(9)
+    for lane, speed, temp in ((0, 45, 14), (1, 75, 26), (1, 52, 17)):  # not driven so
+        p = synthetic_pass(TRUCK, lane, speed, temp, rng, gain, -0.001, -0.002, noise=0)
+        assert p.gvw_kg * fit.correction(p) == pytest.approx(TRUCK.gvw_kg, rel=0.004)
+    # 80 km/h read 2 % low against 60 km/h: the factor there is about 1/0.98
+    ratio = np.interp(80, fit.speeds_kmh, fit.speed_factors) / speed_at_60
+    assert ratio == pytest.approx(1 / 0.98, rel=0.004)
+    t_lo, t_hi = fit.temperatures_c
+    slope = (fit.temperature_factors[1] / fit.temperature_factors[0] - 1) / (t_hi - t_lo)
+    assert slope == pytest.approx(0.002, rel=0.2)
+    residual = [p.gvw_kg * fit.correction(p) / t.gvw_kg - 1
+                for p, t in ((r.weighed, r.truck) for r in runs)]
+    assert np.max(np.abs(residual)) < 0.01
+    chain = fit.chain
+    assert [s.kind for s in chain.stages] == ["channel_gain", "speed_factor",
+                                              "temperature_curve"]
+    assert all(s.approved_by is None for s in chain.stages)
+    assert chain.stage("channel_gain").factors[0] == chain.stage("channel_gain").factors[1]
+
+
+def test_no_temperature_correction_from_runs_within_a_few_degrees():
+    passes, _ = synthetic_runs(temps=(18.0, 20.0))
+    runs, _ = match_runs([TRUCK, TRUCK_B], passes)
+    fit = fit_chain(runs, Chain.identity("U"), SITE, version="c1", fitted_from="test")
+    assert fit.chain.stage("temperature_curve") is None
+    assert "no temperature correction" in fit.notes[0]
+
+
+def test_one_wild_pass_does_not_pull_the_fit():
+    passes, gain = synthetic_runs()
+    wild = passes[0]
+    passes[0] = WeighedPass(**{**wild.__dict__, "row_loads_kg": wild.row_loads_kg * 1.15,
+                               "axle_loads_kg": wild.axle_loads_kg * 1.15})
+    runs, _ = match_runs([TRUCK, TRUCK_B], passes)
+    fit = fit_chain(runs, Chain.identity("U"), SITE, version="c1", fitted_from="test")
+    p = synthetic_pass(TRUCK, 0, 60, 20, np.random.default_rng(1), gain, -0.001, -0.002,
+                       noise=0)
+    assert p.gvw_kg * fit.correction(p) == pytest.approx(TRUCK.gvw_kg, rel=0.01)
+
+
+def test_matching_sets_aside_flagged_unknown_and_ambiguous_passes():
+    passes, _ = synthetic_runs()
+    flagged = WeighedPass(**{**passes[0].__dict__, "flags": frozenset({"braking"})})
+    other = WeighedPass(**{**passes[0].__dict__, "axle_loads_kg": np.array([3000.0, 20000.0, 1.0]),
+                           "row_loads_kg": np.ones((3, 2))})
+    twin = ReferenceTruck("A twin", TRUCK.axle_loads_kg, TRUCK.spacings_m)
+    runs, refused = match_runs([TRUCK, TRUCK_B], [flagged, other])
+    assert not runs
+    assert "flagged: braking" in refused[0][1]
+    assert "no reference truck" in refused[1][1]
+    _, refused = match_runs([TRUCK, twin], [passes[0]])
+    assert refused[0][1] == "like A and A twin"
+
+
+def test_the_tracker_sees_a_drift_raises_the_alarm_and_its_correction_brings_it_back():
+    rng = np.random.default_rng(3)
+    settings = DriftSettings(reference_days=3, window_days=3, min_axles=60, alarm_pct=1.0,
+                             propose_pct=0.5)
+    tracker = DriftTracker(2, settings)
+    alarm_day = None
+    for day in range(20):
+        for lane in (0, 1):
+            drift = 1 - 0.002 * max(day - 5, 0) * (lane == 1)  # lane 2 drifts from day 6
+            for _ in range(150):
+                tracker.add(lane, "157", 6000 * drift * rng.normal(1, 0.04))
+        tracker.add(0, "12", 6000)  # not a tractor: not taken
+        points = tracker.end_day(day)
+        if alarm_day is None and any(p.alarm for p in points):
+            alarm_day = day
+            assert [p.alarm for p in points] == [False, True]
+    assert alarm_day is not None and 10 <= alarm_day <= 16  # 1 % on day 10, a window late
+    lane2 = tracker.latest()[1]
+    assert lane2.drift_pct == pytest.approx(-100 * 0.002 * (19 - 1 - 5), abs=0.7)
+    factors = tracker.proposal()
+    assert factors[0] == 1.0 and factors[1] == pytest.approx(1 / (1 + lane2.drift_pct / 100),
+                                                             rel=1e-9)
+    chain = lane_correction(Chain.identity("U"), factors, version="d1", fitted_from="test",
+                            uncertainty_pct=0.3, approved_by="T")
+    tracker.applied(factors)
+    assert chain.vehicle_factor(1, 20.0, 20.0) == pytest.approx(factors[1])
+    for lane in (0, 1):
+        for _ in range(150):
+            tracker.add(lane, "157", 6000 * (1 - 0.002 * 15 * (lane == 1)) * factors[lane]
+                        * rng.normal(1, 0.04))
+    assert abs(tracker.end_day(20)[1].drift_pct) < 1.0
+
+
+def test_the_tracker_gives_no_figure_from_too_few_axles():
+    tracker = DriftTracker(1, DriftSettings(reference_days=1, window_days=2, min_axles=50))
+    for day in range(4):
+        for _ in range(10):
+            tracker.add(0, "157", 6000.0)
+        assert tracker.end_day(day)[0].drift_pct is None
+
+
+# The procedure from files ------------------------------------------------------------
+
+def test_a_trucks_file_with_a_wrong_axle_is_named(tmp_path):
+    path = tmp_path / "trucks.yaml"
+    path.write_text("trucks:\n  - name: A\n    axle_loads_kg: [6000, 90000]\n")
+    with pytest.raises(ConfigError, match=r"trucks.0 \(A\).*100 to 30 000 kg"):
+        load_trucks(path)
+    path.write_text("trucks:\n  - name: A\n    axle_loads_kg: [6000]\n")
+    with pytest.raises(ConfigError, match=r"trucks.0.axle_loads_kg"):
+        load_trucks(path)
+
+
+def test_bad_pass_lines_are_named_and_the_rest_read(tmp_path):
+    path = tmp_path / "passes.jsonl"
+    good = {"lane": 1, "speed_mps": 20.0, "axle_loads_kg": [6000, 9000],
+            "row_loads_kg": [[6000, None], [9000, 9100]], "temperature_c": 12.5}
+    path.write_text("\n".join([json.dumps(good), "{oops", json.dumps({"lane": 1}),
+                               json.dumps({**good, "speed_mps": -3}), json.dumps(good)]))
+    refused: list[str] = []
+    passes = read_passes(path, refused)
+    assert len(passes) == 2
+    assert [r.split(":")[0] for r in refused] == ["line 2", "line 3", "line 4"]
+    assert math.isnan(passes[0].row_loads_kg[0, 1])
+
+
+@pytest.fixture(scope="module")
+def simulated_runs(tmp_path_factory):
+    """Two reference trucks × ten runs per lane, rendered from the simulated polymer strips
+    (own gains, temperature and speed effects) and weighed by the unit's signal loop."""
+    from benchmarks.calibrate import DEVICE, Study, reference_day, static_weights, weigh
+    from edge.weighing import load_rules_for
+
+    study = Study(days=0)
+    runs, states, temperature_at, _ = reference_day(study, static_weights())
+    weighed = weigh(study, runs, states, temperature_at, chain=Chain.identity(DEVICE),
+                    rules=load_rules_for(study.settings()))
+    root = tmp_path_factory.mktemp("calibrate")
+    with (root / "passes.jsonl").open("w") as f:
+        for v in weighed:
+            f.write(json.dumps({
+                "lane": v.lane + 1, "t_s": v.t_s, "speed_mps": v.speed_mps,
+                "axle_loads_kg": v.axle_loads_kg.tolist(), "spacings_m": v.spacings_m.tolist(),
+                "row_loads_kg": [[x if math.isfinite(x) else None for x in r]
+                                 for r in v.row_loads_kg.tolist()],
+                "temperature_c": v.temperature_c, "axle_code": v.axle_code,
+                "flags": sorted(v.flags)}) + "\n")
+    (root / "trucks.yaml").write_text(yaml.safe_dump({"trucks": [
+        {"name": t.name, "axle_loads_kg": list(t.axle_loads_kg),
+         "spacings_m": list(t.spacings_m), "axle_code": t.axle_code}
+        for t in static_weights()]}, allow_unicode=True))
+    (root / "edge.yaml").write_text(
+        f"device_id: {DEVICE}\nsite:\n  lanes: {study.lanes}\n"
+        f"  temp_coeff_per_c: {study.site.temp_coeff_per_c}\ncalibration_file: chain.json\n")
+    return root
+
+
+def test_calibrate_run_then_apply_on_passes_the_signal_loop_weighed(simulated_runs, capsys):
+    root = simulated_runs
+    status = main(["calibrate", "run", "--config", str(root / "edge.yaml"), "--trucks",
+                   str(root / "trucks.yaml"), "--passes", str(root / "passes.jsonl"),
+                   "--out", str(root / "out"), "--version", "cal-1", "--json"])
+    assert status == 0
+    out = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert out["runs"] == 40
+    before, after = out["before"]["criteria"]["gvw"], out["after"]["criteria"]["gvw"]
+    assert after["std"] < before["std"]
+    assert after["d_min"] < before["d_min"]
+    assert (root / "out" / "index.html").exists()
+    assert not (root / "chain.json").exists()  # proposed, not applied
+    status = main(["calibrate", "apply", "--config", str(root / "edge.yaml"), "--chain",
+                   str(root / "out" / "proposed-chain.json"), "--by", "王工",
+                   "--certificate", "JJG907-T-1", "--valid-from", "2026-09-16",
+                   "--valid-to", "2027-09-15"])
+    assert status == 0
+    chain = load_chain(root / "chain.json")
+    assert chain.applied_by == "王工" and all(s.approved_by == "王工" for s in chain.stages)
+    assert chain.certificate.covers(date(2027, 1, 1))
+    settings = load_edge_settings(root / "edge.yaml")
+    assert unit_chain(settings, root).digest() == chain.digest()
+
+
+def test_apply_refuses_a_chain_for_another_unit(simulated_runs, tmp_path, capsys):
+    other = tmp_path / "other.json"
+    other.write_text(Chain.identity("another-unit").model_dump_json())
+    status = main(["calibrate", "apply", "--config", str(simulated_runs / "edge.yaml"),
+                   "--chain", str(other), "--by", "T"])
+    assert status == 2
+    assert "another-unit" in capsys.readouterr().err
