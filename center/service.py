@@ -19,6 +19,7 @@ from center.cases import law_rules, process_forever
 from center.db import make_engine, upgrade
 from center.settings import CenterSettings
 from zhichao.errors import ConfigError, ZhichaoError
+from zhichao.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,14 @@ def _serve_pages(settings: CenterSettings, stop: threading.Event) -> None:
 
     log.info("center pages on %s", address(settings))
     serve(settings, stop=stop)
+
+
+def _status_line(threads: list[threading.Thread], started: float) -> str:
+    """The running center in one line for ``systemctl status``: its threads alive and for
+    how long (the counts live in the database, and the main loop must not wait on it)."""
+    alive = ", ".join(t.name for t in threads if t.is_alive()) or "no threads"
+    up_min = int((time.monotonic() - started) // 60)
+    return f"running {alive}; up {up_min // 60} h {up_min % 60:02d} min"
 
 
 def run_center(settings: CenterSettings, *, seconds: float | None = None,
@@ -112,13 +121,18 @@ def run_center(settings: CenterSettings, *, seconds: float | None = None,
     settle_heap()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    notifier = Notifier()
     for t in threads:
         t.start()
-    deadline = None if seconds is None else time.monotonic() + seconds
+    started = time.monotonic()
+    notifier.ready(_status_line(threads, started))
+    deadline = None if seconds is None else started + seconds
     try:
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            notifier.tick(lambda: _status_line(threads, started))
             stop.wait(0.2)
     finally:
+        notifier.stopping("stopping: waiting for the threads to finish")
         stop.set()
         if stored is not None:
             stored.set()  # the cases thread sees the stop at once

@@ -161,12 +161,16 @@ class RoadsideUnit:
                 "gaps": self.loop.stats.gaps, "plate_workers": dict(self.plates.counts),
                 "evidence": counts, "never_connected": never}
 
-    def run(self, seconds: float, period_s: float = 0.05) -> None:
-        """Poll until ``seconds`` have passed (Ctrl-C ends it early)."""
+    def run(self, seconds: float, period_s: float = 0.05,
+            tick: Callable[[], None] | None = None) -> None:
+        """Poll until ``seconds`` have passed (Ctrl-C ends it early); ``tick`` after each
+        round (systemd's watchdog: a loop that hangs stops ticking and is restarted)."""
         deadline = time.monotonic() + seconds
         try:
             while time.monotonic() < deadline:
                 self.poll()
+                if tick is not None:
+                    tick()
                 time.sleep(period_s)
         except KeyboardInterrupt:
             pass

@@ -11,6 +11,8 @@ JSON object per reading and, last, one with the counts.
 import argparse
 import json
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from edge.settings import load_edge_settings
 from edge.unit import Pass, RoadsideUnit
 from zhichao.errors import ConfigError
 from zhichao.resources import config_dir
+from zhichao.systemd import Notifier
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -201,13 +204,45 @@ def run_edge(args: argparse.Namespace) -> int:
                       f"{len(unit.cameras)} cameras, {settings.plates.workers} plate "
                       f"readers; clock: {unit.timebase.describe()}")
     start = time.monotonic()
+    notifier = Notifier()
     unit.start()
+    notifier.ready(f"unit {settings.device_id}: weighing")
+    previous = _stop_on_sigterm()
     try:
-        unit.run(args.seconds)
+        unit.run(args.seconds, tick=lambda: notifier.tick(lambda: _status_line(unit)))
     finally:
+        notifier.stopping("finishing the vehicles in the unit, closing the outbox")
         counts = unit.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     _closing(console, counts, time.monotonic() - start, args.json)
     return 0
+
+
+def _stop_on_sigterm() -> Any:
+    """Make SIGTERM (``systemctl stop``) end the run as Ctrl-C does, so the vehicles in the
+    unit are finished and the outbox closed rather than the process killed mid-write; a
+    second SIGTERM during that stop is ignored. The handler it replaces (None: not in the
+    main thread, where no handler can be set, and nothing was replaced)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def _status_line(unit: RoadsideUnit) -> str:
+    """The running unit in one line for ``systemctl status``: weighed, committed, the
+    plate readers' backlog and the outbox's pending packets."""
+    stats = unit.stats
+    line = (f"{stats['weighed']} vehicles weighed ({stats['suspected']} suspected), "
+            f"{stats['committed']} committed, plate backlog {unit.plates.backlog}")
+    if unit.link is not None:
+        line += f", outbox pending {unit.link.outbox.counts()['pending']}"
+    return line
 
 
 def _closing(console: Console, counts: dict[str, Any], elapsed_s: float, as_json: bool) -> None:
