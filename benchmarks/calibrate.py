@@ -85,7 +85,7 @@ class Study:
 
     lanes: int = 2
     seed: int = 1
-    per_lane: int = 100
+    per_lane: int = 150
     days: int = 90
     visit_days: int = 7
     start: date = START
@@ -300,7 +300,7 @@ def run_study(study: Study, progress: Callable[[str], None] = lambda _m: None) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--per-lane", type=int, default=100, help="vehicles a lane a day")
+    parser.add_argument("--per-lane", type=int, default=150, help="vehicles a lane a day")
     parser.add_argument("--lanes", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--report", type=Path, help="write the HTML report here")

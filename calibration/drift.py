@@ -73,17 +73,29 @@ class DayDrift:
 
 
 class DriftTracker:
-    """Steer-axle medians per lane, the reference after calibration, alarms, proposals."""
+    """Steer-axle medians per lane and axle code, the references after calibration,
+    alarms, proposals.
+
+    Each code's steer axles are compared with that code's own reference (a 6x4 tractor's
+    steer axle is not a 4x2's), and the lane's drift is the codes' ratios averaged by
+    their counts: the spread between codes does not blur the median.
+    """
 
     def __init__(self, lanes: int, settings: DriftSettings | None = None) -> None:
         self.settings = settings or DriftSettings()
         self.lanes = lanes
-        self._days: list[deque] = [deque() for _ in range(lanes)]   # (day, loads)
-        self._today: list[list[float]] = [[] for _ in range(lanes)]
-        self._reference: list[list[float]] = [[] for _ in range(lanes)]
-        self.reference_kg: list[float | None] = [None] * lanes
+        self._days: list[deque] = [deque() for _ in range(lanes)]   # (day, [(code, kg)])
+        self._today: list[list[tuple[str, float]]] = [[] for _ in range(lanes)]
+        self._learned: list[list[tuple[str, float]]] = [[] for _ in range(lanes)]
+        self._reference: list[dict[str, float]] = [{} for _ in range(lanes)]
         self._calibrated_day = 0
         self.series: list[DayDrift] = []
+
+    @property
+    def reference_kg(self) -> list[float | None]:
+        """Each lane's reference, all codes pooled (for people; the drift is per code)."""
+        return [float(np.median([kg for _, kg in learned])) if ref else None
+                for learned, ref in zip(self._learned, self._reference, strict=True)]
 
     def add(self, lane: int, axle_code: str | None, steer_kg: float) -> bool:
         """Take one vehicle's steer axle if it is a tracked tractor's; True if taken."""
@@ -91,38 +103,38 @@ class DriftTracker:
         if axle_code not in s.codes or not (s.min_steer_kg <= steer_kg <= s.max_steer_kg):
             return False
         if 0 <= lane < self.lanes and np.isfinite(steer_kg):
-            self._today[lane].append(float(steer_kg))
+            self._today[lane].append((str(axle_code), float(steer_kg)))
             return True
         return False
 
     def end_day(self, day: int) -> list[DayDrift]:
-        """Close ``day``: each lane's window median, drift and alarm."""
-        s, out = self.settings, []
-        for lane in range(self.lanes):
-            loads, self._today[lane] = self._today[lane], []
-            window = self._days[lane]
-            window.append((day, loads))
-            while window and window[0][0] <= day - s.window_days:
-                window.popleft()
-            learning = day < self._calibrated_day + s.reference_days
-            if learning:
-                self._reference[lane].extend(loads)
-                if len(self._reference[lane]) >= s.min_axles:
-                    self.reference_kg[lane] = float(np.median(self._reference[lane]))
-            kept = np.concatenate([np.asarray(x, float) for _, x in window]) if window \
-                else np.empty(0)
-            median = float(np.median(kept)) if kept.size else None
-            ref = self.reference_kg[lane]
-            drift = (100.0 * (median / ref - 1.0)
-                     if median is not None and ref and not learning
-                     and kept.size >= s.min_axles else None)
-            se = (100.0 * MEDIAN_SE * float(np.std(kept)) / math.sqrt(kept.size) / ref
-                  if drift is not None else None)
-            point = DayDrift(day, lane, int(kept.size), median, ref, drift,
-                             drift is not None and abs(drift) > s.alarm_pct, se)
-            self.series.append(point)
-            out.append(point)
+        """Close ``day``: each lane's window, drift and alarm."""
+        out = [self._end_lane(day, lane) for lane in range(self.lanes)]
+        self.series += out
         return out
+
+    def _end_lane(self, day: int, lane: int) -> DayDrift:
+        s = self.settings
+        loads, self._today[lane] = self._today[lane], []
+        window = self._days[lane]
+        window.append((day, loads))
+        while window and window[0][0] <= day - s.window_days:
+            window.popleft()
+        # the references are learned over reference_days, and on until there are enough
+        period_over = day >= self._calibrated_day + s.reference_days - 1
+        learning = not period_over or not self._reference[lane]
+        if learning:
+            self._learned[lane] += loads
+            if period_over and len(self._learned[lane]) >= s.min_axles:
+                self._reference[lane] = {
+                    code: float(np.median(kgs)) for code, kgs in _by_code(
+                        self._learned[lane]).items() if len(kgs) >= MIN_PER_CODE}
+        kept = [x for _, items in window for x in items]
+        median = float(np.median([kg for _, kg in kept])) if kept else None
+        drift, se = (None, None) if learning or len(kept) < s.min_axles \
+            else _drift(kept, self._reference[lane])
+        return DayDrift(day, lane, len(kept), median, self.reference_kg[lane], drift,
+                        drift is not None and abs(drift) > s.alarm_pct, se)
 
     def latest(self) -> list[DayDrift | None]:
         """Each lane's most recent figure."""
@@ -132,30 +144,62 @@ class DriftTracker:
         return last
 
     def proposal(self) -> list[float] | None:
-        """Lane factors that bring each lane's median back to its reference, where the
-        drift exceeds ``propose_pct`` and twice its standard error (a correction must not
-        chase the noise of the median); None when no lane needs one."""
+        """Lane factors that undo each lane's drift, where it exceeds ``propose_pct`` and
+        twice its standard error (a correction must not chase the noise of the medians);
+        None when no lane needs one."""
         factors, any_lane = [], False
         for p in self.latest():
             if (p is None or p.drift_pct is None
                     or abs(p.drift_pct) <= max(self.settings.propose_pct, 2 * (p.se_pct or 0))):
                 factors.append(1.0)
                 continue
-            factors.append(float(np.clip(p.reference_kg / p.median_kg, FACTOR_MIN, FACTOR_MAX)))
+            factors.append(float(np.clip(1.0 / (1.0 + p.drift_pct / 100.0), FACTOR_MIN,
+                                         FACTOR_MAX)))
             any_lane = True
         return factors if any_lane else None
 
     def applied(self, factors: list[float]) -> None:
-        """A lane correction went into the chain: rescale what the window keeps."""
+        """A lane correction went into the chain: rescale what the windows keep."""
         for lane, f in enumerate(factors):
-            self._days[lane] = deque((d, [x * f for x in loads]) for d, loads in self._days[lane])
+            self._days[lane] = deque((d, [(c, kg * f) for c, kg in items])
+                                     for d, items in self._days[lane])
 
     def recalibrated(self, day: int) -> None:
-        """A new calibration from reference trucks: learn the reference again from ``day``."""
+        """A new calibration from reference trucks: learn the references again from ``day``."""
         self._calibrated_day = day
-        self._reference = [[] for _ in range(self.lanes)]
-        self.reference_kg = [None] * self.lanes
+        self._learned = [[] for _ in range(self.lanes)]
+        self._reference = [{} for _ in range(self.lanes)]
         self._days = [deque() for _ in range(self.lanes)]
+
+
+MIN_PER_CODE = 20
+"""A code with fewer steer axles (in the reference or the window) is left out."""
+
+
+def _by_code(items: list[tuple[str, float]]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for code, kg in items:
+        out.setdefault(code, []).append(kg)
+    return out
+
+
+def _drift(items: list[tuple[str, float]], reference: dict[str, float]
+           ) -> tuple[float | None, float | None]:
+    """The drift (%) and its standard error: each code's median over its reference,
+    averaged by count."""
+    ratios, weights, ses = [], [], []
+    for code, kgs in _by_code(items).items():
+        if code not in reference or len(kgs) < MIN_PER_CODE:
+            continue
+        a = np.asarray(kgs)
+        ratios.append(float(np.median(a)) / reference[code])
+        weights.append(a.size)
+        ses.append(MEDIAN_SE * float(np.std(a)) / math.sqrt(a.size) / reference[code])
+    if not ratios:
+        return None, None
+    w = np.asarray(weights, float) / np.sum(weights)
+    return (100.0 * (float(np.dot(w, ratios)) - 1.0),
+            100.0 * float(np.sqrt(np.dot(w**2, np.square(ses)))))
 
 
 def lane_correction(chain: Chain, factors: list[float], *, version: str, fitted_from: str,

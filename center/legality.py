@@ -162,6 +162,10 @@ def _calibration(packet: Packet, registry_certificate: str | None = None) -> Che
     if not number or start is None or end is None:
         return _check("calibration", False, f"{chain}: no verification certificate with "
                       "a number and validity dates")
+    if cal.applied_at is not None and local_day(cal.applied_at) > start:
+        return _check("calibration", False, f"{chain} was applied on "
+                      f"{local_day(cal.applied_at)}, after its verification certificate "
+                      f"{number} of {start}: the unit was adjusted after it was verified")
     if day < start:
         return _check("calibration", False, f"{chain}: its verification certificate "
                       f"{number} is valid from {start}, after the capture on {day}")

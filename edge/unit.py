@@ -110,7 +110,11 @@ class RoadsideUnit:
         self.timebase = Timebase(settings.time)
         self.clock_fit = DeviceClockFit(settings.time.fit)
         self.plates = PlateWorkers(settings.plates)
-        self.link = EvidenceLink(settings, base_dir, self.rules) if send else None
+        # the packets name the chain when the unit has one of its own (calibration_file)
+        self.link = EvidenceLink(
+            settings, base_dir, self.rules,
+            chain=self.chain if settings.calibration_file is not None else None) \
+            if send else None
         self.on_pass = on_pass
         self.pending: list[Pass] = []
         self._keys = 0

@@ -1,7 +1,7 @@
 """Packets, registry rows and databases for the center's tests: real objects, no mocks."""
 
 import functools
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Engine, insert
 
@@ -50,7 +50,7 @@ def make_chain(*, device_id: str = "D1", number: str = "JD-2026-001",
                certificate: bool = True) -> Chain:
     """D1's calibration: channel gains, a speed factor and a temperature curve, approved,
     under the registry's certificate (valid over T0's day unless told otherwise)."""
-    approved = datetime(2026, 1, 12, 3, 0, tzinfo=UTC)
+    approved = datetime.combine(valid_from - timedelta(days=3), time(3, 0), UTC)
     stages = [
         ChannelGain(version="g-2026-01", fitted_from="2 reference trucks x 10 runs",
                     uncertainty_pct=0.4, approved_by="王工", approved_at=approved,

@@ -5,7 +5,7 @@ and 25), and the case and capture pages show the chain in force; older packets (
 chain) still read and verify but are not evidence; hostile chains are refused."""
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -131,7 +131,7 @@ def test_a_chain_whose_certificate_covers_the_day_passes():
 
 
 @pytest.mark.parametrize(("valid_from", "valid_to", "words"), [
-    (date(2025, 6, 1), date(2026, 5, 31),
+    (date(2026, 1, 12), date(2026, 5, 31),
      "its verification certificate JD-2026-001 expired on 2026-05-31, before the capture "
      "on 2026-06-01"),
     (date(2026, 6, 2), date(2027, 6, 1),
@@ -146,6 +146,18 @@ def test_a_certificate_not_covering_the_day_is_not_evidence(valid_from, valid_to
     (reason,) = v.reasons
     assert words in reason
     assert "计量法 第九条 第一款" in reason and "计量法 第二十五条" in reason
+
+
+def test_a_chain_applied_after_its_verification_is_not_evidence():
+    """The unit adjusted after the institute verified it is not the unit verified."""
+    chain = make_chain(valid_from=date(2026, 1, 10))
+    later = chain.model_copy(update={"applied_at": datetime(2026, 1, 12, 3, tzinfo=UTC)})
+    v = judge(make_packet(calibration=chain_record(later)))
+    assert not v.evidential
+    assert "was applied on 2026-01-12, after its verification certificate JD-2026-001 of " \
+           "2026-01-10: the unit was adjusted after it was verified" in v.reasons[0]
+    same_day = chain.model_copy(update={"applied_at": datetime(2026, 1, 10, 3, tzinfo=UTC)})
+    assert judge(make_packet(calibration=chain_record(same_day))).evidential
 
 
 def test_the_certificates_last_day_is_the_day_in_china():

@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import overload
+from calibration.chain import Certificate, Chain, save_chain
 from center.db import make_engine
 from center.ingest_models import StoredPacket
 from center.law_models import Capture, Case, CaseCapture
@@ -60,6 +61,17 @@ def staff_csv(today: date) -> str:
             f"true,{since},{until}" for i, (oid, name, role) in enumerate(STAFF, start=1)]
     return "officer_id,name,credential_number,roles,active,valid_from,valid_to\n" \
         + "\n".join(rows) + "\n"
+
+
+def demo_chain(today: date) -> Chain:
+    """The simulated unit's calibration: its strips are as specified (no stage corrects
+    anything), verified under the registry's certificate and dates."""
+    return Chain(device_id=DEVICE_ID, version="demo-verified", stages=[],
+                 certificate=Certificate(number=CERTIFICATE,
+                                         valid_from=today - timedelta(days=100),
+                                         valid_to=today + timedelta(days=265),
+                                         issuer="simulated metrology institute"),
+                 applied_by="demo", note="the simulated strips need no correction")
 
 
 class SiteError(ZhichaoError):
@@ -191,6 +203,8 @@ class RealPathSite:
             "curve_secret_key": f"keys/{DEVICE_ID}.key_secret",
             "center_public_key": "keys/center.key",
             "endpoints": [f"tcp://127.0.0.1:{self.port}"]}
+        edge["calibration_file"] = "calibration.json"
+        save_chain(demo_chain(datetime.now(UTC).date()), self.folder / "calibration.json")
         (self.folder / "edge.yaml").write_text(yaml.safe_dump(edge, allow_unicode=True),
                                                encoding="utf-8")
         self._spawn("edge", "edge", "run", "--config", str(self.folder / "edge.yaml"),
