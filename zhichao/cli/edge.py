@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from drivers.base import Device, DeviceStatus
@@ -27,6 +28,7 @@ from drivers.modbus_map import load_register_map
 from drivers.modbus_wim import ModbusWimDevice
 from drivers.registry import open_device
 from drivers.serial_link import PROTOCOLS, SerialDevice
+from edge.doctor import Finding, Limits, examine, exit_status, summary
 from edge.settings import load_edge_settings
 from edge.unit import Pass, RoadsideUnit
 from zhichao.errors import ConfigError
@@ -75,6 +77,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="also commit every vehicle as a signed packet to the outbox and "
                           "send it to the center (the settings' evidence: section)")
     run.set_defaults(run=run_edge)
+    doctor = edge_sub.add_parser("doctor", help="check the whole unit and say what to fix",
+                                 description=DOCTOR_HELP)
+    doctor.add_argument("--config", type=Path, required=True, metavar="FILE",
+                        help="edge settings of the unit")
+    doctor.add_argument("--seconds", type=float, default=5.0,
+                        help="how long each device is listened to (default 5)")
+    doctor.add_argument("--json", action="store_true", help="one JSON object")
+    doctor.set_defaults(run=run_doctor)
 
 
 RUN_HELP = """Run the roadside unit of the settings (edge/unit.py): sample frames of the
@@ -296,3 +306,39 @@ def _report(console: Console, p: Pass, as_json: bool) -> None:
                   + f"  {text}  {p.captured_at:%H:%M:%S}.{p.captured_at.microsecond // 1000:03d}"
                   + f" {p.clock_status}"
                   + (f"  [{' '.join(v['flags'])}]" if v["flags"] else ""))
+
+
+DOCTOR_HELP = """Check the whole roadside unit (edge/doctor.py): every device reachable and
+sending, the digitiser's clock fit, the host clock and the GPS, disk free and the outbox's
+backlog, the key files and their permissions, each center (a CURVE handshake and a ping),
+the calibration chain's verification certificate, the rule tables' digest. Each finding
+says what is wrong with the numbers and what to do. Exit status 1 when anything is an
+error, 0 otherwise (warnings alone included)."""
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    """Run ``zhichao edge doctor``; the exit status says whether anything is an error."""
+    settings = load_edge_settings(args.config)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the findings say it plainly
+    if not args.json:
+        Console(stderr=True, highlight=False).print(
+            f"examining unit [bold]{settings.device_id}[/] (devices for {args.seconds:g} s)")
+    findings = examine(settings, args.config.parent, source=str(args.config),
+                       limits=Limits(seconds=args.seconds))
+    if args.json:
+        print(json.dumps({"unit": settings.device_id, **summary(findings)}), flush=True)
+    else:
+        Console(highlight=False).print(_doctor_table(settings.device_id, findings))
+    return exit_status(findings)
+
+
+def _doctor_table(unit: str, findings: list[Finding]) -> Table:
+    """The findings as a table: errors red, warnings yellow, each with its fix."""
+    table = Table(title=f"unit {unit}", show_lines=True)
+    for column in ("check", "", "what", "fix"):
+        table.add_column(column, overflow="fold")
+    marks = {"error": "[red]ERROR[/]", "warning": "[yellow]warn[/]", "info": "[green]ok[/]"}
+    for f in findings:
+        table.add_row(escape(f.check), marks[f.severity] if not f.ok else marks["info"],
+                      escape(f.what), escape(f.fix))
+    return table
