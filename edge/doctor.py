@@ -106,6 +106,10 @@ class Limits:
     center_timeout_s: float = 3.0
     """How long a center has to complete the handshake and answer a ping: a live center
     answers in milliseconds, a mobile link in a second or two."""
+    fit_settle_s: float = 0.5
+    """Digitiser frames of the first half second after the first one are left out of the
+    clock fit: bytes queued in the port before it was opened arrive in one burst, and
+    their receive times tell nothing of the clocks (the fit would restart on them)."""
     fit_uncertainty_warn_ms: float = 5.0
     """A digitiser clock fit looser than this times each axle worse than the cameras'
     frame interval (40 ms at 25 fps) allows to spare."""
@@ -149,15 +153,18 @@ class Listened:
     seconds: float = 0.0
     fit: DeviceClockFit | None = None
     gps: list[str] = field(default_factory=list)
+    fit_settle_s: float = 0.5
+    first_frame_at: float | None = None
 
 
 def listen(settings: EdgeSettings, base_dir: Path, seconds: float, timebase: Timebase,
-           source: str = "settings") -> tuple[Listened, list[Finding]]:
+           *, source: str = "settings", fit_settle_s: float = 0.5
+           ) -> tuple[Listened, list[Finding]]:
     """Open every configured device, read them all for ``seconds`` at once (so the run
     takes ``seconds``, not that per device), feed the digitiser's frames into a clock
     fit and the GPS sentences into ``timebase``; findings for devices that cannot even
     be opened."""
-    out = Listened(timebase, fit=DeviceClockFit(settings.time.fit))
+    out = Listened(timebase, fit=DeviceClockFit(settings.time.fit), fit_settle_s=fit_settle_s)
     out.gps = [n for n, s in settings.devices.items()
                if s.get("kind") == "serial" and s.get("protocol") == "nmea"]
     findings: list[Finding] = []
@@ -194,12 +201,15 @@ def _take(out: Listened, settings: EdgeSettings, name: str, reading: dict[str, A
     if kind == "gps":
         out.timebase.feed_gps(reading)
     elif kind == "samples" and out.fit is not None and reading.get("t_host_s") is not None:
+        t_host = float(reading["t_host_s"])
+        out.first_frame_at = out.first_frame_at or t_host
+        if t_host - out.first_frame_at < out.fit_settle_s:
+            return
         samples = reading["samples"]
         baud = int(settings.devices[name].get("baudrate", 0) or 0)
         frame_bytes = digitiser.HEADER_BYTES + 2 * samples.size + digitiser.CRC_BYTES
         out.fit.add(reading["t_device_us"] / 1e6 + samples.shape[-1] / settings.site.fs_hz,
-                    float(reading["t_host_s"]),
-                    min_delay_s=transmit_s(frame_bytes, baud) if baud else 0.0)
+                    t_host, min_delay_s=transmit_s(frame_bytes, baud) if baud else 0.0)
 
 
 def check_devices(settings: EdgeSettings, heard: Listened) -> list[Finding]:
@@ -650,7 +660,8 @@ def examine(settings: EdgeSettings, base_dir: Path, *, source: str = "settings",
     then clocks, disk, outbox, keys, centers, calibration, rules."""
     limits, probes = limits or Limits(), probes or Probes()
     timebase = Timebase(settings.time, read_kernel=probes.read_kernel)
-    heard, findings = listen(settings, base_dir, limits.seconds, timebase, source)
+    heard, findings = listen(settings, base_dir, limits.seconds, timebase, source=source,
+                             fit_settle_s=limits.fit_settle_s)
     evidence = settings.evidence.resolved(base_dir)
     findings += check_devices(settings, heard)
     findings += check_clock_fit(heard, limits)

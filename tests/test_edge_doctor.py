@@ -27,6 +27,7 @@ from center.db import make_engine, upgrade
 from center.ingest import enrol_from_files
 from center.receiver import Receiver
 from center.settings import CenterSettings, ReceiverSettings
+from drivers.strips import StripArray
 from edge.doctor import (
     Finding,
     Limits,
@@ -34,6 +35,7 @@ from edge.doctor import (
     Probes,
     check_calibration,
     check_centers,
+    check_clock_fit,
     check_devices,
     check_disk,
     check_host_clock,
@@ -51,7 +53,8 @@ from edge.timebase.kernel import STA_PLL, STA_UNSYNC, TIME_ERROR, TIME_OK, Kerne
 from evidence.keys import make_keys
 from evidence.signing import load_signing_key
 from sim.evidence import draft
-from sim.serial_twins import GpsTwin, XK3190Twin
+from sim.serial_twins import DigitiserTwin, GpsTwin, XK3190Twin
+from sim.traffic import generate_traffic
 from zhichao.cli import main
 
 pytestmark = pytest.mark.timeout(30)
@@ -141,11 +144,11 @@ def test_a_well_unit_has_no_error_and_says_what_it_saw(tmp_path, center, scale):
     settings_file = unit_folder(tmp_path, center, devices={
         "scale": {"kind": "serial", "protocol": "xk3190", "port": scale}})
     findings = examine(load_edge_settings(settings_file), tmp_path,
-                       limits=Limits(seconds=1.5), probes=Probes(read_kernel=lambda: SYNCED))
+                       limits=Limits(seconds=2.0), probes=Probes(read_kernel=lambda: SYNCED))
     assert exit_status(findings) == 0, [f for f in findings if not f.ok]
     assert not [f for f in findings if f.severity == "error"]
     device = by_check(findings, "device scale")
-    assert device.ok and scale in device.what and "readings in" in device.what
+    assert device.ok and scale in device.what and "readings in" in device.what, device
     assert by_check(findings, "host clock").ok
     assert "max error 8 ms" in by_check(findings, "host clock").what
     assert by_check(findings, f"center {center['endpoint']}").ok
@@ -399,3 +402,35 @@ def test_an_old_backlog_and_refused_packets_are_warnings(tmp_path, center):
     backlog, refused = check_outbox(evidence, Limits(), later)
     assert backlog.severity == "warning" and "the oldest 3.0 h old" in backlog.what
     assert refused.severity == "warning" and "not in the registry" in refused.what
+
+
+def test_a_chain_applied_after_its_verification_is_an_error(tmp_path, center):
+    settings = load_edge_settings(unit_folder(tmp_path, center))
+    today = china_today()
+    cert = Certificate(number="JJG907-2026-0042", valid_from=today - timedelta(days=30),
+                       valid_to=today + timedelta(days=335))
+    adjusted = datetime.now(UTC) - timedelta(days=2)
+    save_chain(Chain(device_id="unit-1", version="v3", certificate=cert, applied_by="Li",
+                     applied_at=adjusted), tmp_path / "chain.json")
+    (finding,) = check_calibration(settings, tmp_path, Limits(), today)
+    assert finding.severity == "error" and "adjusted after it was verified" in finding.what
+
+
+# -- the digitiser's clock -----------------------------------------------------------------
+
+
+def test_a_sending_digitiser_gets_its_clock_fitted(tmp_path):
+    site = StripArray(lanes=1)
+    twin = DigitiserTwin(site, generate_traffic(site, 20.0, seed=5), speed=1.0,
+                         render_seed=5)
+    settings = EdgeSettings.model_validate({"site": {"lanes": 1}, "devices": {
+        "digitiser": {"kind": "serial", "protocol": "digitiser", "port": twin.start()}}})
+    try:
+        heard, _ = listen(settings, tmp_path, 2.0, Timebase(settings.time))
+    finally:
+        twin.stop()
+    assert by_check(check_devices(settings, heard), "device digitiser").ok
+    (fit,) = check_clock_fit(heard, Limits(fit_uncertainty_warn_ms=1e6))
+    assert fit.ok and "digitiser clock fitted on" in fit.what and "ppm" in fit.what
+    (strict,) = check_clock_fit(heard, Limits(fit_uncertainty_warn_ms=1e-6))
+    assert strict.severity == "warning" and "looser than" in strict.what

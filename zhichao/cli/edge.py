@@ -322,7 +322,8 @@ def run_doctor(args: argparse.Namespace) -> int:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the findings say it plainly
     if not args.json:
         Console(stderr=True, highlight=False).print(
-            f"examining unit [bold]{settings.device_id}[/] (devices for {args.seconds:g} s)")
+            f"examining unit [bold]{escape(settings.device_id)}[/] (devices for "
+            f"{args.seconds:g} s)")
     findings = examine(settings, args.config.parent, source=str(args.config),
                        limits=Limits(seconds=args.seconds))
     if args.json:
