@@ -18,6 +18,10 @@ and the rule tables' digest.
 What cannot be changed from a test is passed in (:class:`Probes`): the kernel clock's
 reading, the file system's usage, today's date, the time now. Thresholds are
 :class:`Limits`.
+
+The devices are opened and read as ``edge probe`` does, so run the doctor while the unit
+is stopped: a serial port is not opened exclusively, and two readers of one line each get
+part of its bytes. With ``seconds`` 0 the devices are left alone (a running unit's).
 """
 
 import shutil
@@ -169,6 +173,8 @@ def listen(settings: EdgeSettings, base_dir: Path, seconds: float, timebase: Tim
                if s.get("kind") == "serial" and s.get("protocol") == "nmea"]
     findings: list[Finding] = []
     devices: dict[str, Device] = {}
+    if seconds <= 0:
+        return out, findings
     for name, section in settings.devices.items():
         try:
             devices[name] = open_device(name, section, source=source, base_dir=base_dir)
@@ -219,6 +225,9 @@ def check_devices(settings: EdgeSettings, heard: Listened) -> list[Finding]:
         return [bad("devices", "error", "no devices under 'devices' in the settings: the "
                     "unit weighs nothing", "list the site's devices in the settings "
                     "(zhichao sim --write-config shows the form)")]
+    if not heard.statuses and heard.seconds <= 0:
+        return [good("devices", f"{len(settings.devices)} devices not opened (--seconds 0): "
+                     "a running unit reads them; stop it and give seconds to check them")]
     return [_device_finding(name, settings.devices[name], status, heard.hints[name],
                             heard.seconds)
             for name, status in heard.statuses.items()]

@@ -434,3 +434,11 @@ def test_a_sending_digitiser_gets_its_clock_fitted(tmp_path):
     assert fit.ok and "digitiser clock fitted on" in fit.what and "ppm" in fit.what
     (strict,) = check_clock_fit(heard, Limits(fit_uncertainty_warn_ms=1e-6))
     assert strict.severity == "warning" and "looser than" in strict.what
+
+
+def test_seconds_zero_leaves_the_devices_of_a_running_unit_alone(tmp_path, scale):
+    settings = EdgeSettings.model_validate({"devices": {
+        "scale": {"kind": "serial", "protocol": "xk3190", "port": scale}}})
+    heard, setup = listen(settings, tmp_path, 0.0, Timebase(settings.time))
+    (finding,) = setup + check_devices(settings, heard)
+    assert finding.ok and "not opened" in finding.what

@@ -82,7 +82,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     doctor.add_argument("--config", type=Path, required=True, metavar="FILE",
                         help="edge settings of the unit")
     doctor.add_argument("--seconds", type=float, default=5.0,
-                        help="how long each device is listened to (default 5)")
+                        help="how long each device is listened to (default 5); 0 leaves "
+                             "them alone, for a unit that is running")
     doctor.add_argument("--json", action="store_true", help="one JSON object")
     doctor.set_defaults(run=run_doctor)
 
@@ -313,7 +314,8 @@ sending, the digitiser's clock fit, the host clock and the GPS, disk free and th
 backlog, the key files and their permissions, each center (a CURVE handshake and a ping),
 the calibration chain's verification certificate, the rule tables' digest. Each finding
 says what is wrong with the numbers and what to do. Exit status 1 when anything is an
-error, 0 otherwise (warnings alone included)."""
+error, 0 otherwise (warnings alone included). Stop the unit first, or give --seconds 0:
+two programs reading one serial line each get part of its bytes."""
 
 
 def run_doctor(args: argparse.Namespace) -> int:
