@@ -71,6 +71,10 @@ confident enough to report, is read again from other renderings of its crop and 
 readings vote."""
 STANDING = 45.0
 """A box whose long side is turned more than this (degrees) from level stands on end."""
+BAND_GAP = 0.5
+"""Two lines on one row are one plate's (split at the dot) only if the gap between them is
+below this share of their height: GA 36 leaves about a third of a character's height
+there; plates side by side stand further apart."""
 UPPER_ROW = (0.0, 0.42)
 LOWER_ROW = (0.33, 1.0)
 """Shares of a double-row plate's height holding the upper and the lower row."""
@@ -701,7 +705,11 @@ def _row_pairs(lines: Sequence[Box]) -> list[tuple[Box, Box]]:
 
 
 def _bands(lines: Sequence[Box]) -> list[Box]:
-    """Lines on one row joined: the detector splits a plate row at the dot (粤 · A)."""
+    """Lines on one row joined: the detector splits a plate row at the dot (粤 · A).
+
+    The gap at the dot is about a third of a character's height; a wider gap is the
+    space between two plates side by side (a lorry's painted number beside its plate),
+    which joined would read as one wrong plate."""
     rows: list[list[Box]] = []
     for line in sorted(lines, key=lambda b: b.cx):
         for row in rows:
@@ -709,7 +717,7 @@ def _bands(lines: Sequence[Box]) -> list[Box]:
             tall = max(line.height, last.height)
             if abs(line.cy - last.cy) < 0.5 * tall and \
                     0.6 <= line.height / last.height <= 1.6 and \
-                    line.cx - line.width / 2 - (last.cx + last.width / 2) < tall:
+                    line.cx - line.width / 2 - (last.cx + last.width / 2) < BAND_GAP * tall:
                 row.append(line)
                 break
         else:
