@@ -109,8 +109,11 @@ def read_passes(path: Path, refused: list[str]) -> list[WeighedPass]:
             refused.append(f"line {n}: {len(line)} characters, at most {MAX_LINE_CHARS}")
             continue
         try:
-            p = WeighedPass.from_dict(json.loads(line))
-        except (ValueError, KeyError, TypeError) as exc:
+            data = json.loads(line)
+            if isinstance(data, dict) and "summary" in data:
+                continue  # the run's last line: its counts, not a pass
+            p = WeighedPass.from_dict(data)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             refused.append(f"line {n}: {type(exc).__name__}: {exc}"[:300])
             continue
         if not (0 <= p.lane < 16 and 0 < p.speed_kmh < 250 and 1 <= p.n_axles <= 12
