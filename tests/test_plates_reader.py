@@ -20,6 +20,7 @@ from plates import (
     vote,
 )
 from plates.locate import Box
+from plates.reader import _bands
 from sim.plates import draw_plate
 
 DATA = Path(__file__).parent / "data" / "plates"
@@ -160,3 +161,14 @@ def test_votes_mend_a_misread_character_and_keep_other_plates_apart():
     assert result.text == "皖A12345" and result.votes == 2
     assert result.others == ("沪C77777",)
     assert vote([], frames=2).status == "unreadable"
+
+
+def test_lines_are_joined_at_a_plates_dot_but_not_across_two_plates_side_by_side():
+    """A row split at the dot (a third of a character's height apart) is one line; a
+    lorry's painted number beside its plate (further apart) stays two: joined, they read
+    as one wrong plate."""
+    left = Box(100.0, 50.0, 60.0, 30.0, 0.0)
+    at_dot = Box(100.0 + 30 + 0.3 * 30 + 60, 50.0, 120.0, 30.0, 0.0)
+    apart = Box(100.0 + 30 + 0.7 * 30 + 60, 50.0, 120.0, 30.0, 0.0)
+    assert len(_bands([left, at_dot])) == 1
+    assert len(_bands([left, apart])) == 2
