@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from center import doctor as center_doctor
 from center import service
 from center.cases import (
     case_detail,
@@ -105,6 +106,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_procedure_commands(cases, center, config_option)
     add_register_commands(center)
     add_web_commands(center, subparsers_of(center.choices["staff"]))
+
+    doc = config_option(center.add_parser(
+        "doctor", help="check the center and say what to fix",
+        description="Check the center (center/doctor.py): the database reachable and at the "
+        "code's migration, the image store writable, free disk, enrolled units silent for "
+        "too long, the CURVE secret key's permissions, the last hour's refusals. Only "
+        "reads (never migrates). Exit status 1 when anything is an error."))
+    doc.add_argument("--json", action="store_true", help="one JSON object")
+    doc.set_defaults(run=run_doctor)
 
     export = config_option(center.add_parser("export", help="the Order 62 Art. 44 data set"))
     export.add_argument("--closed", action="store_true", required=True,
@@ -293,3 +303,20 @@ def run_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out}: cannot write: {exc.strerror or exc}") from None
     Console(stderr=True, highlight=False).print(f"{len(rows)} closed cases → {args.out}")
     return 0
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    """Run ``zhichao center doctor``; the exit status says whether anything is an error."""
+    findings = center_doctor.examine(settings_of(args))
+    if args.json:
+        print(json.dumps(center_doctor.summary(findings), ensure_ascii=False), flush=True)
+        return center_doctor.exit_status(findings)
+    table = Table(title="center", show_lines=True)
+    for column in ("check", "", "what", "fix"):
+        table.add_column(column, overflow="fold")
+    marks = {"error": "[red]ERROR[/]", "warning": "[yellow]warn[/]", "info": "[green]ok[/]"}
+    for f in findings:
+        table.add_row(escape(f.check), marks["info"] if f.ok else marks[f.severity],
+                      escape(f.what), escape(f.fix))
+    Console(highlight=False).print(table)
+    return center_doctor.exit_status(findings)
