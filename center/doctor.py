@@ -25,22 +25,22 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import zmq.auth
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, func, select, text
+from sqlalchemy import Connection, Engine, create_engine, exists, func, or_, select, text
 from sqlalchemy.engine import make_url
 
 from center.db import MIGRATIONS, database_url
 from center.ingest_models import Device, Refusal, StoredPacket
-from center.law_models import DeviceRecord
+from center.law_models import DeviceRecord, DeviceSuspension
 from center.registry import is_latest
 from center.settings import CenterSettings
-from edge.doctor import DiskUsage, Finding, bad, exit_status, good, summary
+from edge.doctor import CST, DiskUsage, Finding, bad, exit_status, good, summary
 
 __all__ = ["Limits", "Probes", "examine", "exit_status", "summary"]
 
@@ -274,19 +274,27 @@ def _disk_finding(where: Path, roles: list[str], limits: Limits,
 
 @dataclass(frozen=True)
 class UnitSeen:
-    """An enrolled unit, when it was enrolled, its last packet's arrival (None: never)
-    and whether the registry has it active (None: not in the registry)."""
+    """An enrolled unit, when it was enrolled, its last packet's arrival (None: never),
+    whether the registry has it active (None: not in the registry) and whether it is
+    suspended today (a repair: it may well be off)."""
 
     device_id: str
     enrolled_at: datetime
     last_packet_at: datetime | None
     active: bool | None
+    suspended: bool = False
+
+    @property
+    def expected(self) -> bool:
+        """Whether the unit should be sending: not inactive, not suspended today."""
+        return self.active is not False and not self.suspended
 
 
-def units_seen(conn: Connection) -> list[UnitSeen]:
+def units_seen(conn: Connection, today: date) -> list[UnitSeen]:
     """Every enrolled unit with its last packet's arrival: the arrival of its highest
     sequence, read through the (device, sequence) index, so a province's packets are not
-    scanned (a unit sends its sequences in order; a resent old one changes nothing)."""
+    scanned (a unit sends its sequences in order; a resent old one changes nothing);
+    with its registry state on ``today`` (China's day, as suspensions are dated)."""
     last = (select(StoredPacket.received_at)
             .where(StoredPacket.device_id == Device.device_id)
             .order_by(StoredPacket.sequence.desc()).limit(1)
@@ -294,30 +302,31 @@ def units_seen(conn: Connection) -> list[UnitSeen]:
     active = (select(DeviceRecord.active)
               .where(DeviceRecord.device_id == Device.device_id, is_latest())
               .correlate(Device).scalar_subquery())
-    rows = conn.execute(select(Device.device_id, Device.enrolled_at, last, active)
-                        .order_by(Device.device_id))
+    suspended = exists().where(
+        DeviceSuspension.device_id == Device.device_id, DeviceSuspension.starts <= today,
+        or_(DeviceSuspension.ends.is_(None), DeviceSuspension.ends >= today))
+    rows = conn.execute(select(Device.device_id, Device.enrolled_at, last, active,
+                               suspended.correlate(Device)).order_by(Device.device_id))
     return [UnitSeen(d, _utc(e), _utc(t) if t is not None else None,
-                     None if a is None else bool(a)) for d, e, t, a in rows]
+                     None if a is None else bool(a), bool(s)) for d, e, t, a, s in rows]
 
 
 def check_silent_units(engine: Engine, limits: Limits, now: datetime) -> list[Finding]:
-    """Enrolled units the registry does not mark inactive that sent nothing for longer
-    than the limits, each named with its last packet's time; a unit out of service is
-    set inactive in the registry and is then not expected."""
+    """Enrolled units the registry does not mark inactive nor suspended today that sent
+    nothing for longer than the limits, each named with its last packet's time; a unit
+    out of service is set inactive in the registry and is then not expected."""
     with engine.connect() as conn:
-        units = units_seen(conn)
+        units = units_seen(conn, now.astimezone(CST).date())
     if not units:
         return [good("units", "no unit enrolled yet (`zhichao center devices enrol`)")]
-    expected = [u for u in units if u.active is not False]
+    expected = [u for u in units if u.expected]
     silent = [(u, s) for u in expected
               if (s := (now - (u.last_packet_at or u.enrolled_at)).total_seconds())
               > limits.silent_warn_s]
     silent.sort(key=lambda pair: -pair[1])
     findings = [_silent_finding(u, s, limits) for u, s in silent[:limits.silent_named]]
     findings += _silent_rest(silent[limits.silent_named:], limits)
-    inactive = len(units) - len(expected)
-    counted = (f"{len(units)} units enrolled, {len(expected)} expected to send"
-               + (f" ({inactive} inactive in the registry)" if inactive else ""))
+    counted = _counted(units, len(expected))
     if not silent:
         return [good("units", counted + f": each sent within "
                      f"{_duration(limits.silent_warn_s)}")]
@@ -327,6 +336,16 @@ def check_silent_units(engine: Engine, limits: Limits, now: datetime) -> list[Fi
                                "runs (`systemctl status zhichao-center`), receiver.listen, "
                                "the firewall and the network the units reach it by"))
     return findings
+
+
+def _counted(units: list[UnitSeen], expected: int) -> str:
+    """How many units are enrolled and expected to send, and why the others are not."""
+    inactive = sum(1 for u in units if u.active is False)
+    suspended = sum(1 for u in units if u.suspended and u.active is not False)
+    why = [f"{n} {what}" for n, what in ((inactive, "inactive in the registry"),
+                                         (suspended, "suspended today")) if n]
+    return (f"{len(units)} units enrolled, {expected} expected to send"
+            + (f" ({', '.join(why)})" if why else ""))
 
 
 def _silent_finding(u: UnitSeen, seconds: float, limits: Limits) -> Finding:

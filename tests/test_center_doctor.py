@@ -252,14 +252,17 @@ def test_a_nearly_full_disk_is_an_error_and_a_filling_one_a_warning(tmp_path):
 
 
 def test_silent_units_are_named_with_their_last_packet(tmp_path, center_db_url):
-    """D1 sent two hours ago (warning), D2 ten minutes ago (fine), D3 never but is
-    inactive in the registry (not expected), D4 never since its enrolment two days ago
-    (error); a day later D1 is an error too."""
+    """D1 sent two hours ago (warning), D5 (not in the registry) ten minutes ago (fine),
+    D3 never but is inactive in the registry (not expected), D4 never since its
+    enrolment two days ago (error), D2 never but is suspended for a repair (2026-05-30 to
+    06-02; not expected). A day later D1 and D5 are errors too: every unit expected is
+    silent. After D2's repair it is expected again."""
     engine = center_engine(center_db_url)
     import_devices(engine, tmp_path)
     now = T0 + timedelta(hours=2)
     enrol(engine, "D1", T0 - timedelta(days=5), [T0 - timedelta(hours=3), T0])
-    enrol(engine, "D2", T0 - timedelta(days=5), [T0, now - timedelta(minutes=10)])
+    enrol(engine, "D2", T0 - timedelta(days=5))
+    enrol(engine, "D5", T0 - timedelta(days=5), [T0, now - timedelta(minutes=10)])
     enrol(engine, "D3", T0 - timedelta(days=5))
     enrol(engine, "D4", now - timedelta(days=2))
     findings = check_silent_units(engine, Limits(), now)
@@ -269,10 +272,15 @@ def test_silent_units_are_named_with_their_last_packet(tmp_path, center_db_url):
     assert "(not in the registry)" in d4.what and "zhichao edge doctor" in d4.fix
     assert "last packet 2026-06-01 02:00 UTC" in d1.what and "2.0 h" in d1.what
     later = check_silent_units(engine, Limits(), now + timedelta(days=1))
-    engine.dispose()
-    assert problems(later) == {"unit D1": "error", "unit D2": "error", "unit D4": "error",
+    assert problems(later) == {"unit D1": "error", "unit D4": "error", "unit D5": "error",
                                "units": "error"}
     assert "every one is silent" in later[0].what and "receiver" in later[0].fix
+    assert later[0].what.startswith("5 units enrolled, 3 expected to send (1 inactive in "
+                                    "the registry, 1 suspended today)")
+    repaired = check_silent_units(engine, Limits(), now + timedelta(days=2))
+    engine.dispose()
+    assert problems(repaired) == {"unit D1": "error", "unit D2": "error",
+                                  "unit D4": "error", "unit D5": "error", "units": "error"}
 
 
 def test_silent_units_past_the_named_ones_are_counted_in_one(tmp_path):

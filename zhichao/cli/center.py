@@ -7,7 +7,7 @@ captures and cases every few seconds; ``devices`` imports, lists and enrols the 
 reject; every step audited); ``vehicles`` and ``staff`` keep the registers;
 ``export --closed`` writes the Order 62 Art. 44 data set. Every command reads the center's
 settings (``--config FILE``; defaults without one) and brings the database to the latest
-migration first.
+migration first, but ``doctor``, which only reads and says what is wrong (``center.doctor``).
 """
 
 import argparse
