@@ -266,6 +266,12 @@ def track(study: Study, chain: Chain, rules: object, progress: Callable[[str], N
     return daily, drift, chain_on
 
 
+def _stats(result: AccuracyResult) -> str:
+    """The gross-weight criterion's mean, spread and smallest tolerance met, in words."""
+    c = result.criteria[0]
+    return f"{c.mean:+.2f}, {c.std:.2f}, {c.d_min:.2f} (n {c.n})"
+
+
 def first_day(daily: list[dict], test: Callable[[dict], bool]) -> int | None:
     return next((d["day"] for d in daily if test(d)), None)
 
@@ -285,6 +291,8 @@ def run_study(study: Study, progress: Callable[[str], None] = lambda _m: None) -
         "runs matched": len(matched),
         "class before (day 0 traffic)": before.class_name,
         "class after (day 0 traffic)": after.class_name,
+        "gvw before: mean, std, d_min (%)": _stats(before),
+        "gvw after: mean, std, d_min (%)": _stats(after),
         "days": study.days,
         "tracking on: days outside the class": sum(d["on"]["class_value"] > target for d in daily),
         "tracking off: first day outside the class": first_day(

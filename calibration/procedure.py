@@ -18,7 +18,8 @@ and a report out; the chain applied only when a named person approves it.
 """
 
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from calibration.accuracy import AccuracyResult, assess
 from calibration.chain import Certificate, Chain, load_chain, save_chain
 from calibration.reference import Fit, ReferenceTruck, Run, WeighedPass, fit_chain, match_runs
 from drivers.strips import StripArray
-from zhichao.errors import ConfigError
+from zhichao.errors import ConfigError, ZhichaoError
 
 MAX_FILE_BYTES = 50_000_000
 MAX_PASSES = 100_000
@@ -240,3 +241,63 @@ def certificate_from(number: str | None, valid_from: date | None, valid_to: date
 
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:64]
+
+
+class ScaleError(ZhichaoError):
+    """No stable weight came from the scale indicator in time."""
+
+
+def weigh_axles(readings: Callable[[float], Iterable[dict]], axles: int, *,
+                prompt: Callable[[int], None], timeout_s: float = 120.0,
+                min_kg: float = 100.0, clock: Callable[[], float] | None = None
+                ) -> list[float]:
+    """Each axle's weight from a static scale indicator (``readings(timeout_s)`` gives the
+    driver's readings in order: dicts with ``weight_kg`` and ``stable``).
+
+    ``prompt(k)`` asks for axle ``k`` (0-based) to be driven onto the scale alone and
+    returns once it stands there (the technician presses Enter). Only a stable weight is a
+    reference (OIML R76: the weight stays within a band of divisions for a while,
+    :class:`drivers.scale.Stability`), and from the second axle on only one after the
+    scale has moved since the last weight was taken: the display still showing the axle
+    before is not the next axle, however alike the two weigh.
+    """
+    now = clock or time.monotonic
+    weights: list[float] = []
+    moved = True
+    for k in range(axles):
+        prompt(k)
+        deadline = now() + timeout_s
+        taken = None
+        while taken is None:
+            left = deadline - now()
+            if left <= 0:
+                raise ScaleError(f"axle {k + 1}: no stable weight above {min_kg:.0f} kg "
+                                 f"from the scale in {timeout_s:.0f} s — is the axle on "
+                                 "the scale alone, and the indicator sending?")
+            for r in readings(min(0.2, left)):
+                if r.get("kind") != "scale":
+                    continue
+                if not r.get("stable"):
+                    moved = True
+                elif moved and not r.get("out_of_range") and float(r["weight_kg"]) >= min_kg:
+                    taken = float(r["weight_kg"])
+                    break
+        weights.append(taken)
+        moved = False
+    return weights
+
+
+def save_truck(path: Path, name: str, axle_loads_kg: list[float], *, scale: str = "",
+               spacings_m: list[float] | None = None) -> None:
+    """Put a truck into a trucks file (replacing one of the same name), keeping the rest."""
+    trucks = []
+    if path.exists():
+        trucks = [t.model_dump(exclude_none=True) for t in _TruckFile.model_validate(
+            yaml.safe_load(_read(path, "trucks file"))).trucks if t.name != name]
+    entry = _Truck(name=name, axle_loads_kg=axle_loads_kg, spacings_m=spacings_m, scale=scale)
+    entry.truck(f"truck {name}")  # the same bounds as when the file is read
+    trucks.append(entry.model_dump(exclude_none=True))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump({"trucks": trucks}, allow_unicode=True, sort_keys=False),
+                   encoding="utf-8")
+    tmp.replace(path)

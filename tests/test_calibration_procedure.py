@@ -3,21 +3,25 @@ in, matching sets aside what is not a run, the tracker sees a known drift, and t
 line runs the technician's procedure end to end on passes the real signal loop weighed
 from the simulated strips."""
 
+import io
 import json
 import math
+import sys
 from datetime import date
 
 import numpy as np
 import pytest
 import yaml
 
+from benchmarks.calibrate import DEVICE, Study, reference_day, static_weights, weigh
 from calibration.chain import Chain, load_chain
 from calibration.drift import DriftSettings, DriftTracker, lane_correction
-from calibration.procedure import load_trucks, read_passes
+from calibration.procedure import ScaleError, load_trucks, read_passes, weigh_axles
 from calibration.reference import ReferenceTruck, WeighedPass, fit_chain, match_runs
 from drivers.strips import StripArray
 from edge.settings import load_edge_settings
-from edge.weighing import unit_chain
+from edge.weighing import load_rules_for, unit_chain
+from sim.serial_twins import XK3190Twin
 from zhichao.cli import main
 from zhichao.errors import ConfigError
 
@@ -26,7 +30,7 @@ TRUCK = ReferenceTruck("A", (6000.0, 9000.0, 9000.0), (3.2, 1.35), "15")
 TRUCK_B = ReferenceTruck("B", (6500.0, 11000.0), (4.5,), "12")
 
 
-def synthetic_pass(truck: ReferenceTruck, lane: int, speed: float, temp: float,
+def synthetic_pass(truck: ReferenceTruck, lane: int, speed: float, temp: float, *,
                    rng: np.random.Generator, row_gain: dict, speed_slope: float,
                    temp_slope: float, noise: float = 0.003) -> WeighedPass:
     """A pass as a unit would weigh it if its rows read ``row_gain`` too much, speed
@@ -44,7 +48,8 @@ def synthetic_pass(truck: ReferenceTruck, lane: int, speed: float, temp: float,
 def synthetic_runs(seed: int = 0, temps=(12.0, 28.0)):
     rng = np.random.default_rng(seed)
     gain = {(0, 0): 1.03, (0, 1): 0.98, (1, 0): 1.01, (1, 1): 0.96}
-    passes = [synthetic_pass(t, lane, speed, rng.uniform(*temps), rng, gain, -0.001, -0.002)
+    passes = [synthetic_pass(t, lane, speed, rng.uniform(*temps), rng=rng, row_gain=gain,
+                             speed_slope=-0.001, temp_slope=-0.002)
               for t in (TRUCK, TRUCK_B) for lane in (0, 1) for speed in (40, 50, 60, 70, 80) * 2]
     return passes, gain
 
@@ -60,7 +65,8 @@ def test_the_fit_recovers_row_gains_speed_and_temperature_put_into_the_passes():
             gain[(lane, 1)] / gain[(lane, 0)], rel=0.003)
     rng = np.random.default_rng(9)
     for lane, speed, temp in ((0, 45, 14), (1, 75, 26), (1, 52, 17)):  # not driven so
-        p = synthetic_pass(TRUCK, lane, speed, temp, rng, gain, -0.001, -0.002, noise=0)
+        p = synthetic_pass(TRUCK, lane, speed, temp, rng=rng, row_gain=gain,
+                           speed_slope=-0.001, temp_slope=-0.002, noise=0)
         assert p.gvw_kg * fit.correction(p) == pytest.approx(TRUCK.gvw_kg, rel=0.004)
     # 80 km/h read 2 % low against 60 km/h: the factor there is about 1/0.98
     ratio = np.interp(80, fit.speeds_kmh, fit.speed_factors) / speed_at_60
@@ -93,8 +99,8 @@ def test_one_wild_pass_does_not_pull_the_fit():
                                "axle_loads_kg": wild.axle_loads_kg * 1.15})
     runs, _ = match_runs([TRUCK, TRUCK_B], passes)
     fit = fit_chain(runs, Chain.identity("U"), SITE, version="c1", fitted_from="test")
-    p = synthetic_pass(TRUCK, 0, 60, 20, np.random.default_rng(1), gain, -0.001, -0.002,
-                       noise=0)
+    p = synthetic_pass(TRUCK, 0, 60, 20, rng=np.random.default_rng(1), row_gain=gain,
+                       speed_slope=-0.001, temp_slope=-0.002, noise=0)
     assert p.gvw_kg * fit.correction(p) == pytest.approx(TRUCK.gvw_kg, rel=0.01)
 
 
@@ -182,9 +188,6 @@ def test_bad_pass_lines_are_named_and_the_rest_read(tmp_path):
 def simulated_runs(tmp_path_factory):
     """Two reference trucks × ten runs per lane, rendered from the simulated polymer strips
     (own gains, temperature and speed effects) and weighed by the unit's signal loop."""
-    from benchmarks.calibrate import DEVICE, Study, reference_day, static_weights, weigh
-    from edge.weighing import load_rules_for
-
     study = Study(days=0)
     runs, states, temperature_at, _ = reference_day(study, static_weights())
     weighed = weigh(study, runs, states, temperature_at, chain=Chain.identity(DEVICE),
@@ -241,3 +244,46 @@ def test_apply_refuses_a_chain_for_another_unit(simulated_runs, tmp_path, capsys
                    "--chain", str(other), "--by", "T"])
     assert status == 2
     assert "another-unit" in capsys.readouterr().err
+
+
+# A static scale -----------------------------------------------------------------------
+
+class _Enter(io.StringIO):
+    """The technician at the keyboard: before each Enter, the next axle rolls onto the
+    (twin) scale."""
+
+    def __init__(self, twin, loads):
+        super().__init__()
+        self.twin, self.loads = twin, list(loads)
+
+    def readline(self, *_args) -> str:
+        self.twin.command(self.loads.pop(0))
+        return "\n"
+
+
+@pytest.mark.timeout(60)
+def test_calibrate_weigh_reads_each_axle_from_a_scale_twin_into_the_trucks_file(
+        tmp_path, monkeypatch, capsys):
+    twin = XK3190Twin(settle_s=1.0, speed=4.0)
+    twin.start()
+    try:
+        monkeypatch.setattr(sys, "stdin", _Enter(twin, [6150.0, 10820.0]))
+        trucks = tmp_path / "trucks.yaml"
+        status = main(["calibrate", "weigh", "--serial", twin.path, "--protocol", "xk3190",
+                       "--truck", "truck A", "--axles", "2", "--trucks", str(trucks),
+                       "--timeout", "20"])
+    finally:
+        twin.stop()
+    assert status == 0
+    (truck,) = load_trucks(trucks)
+    assert truck.name == "truck A"
+    assert truck.axle_loads_kg == (6150.0, 10820.0)  # stable weights only, not the swing
+    assert "gross 16970 kg" in capsys.readouterr().out
+
+
+def test_no_stable_weight_in_time_names_the_axle():
+    swinging = [{"kind": "scale", "weight_kg": 6000.0 + i, "stable": False} for i in range(3)]
+    t = iter(range(100))
+    with pytest.raises(ScaleError, match=r"axle 1: no stable weight above 100 kg"):
+        weigh_axles(lambda _s: swinging, 2, prompt=lambda _k: None, timeout_s=5,
+                    clock=lambda: float(next(t)))

@@ -32,7 +32,10 @@ from calibration.procedure import (
     load_trucks,
     read_passes,
     run_calibration,
+    save_truck,
+    weigh_axles,
 )
+from drivers.serial_link import PROTOCOLS, SerialDevice
 from edge.settings import EdgeSettings, load_edge_settings
 from edge.weighing import unit_chain
 from zhichao.errors import ConfigError
@@ -149,8 +152,27 @@ def _add_apply(actions: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_apply)
 
 
+def _add_weigh(actions: argparse._SubParsersAction) -> None:
+    """Register ``zhichao calibrate weigh``."""
+    p = actions.add_parser(
+        "weigh", help="weigh a reference truck axle by axle on a static scale",
+        description="Read each axle's stable weight from a static scale indicator (XK3190 "
+        "or Toledo continuous output) and put the truck into a trucks file for "
+        "`zhichao calibrate run`. For each axle: drive it onto the scale alone, wait, press "
+        "Enter; the first stable weight after that is taken.")
+    p.add_argument("--serial", required=True, metavar="PORT", help="the indicator's port")
+    p.add_argument("--protocol", required=True, choices=("xk3190", "toledo"))
+    p.add_argument("--baud", type=int, default=9600)
+    p.add_argument("--truck", required=True, help="the truck's name in the trucks file")
+    p.add_argument("--axles", required=True, type=int, choices=range(2, 9), metavar="2..8")
+    p.add_argument("--trucks", required=True, type=Path, help="trucks file (YAML) to write")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds to wait for a stable weight per axle")
+    p.set_defaults(run=run_weigh)
+
+
 ACTIONS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_accuracy, _add_run, _add_apply)
+    _add_accuracy, _add_run, _add_apply, _add_weigh)
 """The actions of ``zhichao calibrate``, each registering its own parser and ``run``."""
 
 
@@ -222,4 +244,25 @@ def run_apply(args: argparse.Namespace) -> int:
         out.print("[yellow]no verification certificate:[/] captures weighed with this chain "
                   "are not evidence until one is recorded (--certificate, --valid-from, "
                   "--valid-to)")
+    return 0
+
+
+def run_weigh(args: argparse.Namespace) -> int:
+    """Weigh the axles one by one and write the truck into the trucks file."""
+    device = SerialDevice("scale", args.serial, PROTOCOLS[args.protocol], baudrate=args.baud)
+    out = Console(highlight=False)
+
+    def ask(k: int) -> None:
+        out.print(f"drive axle {k + 1} of {args.axles} onto the scale alone, then press Enter")
+        sys.stdin.readline()
+
+    device.start()
+    try:
+        loads = weigh_axles(lambda t: device.readings(timeout_s=t), args.axles, prompt=ask,
+                            timeout_s=args.timeout)
+    finally:
+        device.stop()
+    save_truck(args.trucks, args.truck, loads, scale=f"{args.protocol} on {args.serial}")
+    out.print(f"{escape(args.truck)}: " + ", ".join(f"{w:.0f}" for w in loads)
+              + f" kg (gross {sum(loads):.0f} kg) → {escape(str(args.trucks))}")
     return 0
