@@ -59,6 +59,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from zmq.utils import z85
 
 from center.db import bulk_insert
+from center.device_keys import DeviceKeys, accepted_curve_keys, device_keys, keys_generation
 from center.durable import fsync_dir, syncfs, syncfs_available, write_file
 from center.ingest_models import (
     Device,
@@ -127,6 +128,15 @@ class _Valid:
     peer: str
     signed: SignedPacket
     packet: Packet
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """A device's keys as verification uses them: the signing keys loaded, current first,
+    each with its state (retired, revoked), and every CURVE key with its state."""
+
+    sign: list[Ed25519PublicKey]
+    states: DeviceKeys
 
 
 @dataclass
@@ -248,9 +258,10 @@ def enrol_device(engine: Engine, device_id: str, sign_public_pem: bytes | str,
 
 
 def enrolled_curve_keys(engine: Engine) -> set[str]:
-    """The CURVE public keys (Z85) of every enrolled device: the receiver's allow-list."""
-    with engine.connect() as conn:
-        return {r[0] for r in conn.execute(select(Device.curve_public_key))}
+    """The CURVE public keys (Z85) the receiver's allow-list holds: every enrolled
+    device's, and those retired by a rotation still in their overlap; none revoked
+    (:mod:`center.device_keys`)."""
+    return accepted_curve_keys(engine)
 
 
 @dataclass
@@ -289,7 +300,8 @@ class Ingestor:
         self._fsync_threads = fsync_threads
         self._verify_pool = ThreadPoolExecutor(verify_threads or os.cpu_count() or 2,
                                                thread_name_prefix="verify")
-        self._keys: dict[str, tuple[Ed25519PublicKey, str]] = {}
+        self._keys: dict[str, _Keys] = {}
+        self._keys_generation: tuple | None = None
         self._chains: dict[str, _DeviceState] = {}
         self.counts: dict[str, int] = defaultdict(int)
 
@@ -367,7 +379,9 @@ class Ingestor:
         """Every message checked; refusals filled in, the good ones returned. Signatures
         and image digests are checked in a thread pool: both release the GIL, so a
         batch uses every core."""
-        parsed: list[tuple[int, Incoming, SignedPacket, Ed25519PublicKey]] = []
+        parsed: list[tuple[int, Incoming, SignedPacket, _Keys]] = []
+        self._forget_changed_keys(conn)
+        now = datetime.now(UTC)  # receipt: what a retired key's overlap is held to
         for i, msg in enumerate(batch):
             try:
                 signed = parse_packet(msg.frames)
@@ -385,13 +399,13 @@ class Ingestor:
             if keys is None:
                 done.refuse(i, msg.peer, "unknown_device", f"device {dev} is not enrolled",
                             device_id=dev, sequence=seq)
-            elif msg.peer and msg.peer != keys[1]:
-                done.refuse(i, msg.peer, "device_mismatch",
-                            f"packet of device {dev} came over the connection of CURVE key "
-                            f"{msg.peer}, not the device's own", device_id=dev, sequence=seq)
+            elif msg.peer and (why := keys.states.curve_refusal(msg.peer, now)) is not None:
+                done.refuse(i, msg.peer, why[0], f"packet of device {dev} {why[1]}"
+                            if why[0] == "device_mismatch" else why[1],
+                            device_id=dev, sequence=seq)
             else:
-                parsed.append((i, msg, signed, keys[0]))
-        items = [(s, k) for _, _, s, k in parsed]
+                parsed.append((i, msg, signed, keys))
+        items = [(s, k.sign) for _, _, s, k in parsed]
         size = max(1, -(-len(items) // VERIFY_CHUNKS))
         # one task a chunk: ThreadPoolExecutor.map ignores chunksize, and a future per
         # packet costs as much as the packet's decoding
@@ -399,8 +413,13 @@ class Ingestor:
             _verify_chunk, [items[k:k + size] for k in range(0, len(items), size)])
             for e in chunk]
         valid = []
-        for (i, msg, signed, _), error in zip(parsed, errors, strict=True):
+        for (i, msg, signed, keys), (error, n) in zip(parsed, errors, strict=True):
             packet = signed.packet
+            why = keys.states.sign[n].refusal(now) if error is None else None
+            if why is not None:
+                done.refuse(i, msg.peer, why[0], why[1], device_id=packet.device_id,
+                            sequence=packet.sequence)
+                continue
             if error is None:
                 valid.append(_Valid(i, msg.peer, signed, packet))
                 continue
@@ -439,9 +458,10 @@ class Ingestor:
         claimed = _claimed(signed.meta) if len(signed.meta) <= 2 * 1024 * 1024 else None
         if claimed is not None:
             keys = self._device_keys(conn, claimed[0])
-            if keys is not None and (not peer or peer == keys[1]):
+            if keys is not None and (not peer or peer in {
+                    k.public_key for k in keys.states.curve}):
                 dev, seq = claimed
-                if not _signed_by(signed, keys[0]):
+                if not any(_signed_by(signed, key) for key in keys.sign):
                     kind, detail = "signature", ("signature does not match the packet "
                                                  f"bytes and the device's key ({detail})")
         done.refuse(index, peer, kind, detail, device_id=dev, sequence=seq,
@@ -467,18 +487,25 @@ class Ingestor:
                     summary="plate text fits no template of the plate grammar")
         return False
 
-    def _device_keys(self, conn: Connection, device_id: str
-                     ) -> tuple[Ed25519PublicKey, str] | None:
-        """The device's signing key and CURVE key (cached; looked up on a miss, so a
-        device enrolled meanwhile is known at its first packet)."""
+    def _forget_changed_keys(self, conn: Connection) -> None:
+        """Drop the cached keys when any was enrolled, rotated or revoked since the last
+        batch: a revocation holds from the next batch on (one small query a batch)."""
+        generation = keys_generation(conn)
+        if generation != self._keys_generation:
+            self._keys.clear()
+            self._keys_generation = generation
+
+    def _device_keys(self, conn: Connection, device_id: str) -> _Keys | None:
+        """The device's keys (cached; looked up on a miss, so a device enrolled meanwhile
+        is known at its first packet)."""
         keys = self._keys.get(device_id)
         if keys is not None:
             return keys
-        row = conn.execute(select(Device.sign_public_key, Device.curve_public_key).where(
-            Device.device_id == device_id)).first()
-        if row is None:
+        states = device_keys(conn, device_id)
+        if states is None:
             return None
-        keys = (load_public_key(row[0], f"device {device_id}"), row[1])
+        keys = _Keys([load_public_key(k.public_key, f"device {device_id}")
+                      for k in states.sign], states)
         self._keys[device_id] = keys
         return keys
 
@@ -761,16 +788,30 @@ def _signed_by(signed: SignedPacket, key: Ed25519PublicKey) -> bool:
     return True
 
 
-def _verify_chunk(items: Sequence[tuple[SignedPacket, Ed25519PublicKey]]
-                  ) -> list[PacketError | None]:
-    """:func:`_verify_or_error` over a slice of a batch, in one pool task."""
-    return [_verify_or_error(item) for item in items]
+def _verify_chunk(items: Sequence[tuple[SignedPacket, Sequence[Ed25519PublicKey]]]
+                  ) -> list[tuple[PacketError | None, int]]:
+    """:func:`_verify_with_keys` over a slice of a batch, in one pool task."""
+    return [_verify_with_keys(*item) for item in items]
 
 
-def _verify_or_error(item: tuple[SignedPacket, Ed25519PublicKey]) -> PacketError | None:
+def _verify_with_keys(signed: SignedPacket, keys: Sequence[Ed25519PublicKey]
+                      ) -> tuple[PacketError | None, int]:
+    """The packet verified with the device's current key, or else with the one of its
+    other keys (retired, revoked) that signed it: the error or None, and which key. A
+    device without other keys costs one signature check, as before rotation."""
+    error = _verify_or_error(signed, keys[0])
+    if error is None or len(keys) == 1 or "signature does not match" not in str(error):
+        return error, 0
+    for n, key in enumerate(keys[1:], start=1):
+        if _signed_by(signed, key):
+            return _verify_or_error(signed, key), n
+    return error, 0
+
+
+def _verify_or_error(signed: SignedPacket, key: Ed25519PublicKey) -> PacketError | None:
     """:func:`evidence.signing.verify` for a pool: the error instead of raising it."""
     try:
-        verify(*item)
+        verify(signed, key)
     except PacketError as exc:
         return exc
     return None

@@ -33,6 +33,7 @@ from sqlalchemy import Engine, insert
 from zmq.auth.thread import ThreadAuthenticator
 
 from center.db import make_engine, upgrade
+from center.device_keys import keys_generation
 from center.ingest import (
     Checked,
     Incoming,
@@ -52,7 +53,8 @@ log = logging.getLogger("zhichao.center.receiver")
 
 POLL_MS = 100
 RELOAD_MIN_S = 1.0
-"""An unknown key reloads the allow-list at most this often (unknown clients retry)."""
+"""A handshake reloads an allow-list this old even if no key changed (a rotation's
+overlap ends by the clock); a change of keys reloads it at once."""
 REFUSAL_LOG_S = 60.0
 """A refused CURVE key is written to ``refusals`` at most this often."""
 
@@ -73,36 +75,47 @@ def router_socket(ctx: zmq.Context, r: ReceiverSettings, public_key: bytes,
 
 
 class AllowList:
-    """The ZAP credentials provider: enrolled CURVE keys, reloaded on a miss."""
+    """The ZAP credentials provider: accepted CURVE keys, reloaded when they changed and
+    when older than RELOAD_MIN_S."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.keys: set[str] = set()
         self._loaded_at = float("-inf")
+        self._generation: tuple | None = None
         self._refused_at: dict[str, float] = {}
         self.refused = 0
 
     def callback(self, domain: str, key: bytes) -> bool:
-        """Called by the authenticator thread for each CURVE handshake."""
+        """Called by the authenticator thread for each CURVE handshake, against a list
+        reloaded first when a key was enrolled, rotated or revoked since (one small
+        query a handshake, and handshakes are rare: one a connection) or when older than
+        RELOAD_MIN_S (a rotation's overlap ends by the clock alone): a revoked key loses
+        its next handshake."""
         text = key.decode("ascii")
+        now = time.monotonic()
+        self._refresh(now)
         if text in self.keys:
             return True
-        now = time.monotonic()
-        if now - self._loaded_at >= RELOAD_MIN_S:
-            self._loaded_at = now
-            try:
-                self.keys = enrolled_curve_keys(self.engine)
-            except Exception:
-                log.exception("cannot load the enrolled devices' keys")
-            if text in self.keys:
-                return True
         self.refused += 1
         if now - self._refused_at.get(text, float("-inf")) >= REFUSAL_LOG_S:
             self._refused_at[text] = now
             log.warning("refused a connection in ZAP domain %s: CURVE key %s is not "
-                        "enrolled", domain, text)
+                        "enrolled, or revoked, or past its rotation's overlap", domain, text)
             self._record(text)
         return False
+
+    def _refresh(self, now: float) -> None:
+        """Reload the keys if they changed or the list is RELOAD_MIN_S old."""
+        try:
+            with self.engine.connect() as conn:
+                generation = keys_generation(conn)
+            if generation == self._generation and now - self._loaded_at < RELOAD_MIN_S:
+                return
+            self.keys = enrolled_curve_keys(self.engine)
+            self._generation, self._loaded_at = generation, now
+        except Exception:
+            log.exception("cannot load the enrolled devices' keys")
 
     def _record(self, key: str) -> None:
         try:

@@ -42,6 +42,7 @@ from center.registry import (
 from center.service import open_db
 from overload.applied import fmt_num
 from zhichao.cli.center_common import config_option, console, count, settings_of
+from zhichao.cli.device_keys import add_key_commands
 from zhichao.cli.procedure import add_procedure_commands
 from zhichao.cli.registers import add_register_commands, subparsers_of
 from zhichao.cli.web import add_web_commands
@@ -92,6 +93,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="the unit's NAME.key (CURVE public key)")
     enrol.add_argument("--replace", action="store_true", help="replace enrolled keys")
     enrol.set_defaults(run=run_devices_enrol)
+    add_key_commands(devices)
 
     cases = center.add_parser("cases", help="review cases").add_subparsers(
         dest="cases_command", metavar="ACTION", required=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from evidence.keys import make_keys
+from evidence.keys import make_keys, rotate_keys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +28,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     new.add_argument("--curve-only", action="store_true",
                      help="the CURVE pair only (a center's key)")
     new.set_defaults(run=run)
+    rot = ksub.add_parser(
+        "rotate", help="new key files; the old ones kept under a dated name",
+        description="Move NAME's key files aside (NAME.<UTC time>.sign and so on) and write "
+        "new ones of the same kinds under the plain names. Give the new public keys to "
+        "the center (zhichao center devices rotate), then restart the unit.")
+    rot.add_argument("--name", required=True, help="file name stem of the keys to rotate")
+    rot.add_argument("--out", type=Path, default=Path("keys"),
+                     help="folder of the files (default keys/)")
+    rot.set_defaults(run=run_rotate)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,4 +47,16 @@ def run(args: argparse.Namespace) -> int:
              "Ed25519 signing key (secret, 0600)", "Ed25519 public key (give it to the center)"]
     for path, role in zip(paths, roles, strict=False):
         console.print(f"{path}  {role}")
+    return 0
+
+
+def run_rotate(args: argparse.Namespace) -> int:
+    """Rotate the files and say which are kept and which are new."""
+    kept, new = rotate_keys(args.out, args.name)
+    console = Console(highlight=False)
+    for path in kept:
+        console.print(f"{path}  old, kept")
+    for path in new:
+        public = path.name.endswith((".key", ".sign.pub"))
+        console.print(f"{path}  new{' (give it to the center)' if public else ''}")
     return 0
