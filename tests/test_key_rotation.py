@@ -134,6 +134,11 @@ def test_rotation_with_an_overlap_on_real_sockets(tmp_path, center_db_url, capsy
     finally:
         rx.stop()
     assert sorted(site.stored()) == [1, 2, 3]
+    assert main(["center", "devices", "keys", "--config", center_config(site),
+                 "--id", "dev-1"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == ["sign", "sign", "curve", "curve"]
+    assert listed[1].startswith(f"sign  {old_sign_fp}  accepted until"), listed
     with site.engine.connect() as conn:
         assert conn.execute(select(Refusal.reason).where(Refusal.sequence == 4)
                             ).scalar() == "expired_key"

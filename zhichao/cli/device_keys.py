@@ -7,7 +7,13 @@ from pathlib import Path
 
 import zmq.auth
 
-from center.device_keys import DeviceKeyError, end_of_day, revoke_keys, rotate_device
+from center.device_keys import (
+    DeviceKeyError,
+    device_keys,
+    end_of_day,
+    revoke_keys,
+    rotate_device,
+)
 from center.service import open_db
 from zhichao.cli.center_common import config_option, console, settings_of
 
@@ -38,6 +44,10 @@ def add_key_commands(devices: argparse._SubParsersAction) -> None:
     rev.add_argument("--reason", required=True, metavar="TEXT",
                      help="why (told to the unit with each refusal)")
     rev.set_defaults(run=run_devices_revoke)
+    lst = config_option(devices.add_parser(
+        "keys", help="a unit's keys: fingerprints, overlap, revocation"))
+    lst.add_argument("--id", required=True, metavar="ID", help="device id")
+    lst.set_defaults(run=run_devices_keys)
 
 
 def _day(text: str) -> date:
@@ -84,4 +94,23 @@ def run_devices_revoke(args: argparse.Namespace) -> int:
         out.print(f"device {args.id}: {key.kind} key {key.short} revoked")
     if not revoked:
         out.print(f"device {args.id}: every key was revoked already")
+    return 0
+
+
+def run_devices_keys(args: argparse.Namespace) -> int:
+    """One line a key, the current ones first: kind, fingerprint, state."""
+    engine = open_db(settings_of(args))
+    with engine.connect() as conn:
+        keys = device_keys(conn, args.id)
+    if keys is None:
+        raise DeviceKeyError(f"device {args.id} is not enrolled")
+    out = console()
+    for states in (keys.sign, keys.curve):
+        for n, k in enumerate(states):
+            state = "current" if n == 0 else (
+                f"accepted until {k.accepted_until:%Y-%m-%d %H:%M} UTC"
+                if k.accepted_until else "retired")
+            if k.revoked_at is not None:
+                state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M} UTC: {k.revoked_reason}"
+            out.print(f"{k.kind:5} {k.fingerprint}  {state}", markup=False)
     return 0
