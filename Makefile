@@ -13,9 +13,11 @@ all: test
 # font subsetter for WeasyPrint (documents to PDF; without the subsetter a document takes
 # about ten times as long), socat for serial links between pseudo-terminals, poppler-utils
 # (pdftotext) for the tests that read the documents back, chromium and chromium-driver for
-# the tests that drive the center's web pages in a real browser (Selenium, headless).
+# the tests that drive the center's web pages in a real browser (Selenium, headless), and
+# prometheus, whose server the metrics tests run on a temporary config (its own service,
+# which the package enables, is not needed by zhichao).
 DEBS := fonts-wqy-zenhei socat libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
-        poppler-utils chromium chromium-driver
+        poppler-utils chromium chromium-driver prometheus
 
 system:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -26,6 +26,7 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
 import zmq.auth
@@ -48,6 +49,9 @@ from evidence.wire import PACKET, PING, Ack, ack_frames, kind, tcp_keepalive
 from overload.errors import RuleError
 from overload.plates import load_plate_grammar
 from zhichao.errors import ConfigError
+
+if TYPE_CHECKING:  # prometheus_client only when the metrics are served
+    from center.metrics import CenterMetrics
 
 log = logging.getLogger("zhichao.center.receiver")
 
@@ -143,8 +147,11 @@ class Receiver:
     """One receiver: bind, authenticate, gather, ingest, acknowledge."""
 
     def __init__(self, settings: CenterSettings, engine: Engine | None = None, *,
-                 stored: threading.Event | None = None) -> None:
+                 stored: threading.Event | None = None,
+                 metrics: "CenterMetrics | None" = None) -> None:
         self.settings = settings
+        self.metrics = metrics
+        """Counts each acknowledged packet for Prometheus (``metrics_address``)."""
         self.stored = stored
         """Set after each committed batch: wakes whoever turns stored packets into cases."""
         self.engine = engine or make_engine(settings.database)
@@ -156,6 +163,8 @@ class Receiver:
         self.ingestor = Ingestor(self.engine, settings.images_dir, limits=settings.receiver,
                                  plates=plates)
         self.allow = AllowList(self.engine)
+        if metrics is not None:
+            metrics.handshakes.receivers.append(self)
         self.ready = threading.Event()
         self.counts: dict[str, int] = defaultdict(int)
         self.busy_s: dict[str, float] = defaultdict(float)
@@ -353,6 +362,8 @@ class Receiver:
         groups: dict[tuple, list[int]] = defaultdict(list)
         for identity, o in zip(identities, outcomes, strict=True):
             self.counts["duplicates" if o.duplicate else o.status] += 1
+            if self.metrics is not None:
+                self.metrics.outcome(o)
             if o.device_id is None or o.sequence is None:
                 continue  # malformed beyond naming: nothing the edge could match
             reason = f"{o.reason}: {o.detail}" if o.status == "refused" else ""
@@ -366,10 +377,11 @@ class Receiver:
 
 
 def run_receiver(settings: CenterSettings, stop_event: threading.Event,
-                 stored: threading.Event | None = None) -> None:
+                 stored: threading.Event | None = None,
+                 metrics: "CenterMetrics | None" = None) -> None:
     """Bring the database to the latest migration, then receive until ``stop_event`` is
     set (``zhichao center run``), setting ``stored`` after each committed batch.
     ConfigError if the server key file is missing or bad."""
     engine = make_engine(settings.database)
     upgrade(engine)
-    Receiver(settings, engine, stored=stored).run(stop_event)
+    Receiver(settings, engine, stored=stored, metrics=metrics).run(stop_event)

@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -20,6 +21,9 @@ from center.db import make_engine, upgrade
 from center.settings import CenterSettings
 from zhichao.errors import ConfigError, ZhichaoError
 from zhichao.systemd import Notifier
+
+if TYPE_CHECKING:
+    from center.metrics import CenterMetrics
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,20 @@ def _status_line(threads: list[threading.Thread], started: float) -> str:
     return f"running {alive}; up {up_min // 60} h {up_min % 60:02d} min"
 
 
+def _metrics(settings: CenterSettings, engine: Engine) -> "CenterMetrics | None":
+    """The metrics page when ``metrics_address`` is set (prometheus_client imported only
+    then); a port that cannot be bound is a ConfigError naming the setting."""
+    if settings.metrics_address is None:
+        return None
+    from center.metrics import CenterMetrics  # noqa: PLC0415
+
+    try:
+        return CenterMetrics(engine, settings.metrics_address)
+    except OSError as exc:
+        raise ConfigError(f"metrics_address {settings.metrics_address}: cannot serve: "
+                          f"{exc}") from None
+
+
 def run_center(settings: CenterSettings, *, seconds: float | None = None,
                receive: bool = True, stop: threading.Event | None = None) -> None:
     """Receive packets and turn them into captures and cases until ``stop`` is set,
@@ -89,6 +107,7 @@ def run_center(settings: CenterSettings, *, seconds: float | None = None,
     rules.tolerance_policy(settings.law.tolerance)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     engine = open_db(settings)
+    metrics = _metrics(settings, engine)
     stop = stop or threading.Event()
     stored = threading.Event() if receive else None
     failures: list[tuple[str, BaseException | None]] = []
@@ -115,7 +134,8 @@ def run_center(settings: CenterSettings, *, seconds: float | None = None,
     if receive:
         from center.receiver import run_receiver  # noqa: PLC0415 (zmq only when receiving)
 
-        threads.append(guarded("receiver", lambda: run_receiver(settings, stop, stored)))
+        threads.append(guarded("receiver", lambda: run_receiver(settings, stop, stored,
+                                                                metrics=metrics)))
     if settings.web.serve_with_run:
         threads.append(guarded("web", lambda: _serve_pages(settings, stop)))
     settle_heap()
@@ -138,6 +158,8 @@ def run_center(settings: CenterSettings, *, seconds: float | None = None,
             stored.set()  # the cases thread sees the stop at once
         for t in threads:
             t.join(timeout=10)
+        if metrics is not None:
+            metrics.stop()
         engine.dispose()
         gc.unfreeze()  # run in-process (tests, an embedding program): leave the heap as found
     if failures:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from center.notify import NotifySettings
+from zhichao.metrics import MetricsAddress
 from zhichao.settings import BindEndpoint, count, load_model, number
 
 KEEPALIVE_IDLE_MAX_S = 32767
@@ -214,6 +215,9 @@ class CenterSettings(BaseModel):
     law: LawSettings = Field(default_factory=LawSettings)
     procedure: ProcedureSettings = Field(default_factory=ProcedureSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    metrics_address: MetricsAddress | None = Field(
+        None, description="HOST:PORT to serve Prometheus metrics on (/metrics; "
+        "docs/metrics.md), e.g. 127.0.0.1:9465; None: no metrics page")
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
     @property

@@ -22,7 +22,7 @@ center's reason, logged as an error.
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -138,6 +138,8 @@ class SenderStatus:
     acked: int = 0
     """Packets acknowledged, each counted once however many of its copies were answered."""
     refused: int = 0
+    refused_by: dict[str, int] = field(default_factory=dict)
+    """Packets refused, by the center's reason (its code, before the detail)."""
     failovers: int = 0
     in_flight: int = 0
     last_heard_at: float | None = None
@@ -168,6 +170,8 @@ class Sender:
         self.keys = (server_public, client_public, client_secret)
         self.options = options or SenderOptions()
         self.status = SenderStatus()
+        self.on_ack: Callable[[float], None] | None = None
+        """Called with the seconds each ack took (packets sent once): the metrics' histogram."""
         self.timer = self._new_timer()
         self.status.ack_timeout_s = self.timer.timeout_s
         self._stop = threading.Event()
@@ -340,11 +344,16 @@ class Sender:
                         took.append(now - f.sent_at)
             if took:
                 self.timer.sample(max(took))
+                if self.on_ack is not None:
+                    for seconds in took:
+                        self.on_ack(seconds)
             if ack.status == "ok":
                 ok.extend(ack.sequences)
                 self.status.acked += answered
             else:
                 self.status.refused += answered
+                code = ack.reason.partition(":")[0].strip() or "unknown"
+                self.status.refused_by[code] = self.status.refused_by.get(code, 0) + answered
                 self.outbox.mark_refused(ack.sequences, ack.reason)
         if ok:
             self.outbox.mark_acked(ok)

@@ -14,6 +14,7 @@ from drivers.strips import StripArray
 from edge.plate_workers import PlateSettings
 from edge.signal.settings import SignalSettings
 from edge.timebase.settings import TimeSettings
+from zhichao.metrics import MetricsAddress
 from zhichao.settings import ConnectEndpoint, count, load_model, number
 
 KEEPALIVE_IDLE_MAX_S = 32767
@@ -103,6 +104,9 @@ class UnitSettings(BaseModel):
                                           "vehicle's time before the digitiser's clock is "
                                           "fitted (its first frames): the frame's arrival, "
                                           "one batch of the signal loop late at most")
+    metrics_address: MetricsAddress | None = Field(
+        None, description="HOST:PORT to serve Prometheus metrics on (/metrics; "
+        "docs/metrics.md), e.g. 127.0.0.1:9464; None: no metrics page")
 
 
 class EdgeSettings(BaseModel):

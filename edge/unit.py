@@ -21,6 +21,7 @@
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -121,6 +122,10 @@ class RoadsideUnit:
         self.stats = {"weighed": 0, "committed": 0, "suspected": 0, "plates_read": 0,
                       "plates_unread": 0, "plates_unreadable": 0, "images": 0,
                       "images_missing": 0}
+        self.weighed_by_lane: Counter[int] = Counter()
+        """Vehicles weighed per lane (1-based): the metrics' per-lane counter."""
+        self.metrics: Any = None
+        """The metrics page (edge.metrics.UnitMetrics) while ``unit.metrics_address`` is set."""
         self.started_at_s: float | None = None
         self.lag = LagMeter()
         self._connected_once: set[str] = set()
@@ -131,7 +136,12 @@ class RoadsideUnit:
     def start(self) -> None:
         """Start the plate readers, the sender and every device. The readers load their
         models beside the weighing (a second or two): passes of that time wait in their
-        queue, and the weighing never waits for them."""
+        queue, and the weighing never waits for them. The metrics page first: a port
+        that cannot be bound stops the start before anything runs."""
+        if self.settings.unit.metrics_address is not None:
+            from edge.metrics import UnitMetrics  # noqa: PLC0415 (prometheus only when served)
+
+            self.metrics = UnitMetrics(self, self.settings.unit.metrics_address)
         self.plates.start()
         if self.link is not None:
             self.link.start()
@@ -159,6 +169,8 @@ class RoadsideUnit:
         for result in self.plates.stop():
             self._attach(result)
         self._commit_ready(now, final=True)
+        if self.metrics is not None:  # before the outbox closes: the collector reads it
+            self.metrics.stop()
         counts = self.link.stop(wait_s) if self.link is not None else None
         return {**self.stats, "loop_lag": self.lag.summary(),
                 "blocks_dropped": self.loop.stats.blocks_dropped,
@@ -335,6 +347,7 @@ class RoadsideUnit:
             axle_t = p.t_last_s if s.role == "rear" else p.t_first_s
             p.wanted[name] = axle_t + s.distance_m / speed
         self.stats["weighed"] += 1
+        self.weighed_by_lane[int(vehicle["lane"])] += 1
         self.stats["suspected"] += suspected
         self.pending.append(p)
 
