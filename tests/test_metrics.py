@@ -163,14 +163,14 @@ class PollingUnit:
         assert not self._thread.is_alive(), "the unit did not stop"
 
 
-def edge_unit(tmp_path: Path, center_endpoint: str, port: str, metrics: str
-              ) -> RoadsideUnit:
+def edge_unit(tmp_path: Path, center_endpoint: str, port: str, metrics: str,
+              device_id: str = "unit-1") -> RoadsideUnit:
     """A sending unit ``unit-1`` (keys of the ``center`` fixture) on a digitiser twin at
     ``port``, metrics on ``metrics``; no plate reader (no camera either)."""
     keys = tmp_path / "edge-keys"
     shutil.copy(tmp_path / "keys" / "center.key", keys / "center.key")
     settings = EdgeSettings(
-        device_id="unit-1", site=StripArray(lanes=2), plates=PlateSettings(workers=0),
+        device_id=device_id, site=StripArray(lanes=2), plates=PlateSettings(workers=0),
         unit=UnitSettings(metrics_address=metrics),
         evidence=EvidenceSettings(site="G60 K123+450", direction="east",
                                   outbox=Path("outbox.db"), signing_key=keys / "unit.sign",
@@ -320,3 +320,75 @@ def test_the_cases_are_read_at_most_once_per_interval():
 def test_a_bad_metrics_address_is_refused(address):
     with pytest.raises(ValidationError, match="metrics_address"):
         UnitSettings(metrics_address=address)
+
+
+def scrape(address: str) -> dict[tuple[str, tuple], float]:
+    """The page at ``address`` as {(sample name, sorted labels): value}."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(get(f"http://{address}/metrics"))
+            for s in f.samples}
+
+
+def wait_scraped(address: str, want: Callable[[dict], bool]) -> dict:
+    """Scrape until ``want`` holds (at most WAIT_S); the last page on failure."""
+    deadline = time.monotonic() + WAIT_S
+    while not want(page := scrape(address)):
+        assert time.monotonic() < deadline, page
+        time.sleep(0.5)
+    return page
+
+
+def test_refusals_by_reason_on_both_sides(center, tmp_path):
+    """A unit named unit-2 behind unit-1's enrolled keys: the center refuses each of its
+    packets as unknown_device, and both pages count them under that reason."""
+    site = StripArray(lanes=2)
+    twin = DigitiserTwin(site, generate_traffic(site, 12.0, seed=5), speed=4.0, render_seed=5,
+                         duration_s=16.0)
+    edge_metrics = f"127.0.0.1:{free_port()}"
+    port = twin.start()
+    try:
+        with PollingUnit(lambda: edge_unit(tmp_path, center.settings.receiver.listen[0], port,
+                                           edge_metrics, device_id="unit-2")) as unit:
+            assert twin.finished.wait(60), "the digitiser twin did not finish its traffic"
+            refused = (("reason", "unknown_device"),)
+
+            def settled(page: dict) -> bool:
+                weighed = unit.stats["weighed"]
+                return weighed > 0 and page.get(("zhichao_edge_refusals_total", refused)) \
+                    == weighed and page[("zhichao_edge_outbox_pending", ())] == 0
+
+            edge = wait_scraped(edge_metrics, settled)
+            center_page = scrape(center.settings.metrics_address)
+    finally:
+        twin.stop()
+    assert edge[("zhichao_edge_packets_acked_total", ())] == 0
+    assert edge[("zhichao_edge_device_connected", (("device", "digitiser"),))] == 1
+    assert center_page[("zhichao_center_refusals_total", refused)] == \
+        edge[("zhichao_edge_refusals_total", refused)]
+    assert center_page[("zhichao_center_packets_ingested_total", ())] == 0
+
+
+def test_a_unit_that_cannot_reach_its_center_shows_its_backlog(tmp_path):
+    """No center at the endpoint: every packet stays pending, and the oldest ages."""
+    site = StripArray(lanes=2)
+    twin = DigitiserTwin(site, generate_traffic(site, 12.0, seed=6), speed=4.0, render_seed=6,
+                         duration_s=16.0)
+    make_keys(tmp_path / "keys", "center", curve_only=True)
+    make_keys(tmp_path / "edge-keys", "unit")
+    edge_metrics = f"127.0.0.1:{free_port()}"
+    port = twin.start()
+    nobody = f"tcp://127.0.0.1:{free_port()}"
+    try:
+        with PollingUnit(lambda: edge_unit(tmp_path, nobody, port, edge_metrics)) as unit:
+            assert twin.finished.wait(60), "the digitiser twin did not finish its traffic"
+
+            def settled(page: dict) -> bool:
+                weighed = unit.stats["weighed"]
+                return weighed > 0 and page[("zhichao_edge_outbox_pending", ())] == weighed \
+                    and page[("zhichao_edge_outbox_oldest_pending_seconds", ())] > 1.0
+
+            page = wait_scraped(edge_metrics, settled)
+    finally:
+        twin.stop()
+    assert page[("zhichao_edge_packets_acked_total", ())] == 0
+    assert page[("zhichao_edge_ack_latency_seconds_count", ())] == 0
