@@ -107,7 +107,11 @@ def run_center(settings: CenterSettings, *, seconds: float | None = None,
     rules.tolerance_policy(settings.law.tolerance)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     engine = open_db(settings)
-    metrics = _metrics(settings, engine)
+    try:
+        metrics = _metrics(settings, engine)
+    except ConfigError:
+        engine.dispose()
+        raise
     stop = stop or threading.Event()
     stored = threading.Event() if receive else None
     failures: list[tuple[str, BaseException | None]] = []

@@ -35,6 +35,7 @@ from center.ingest_models import StoredPacket
 from center.law_models import Case
 from center.metrics import CasesCollector
 from center.service import run_center
+from center.settings import CenterSettings
 from drivers.strips import StripArray
 from edge.plate_workers import PlateSettings
 from edge.settings import EdgeSettings, EvidenceSettings, UnitSettings
@@ -46,6 +47,7 @@ from evidence.wire import packet_frames, parse_ack
 from sim.evidence import fake_jpeg
 from sim.serial_twins import DigitiserTwin
 from sim.traffic import generate_traffic
+from zhichao.errors import ConfigError
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -392,3 +394,14 @@ def test_a_unit_that_cannot_reach_its_center_shows_its_backlog(tmp_path):
         twin.stop()
     assert page[("zhichao_edge_packets_acked_total", ())] == 0
     assert page[("zhichao_edge_ack_latency_seconds_count", ())] == 0
+
+
+def test_a_metrics_port_in_use_stops_the_center_with_the_setting_named(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        settings = CenterSettings(database=str(tmp_path / "center.db"),
+                                  metrics_address=address)
+        with pytest.raises(ConfigError, match=f"metrics_address {address}: cannot serve"):
+            run_center(settings, seconds=1)
