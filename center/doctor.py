@@ -40,7 +40,7 @@ from center.ingest_models import Device, Refusal, StoredPacket
 from center.law_models import DeviceRecord, DeviceSuspension
 from center.registry import is_latest
 from center.settings import CenterSettings
-from edge.doctor import CST, DiskUsage, Finding, bad, exit_status, good, summary
+from zhichao.health import CST, DiskUsage, Finding, bad, exit_status, good, summary
 
 __all__ = ["Limits", "Probes", "examine", "exit_status", "summary"]
 

@@ -28,11 +28,11 @@ import shutil
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 import zmq
 import zmq.auth
@@ -55,37 +55,13 @@ from edge.weighing import load_rules_for, unit_chain
 from evidence.signing import KeyFileError, load_signing_key
 from evidence.wire import PING
 from zhichao.errors import ZhichaoError
-
-Severity = Literal["error", "warning", "info"]
-
-CST = timezone(timedelta(hours=8), "CST")
-"""China Standard Time: a certificate's days are China's (as the center judges them)."""
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One thing the doctor found: what it looked at, whether it is well, how bad it is
-    if not, what it saw (with the numbers) and what the technician does about it."""
-
-    check: str
-    ok: bool
-    severity: Severity
-    what: str
-    fix: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict for ``--json``."""
-        return asdict(self)
-
-
-def good(check: str, what: str) -> Finding:
-    """A finding of something well: nothing to fix."""
-    return Finding(check, True, "info", what, "")
-
-
-def bad(check: str, severity: Severity, what: str, fix: str) -> Finding:
-    """A finding of something wrong, with its fix."""
-    return Finding(check, False, severity, what, fix)
+from zhichao.health import (  # the findings' shape, shared with the center's doctor
+    CST,
+    DiskUsage,
+    Finding,
+    bad,
+    good,
+)
 
 
 @dataclass(frozen=True)
@@ -117,14 +93,6 @@ class Limits:
     fit_uncertainty_warn_ms: float = 5.0
     """A digitiser clock fit looser than this times each axle worse than the cameras'
     frame interval (40 ms at 25 fps) allows to spare."""
-
-
-class DiskUsage(NamedTuple):
-    """What :func:`shutil.disk_usage` returns: bytes in all, used and free."""
-
-    total: int
-    used: int
-    free: int
 
 
 def china_today() -> date:
@@ -682,17 +650,3 @@ def examine(settings: EdgeSettings, base_dir: Path, *, source: str = "settings",
     findings += check_calibration(settings, base_dir, limits, probes.today())
     findings += check_rules(settings)
     return findings
-
-
-def exit_status(findings: Iterable[Finding]) -> int:
-    """1 when anything is an error (warnings alone do not fail the unit), else 0."""
-    return 1 if any(f.severity == "error" and not f.ok for f in findings) else 0
-
-
-def summary(findings: list[Finding]) -> dict[str, Any]:
-    """The whole report as one JSON-ready object."""
-    errors = sum(1 for f in findings if not f.ok and f.severity == "error")
-    warnings = sum(1 for f in findings if not f.ok and f.severity == "warning")
-    return {"ok": errors == 0, "errors": errors, "warnings": warnings,
-            "findings": [f.to_dict() for f in findings]}
-

@@ -43,7 +43,6 @@ from edge.doctor import (
     check_outbox,
     china_today,
     examine,
-    exit_status,
     listen,
 )
 from edge.outbox import Outbox
@@ -56,6 +55,7 @@ from sim.evidence import draft
 from sim.serial_twins import DigitiserTwin, GpsTwin, XK3190Twin
 from sim.traffic import generate_traffic
 from zhichao.cli import main
+from zhichao.health import exit_status
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -28,10 +28,11 @@ from drivers.modbus_map import load_register_map
 from drivers.modbus_wim import ModbusWimDevice
 from drivers.registry import open_device
 from drivers.serial_link import PROTOCOLS, SerialDevice
-from edge.doctor import Finding, Limits, examine, exit_status, summary
+from edge.doctor import Limits, examine
 from edge.settings import load_edge_settings
 from edge.unit import Pass, RoadsideUnit
 from zhichao.errors import ConfigError
+from zhichao.health import Finding, exit_status, summary
 from zhichao.resources import config_dir
 from zhichao.systemd import Notifier
 
