@@ -9,7 +9,8 @@ drifted (or the temperature correction no longer fits the season).
 :class:`DriftTracker` keeps, per lane, the steer-axle loads of the last ``window_days``
 days; learns the reference median over the first ``reference_days`` after a calibration;
 and each day gives the drift in % with an alarm beyond ``alarm_pct``. Beyond
-``propose_pct`` it proposes a lane-gain correction, which a technician approves
+``propose_pct`` it proposes a lane-gain correction (shrunk by how far the drift stands
+above its standard error), which a technician approves
 (:meth:`DriftTracker.applied` is told when a correction goes into the chain, so the loads
 kept are rescaled and the drift is measured from there on).
 """
@@ -44,8 +45,8 @@ class DriftSettings(BaseModel):
                            "drift figure that day (too uncertain)")
     alarm_pct: float = Field(1.0, gt=0, le=20, description="drift beyond this raises the "
                              "alarm: the unit is leaving its accuracy class")
-    propose_pct: float = Field(0.5, gt=0, le=20, description="drift beyond this, and beyond "
-                               "twice its standard error, proposes a lane-gain correction")
+    propose_pct: float = Field(0.5, gt=0, le=20, description="drift beyond this proposes a "
+                               "lane-gain correction, shrunk by how sure the drift is")
     min_steer_kg: float = Field(3000.0, ge=0, description="lighter steer axles are not "
                                 "tractors' (a misread code)")
     max_steer_kg: float = Field(12000.0, gt=0)
@@ -144,17 +145,21 @@ class DriftTracker:
         return last
 
     def proposal(self) -> list[float] | None:
-        """Lane factors that undo each lane's drift, where it exceeds ``propose_pct`` and
-        twice its standard error (a correction must not chase the noise of the medians);
-        None when no lane needs one."""
+        """Lane factors that undo each lane's drift where it exceeds ``propose_pct``;
+        None when no lane needs one.
+
+        The drift measured is the true one plus the noise of the medians, so the
+        correction is shrunk by d² / (d² + se²): nearly all of a drift well above its
+        standard error, little of one no larger than the noise (a correction must not
+        chase the noise of the medians, nor wait until the drift is certain)."""
         factors, any_lane = [], False
         for p in self.latest():
-            if (p is None or p.drift_pct is None
-                    or abs(p.drift_pct) <= max(self.settings.propose_pct, 2 * (p.se_pct or 0))):
+            if p is None or p.drift_pct is None or abs(p.drift_pct) <= self.settings.propose_pct:
                 factors.append(1.0)
                 continue
-            factors.append(float(np.clip(1.0 / (1.0 + p.drift_pct / 100.0), FACTOR_MIN,
-                                         FACTOR_MAX)))
+            d, se = p.drift_pct, p.se_pct or 0.0
+            shrunk = d * d * d / (d * d + se * se)
+            factors.append(float(np.clip(1.0 / (1.0 + shrunk / 100.0), FACTOR_MIN, FACTOR_MAX)))
             any_lane = True
         return factors if any_lane else None
 

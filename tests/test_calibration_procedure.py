@@ -138,8 +138,10 @@ def test_the_tracker_sees_a_drift_raises_the_alarm_and_its_correction_brings_it_
     lane2 = tracker.latest()[1]
     assert lane2.drift_pct == pytest.approx(-100 * 0.002 * (19 - 1 - 5), abs=0.7)
     factors = tracker.proposal()
-    assert factors[0] == 1.0 and factors[1] == pytest.approx(1 / (1 + lane2.drift_pct / 100),
-                                                             rel=1e-9)
+    d, se = lane2.drift_pct, lane2.se_pct
+    assert se < 0.3 * abs(d)  # a drift well above its noise: corrected nearly in full
+    assert factors[0] == 1.0 and factors[1] == pytest.approx(
+        1 / (1 + d * d * d / (d * d + se * se) / 100), rel=1e-9)
     chain = lane_correction(Chain.identity("U"), factors, version="d1", fitted_from="test",
                             uncertainty_pct=0.3, approved_by="T")
     tracker.applied(factors)
