@@ -40,7 +40,16 @@ from center.ingest_models import Device, Refusal, StoredPacket
 from center.law_models import DeviceRecord, DeviceSuspension
 from center.registry import is_latest
 from center.settings import CenterSettings
-from zhichao.health import CST, DiskUsage, Finding, bad, exit_status, good, summary
+from zhichao.health import (
+    CST,
+    DiskUsage,
+    Finding,
+    bad,
+    duration_words,
+    exit_status,
+    good,
+    summary,
+)
 
 __all__ = ["Limits", "Probes", "examine", "exit_status", "summary"]
 
@@ -88,17 +97,6 @@ class Probes:
 
     disk_usage: Callable[[Path], DiskUsage] = shutil.disk_usage  # type: ignore[assignment]
     now: Callable[[], datetime] = utc_now
-
-
-def _duration(seconds: float) -> str:
-    """Seconds in the largest unit that reads well."""
-    if seconds >= 2 * 86_400:
-        return f"{seconds / 86_400:.1f} days"
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:.0f} s"
 
 
 def _utc(t: datetime) -> datetime:
@@ -329,7 +327,7 @@ def check_silent_units(engine: Engine, limits: Limits, now: datetime) -> list[Fi
     counted = _counted(units, len(expected))
     if not silent:
         return [good("units", counted + f": each sent within "
-                     f"{_duration(limits.silent_warn_s)}")]
+                     f"{duration_words(limits.silent_warn_s)}")]
     if expected and len(silent) == len(expected) and len(expected) > 1:
         findings.insert(0, bad("units", "error", counted + ": every one is silent",
                                "the center's receiver is likely down or cut off: check it "
@@ -355,7 +353,7 @@ def _silent_finding(u: UnitSeen, seconds: float, limits: Limits) -> Finding:
              else f"no packet since enrolled {u.enrolled_at:%Y-%m-%d %H:%M} UTC")
     registry = "" if u.active else " (not in the registry)"
     return bad(f"unit {u.device_id}", severity, f"unit {u.device_id}{registry} silent for "
-               f"{_duration(seconds)}: {since}",
+               f"{duration_words(seconds)}: {since}",
                "on the unit, run `zhichao edge doctor --config FILE` (devices, outbox, the "
                "link to the center); check its power and network; see the refusals check "
                "for its packets; if it is out of service, set it inactive in the registry")
@@ -368,7 +366,7 @@ def _silent_rest(rest: list[tuple[UnitSeen, float]], limits: Limits) -> list[Fin
     severity = "error" if any(s > limits.silent_error_s for _, s in rest) else "warning"
     ids = ", ".join(u.device_id for u, _ in rest)
     return [bad("units", severity, f"{len(rest)} more units silent for over "
-                f"{_duration(limits.silent_warn_s)}: {ids}",
+                f"{duration_words(limits.silent_warn_s)}: {ids}",
                 "as for the units named above")]
 
 
@@ -427,7 +425,7 @@ def check_refusals(engine: Engine, limits: Limits, now: datetime) -> list[Findin
         rows = conn.execute(select(Refusal.reason, func.count()).where(
             Refusal.at >= datetime.fromtimestamp(since, UTC)).group_by(Refusal.reason))
         counts = Counter({reason: n for reason, n in rows})
-    window = _duration(limits.refusals_window_s)
+    window = duration_words(limits.refusals_window_s)
     if not counts:
         return [good("refusals", f"no message refused in the last {window}")]
     total = sum(counts.values())

@@ -60,6 +60,7 @@ from zhichao.health import (  # the findings' shape, shared with the center's do
     DiskUsage,
     Finding,
     bad,
+    duration_words,
     good,
 )
 
@@ -379,14 +380,14 @@ def check_outbox(evidence: EvidenceSettings, limits: Limits, now: float) -> list
     age_s = now - s["oldest"] if s["oldest"] is not None else 0.0
     what = f"{s['pending']} packets pending in {path}"
     if s["pending"]:
-        what += f", the oldest {_duration(age_s)} old"
+        what += f", the oldest {duration_words(age_s)} old"
     fix = ("nothing to delete: they go once the center answers (see the center check); "
            "a backlog that only grows means the link is slower than the traffic")
     findings = []
     if s["pending"] and (age_s > limits.outbox_age_warn_s
                          or s["pending"] > limits.outbox_depth_warn):
         findings.append(bad("outbox", "warning", what + f" (limits {limits.outbox_depth_warn}"
-                            f" packets, {_duration(limits.outbox_age_warn_s)})", fix))
+                            f" packets, {duration_words(limits.outbox_age_warn_s)})", fix))
     else:
         findings.append(good("outbox", what))
     if s["refused"]:
@@ -395,17 +396,6 @@ def check_outbox(evidence: EvidenceSettings, limits: Limits, now: float) -> list
                             "the center will never store them: its reason says what to set "
                             "right (registry entry, keys, certificate) for the packets to come"))
     return findings
-
-
-def _duration(seconds: float) -> str:
-    """Seconds in the largest unit that reads well."""
-    if seconds >= 2 * 86_400:
-        return f"{seconds / 86_400:.1f} days"
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:.0f} s"
 
 
 # -- keys ----------------------------------------------------------------------------------

@@ -8,16 +8,13 @@ read-only disk. The one part played is the time now (``Probes.now``): the stored
 carry fixed past times, and "silent for an hour" is measured from a chosen now.
 """
 
-import contextlib
 import json
-import os
 import shutil
-import subprocess
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
 from center_factory import REGISTRY_CSV, T0, center_engine
+from small_disks import fill, tmpfs
 from sqlalchemy import Engine, insert, text
 from sqlalchemy.orm import Session
 
@@ -185,34 +182,6 @@ def load_settings(folder: Path, text_: str) -> CenterSettings:
 
 
 # -- image store and disk ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def tmpfs(where: Path, size: str, *options: str):
-    """A small tmpfs mounted at ``where`` (root only), unmounted after."""
-    where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join((f"size={size}",
-                                                                  *options)),
-                           "tmpfs", str(where)], capture_output=True, text=True, check=False)
-    if done.returncode:
-        pytest.skip(f"no tmpfs can be mounted here ({done.stderr.strip()}): a nearly full "
-                    "or read-only file system needs root")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(folder: Path, free_share: float) -> None:
-    """Allocate into ``folder`` until about ``free_share`` of its file system is free."""
-    total, _, free = shutil.disk_usage(folder)
-    ballast = folder / "ballast"
-    size = ballast.stat().st_size if ballast.exists() else 0
-    fd = os.open(ballast, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        os.posix_fallocate(fd, 0, max(size + free - int(total * free_share), 1))
-    finally:
-        os.close(fd)
 
 
 def test_an_image_store_missing_or_read_only_is_an_error(tmp_path):

@@ -9,11 +9,8 @@ here, and doing so would move the clock under every process of the machine), so
 recorded ``adjtimex`` readings are passed in where the state must be one or the other.
 """
 
-import contextlib
 import json
-import os
 import shutil
-import subprocess
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -21,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 import zmq
+from small_disks import fill, tmpfs
 
 from calibration.chain import Certificate, Chain, save_chain
 from center.db import make_engine, upgrade
@@ -257,33 +255,6 @@ def test_the_real_kernel_clock_is_judged_as_the_timebase_judges_it(tmp_path):
 
 
 # -- disk nearly full ----------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def tmpfs(where: Path, size: str):
-    """A small tmpfs mounted at ``where`` (root only), unmounted after."""
-    where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
-                           str(where)], capture_output=True, text=True, check=False)
-    if done.returncode:
-        pytest.skip(f"no tmpfs can be mounted here ({done.stderr.strip()}): a nearly full "
-                    "file system needs root")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(folder: Path, free_share: float) -> None:
-    """Allocate into ``folder`` until about ``free_share`` of its file system is free."""
-    total, _, free = shutil.disk_usage(folder)
-    ballast = folder / "ballast"
-    size = ballast.stat().st_size if ballast.exists() else 0
-    fd = os.open(ballast, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        os.posix_fallocate(fd, 0, max(size + free - int(total * free_share), 1))
-    finally:
-        os.close(fd)
 
 
 def test_a_nearly_full_disk_is_an_error_and_a_filling_one_a_warning(tmp_path):

@@ -58,3 +58,14 @@ def summary(findings: list[Finding]) -> dict[str, Any]:
     warnings = sum(1 for f in findings if not f.ok and f.severity == "warning")
     return {"ok": errors == 0, "errors": errors, "warnings": warnings,
             "findings": [f.to_dict() for f in findings]}
+
+
+def duration_words(seconds: float) -> str:
+    """Seconds in the largest unit that reads well."""
+    if seconds >= 2 * 86_400:
+        return f"{seconds / 86_400:.1f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
