@@ -130,6 +130,8 @@ class Outbox:
         self.lost = 0
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._connections_lock = threading.Lock()  # not _lock: put_many holds it while a
+        # thread's first write opens that thread's connection
         self._new = threading.Condition()
         self._connections: list[sqlite3.Connection] = []
         try:
@@ -149,7 +151,7 @@ class Outbox:
             db.execute("PRAGMA synchronous=FULL")
             db.execute(f"PRAGMA max_page_count={self.max_pages or NO_PAGE_LIMIT}")
             self._local.db = db
-            with self._lock:
+            with self._connections_lock:
                 self._connections.append(db)
         return db
 
@@ -342,7 +344,7 @@ class Outbox:
 
     def close(self) -> None:
         """Close every thread's connection."""
-        with self._lock:
+        with self._lock, self._connections_lock:
             for db in self._connections:
                 db.close()
             self._connections.clear()

@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -61,6 +62,19 @@ def test_put_chains_signs_and_survives_reopening(tmp_path):
     assert pending[1][1].images == images(2) and pending[0][1].images == ()
     assert check_chain(tmp_path / "o.db") == [1, 2, 3, 4, 5]
     assert box.counts()["pending"] == 5
+
+
+def test_a_thread_that_never_wrote_before_can_put(tmp_path):
+    """Its first write opens its own connection while the put holds the outbox's lock:
+    that must not wait on the same lock (it hung)."""
+    box = Outbox(tmp_path / "o.db", KEY)
+    done: list[int] = []
+    writer = threading.Thread(target=lambda: done.append(box.put(draft(n=1))), daemon=True)
+    writer.start()
+    writer.join(10.0)
+    assert not writer.is_alive(), "a put from a new thread hung"
+    assert done == [1] and box.counts()["pending"] == 1
+    box.close()
 
 
 def test_a_light_record_carries_no_images(tmp_path):
