@@ -2,9 +2,10 @@
 to the outbox, and sent to the center by the sender's own thread.
 
 The weighing loop calls :meth:`EvidenceLink.put` and nothing else: a commit to the local
-SQLite file, never a wait on the network. When the outbox cannot store (its disk is full)
-the packet is held in memory by the outbox and the failure is counted and logged here;
-weighing goes on.
+SQLite file, never a wait on the network. When the outbox cannot store (its disk is full,
+even after removing acknowledged packets) a suspected overload is held in memory by the
+outbox and the failure is counted and logged here, while a light record is dropped by the
+outbox (counted and logged there, ``light_dropped``); either way weighing goes on.
 """
 
 import logging
@@ -75,7 +76,8 @@ class EvidenceLink:
             missing_images: Sequence[MissingImage] = ()) -> int | None:
         """Commit one screened vehicle (a dict of ``zhichao edge run``: lane 1-based,
         speed_mps, axle_loads_kg, spacings_m, tyres, axle_code, flags) as a packet; its
-        sequence, or None if the outbox could not store it now (held and counted)."""
+        sequence, or None if the outbox could not store it now (evidence: held and counted
+        here; a light record on a full disk: dropped and counted by the outbox)."""
         packet, data = draft_packet(
             self.settings.device_id, site=self.evidence.site,
             direction=self.evidence.direction, lane=int(vehicle["lane"]),
@@ -94,7 +96,8 @@ class EvidenceLink:
             self.failed += 1
             log.error("evidence not stored (held in memory, %d so far): %s", self.failed, exc)
             return None
-        self.put_count += 1
+        if sequence is not None:  # None: a light record dropped by the disk policy
+            self.put_count += 1
         return sequence
 
     def stop(self, wait_s: float = 5.0) -> dict[str, int]:

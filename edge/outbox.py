@@ -7,12 +7,19 @@ signs, and commits all of it in one transaction, so a kill -9 at any point leave
 the whole packet, chained, or nothing, and the chain never forks or skips.
 
 ``put`` is the weighing loop's only call and never waits on the network. When the disk is
-full it raises :class:`OutboxError` at once (the loop logs it and weighs on) and keeps the
-packet in memory, up to ``hold_max`` packets, storing them first as soon as space returns;
-beyond that the oldest held packet is dropped, counted in ``lost`` and logged as an error:
-nothing is lost silently. The sender thread reads :meth:`pending`, and after the center's
-acknowledgement calls :meth:`mark_acked`; acknowledged packets are kept ``keep_days`` and
-then removed by :meth:`prune`. Light records (not a suspected overload) carry no images.
+full it first makes room by removing acknowledged packets, light records before evidence,
+oldest first, and tries once more. If there is still no room the alarm is raised
+(``disk_full`` in :meth:`counts`, one error line per episode, cleared by the next
+successful put); a new light record (not a suspected overload) is then dropped at once,
+counted in ``light_dropped`` and logged, and put returns None; a suspected overload
+raises :class:`OutboxError` at once (the loop logs it and weighs on) and is kept in
+memory, up to ``hold_max`` packets, stored first as soon as space returns; beyond that the
+oldest held packet is dropped, counted in ``lost`` and logged as an error: nothing is
+lost silently, and nothing unacknowledged is ever removed from the file. The sender
+thread reads :meth:`pending`, and after the center's acknowledgement calls
+:meth:`mark_acked`; :meth:`prune` removes acknowledged light records after
+``keep_light_days`` and acknowledged evidence after ``keep_days``. Light records carry no
+images.
 
 The file's schema has a version (``PRAGMA user_version``), brought up to date by ordered
 steps when the outbox opens, so a unit in the field keeps its undelivered packets across
@@ -20,6 +27,7 @@ a software upgrade; a file newer than the software is refused, never written.
 """
 
 import logging
+import shutil
 import sqlite3
 import threading
 import time
@@ -78,6 +86,14 @@ NO_PAGE_LIMIT = 4_294_967_294
 PAGE_SIZE = 16_384
 """Larger pages than SQLite's 4 KiB: a 150 KB image spans 10 overflow pages instead of
 37, and reads back three times as fast."""
+CHECKPOINT_PAGES = 64
+"""The write-ahead log is copied into the file every 1 MiB (SQLite's default, 1000 pages,
+is 16 MiB here): frames waiting in the log need the file to grow when copied, and on a
+nearly full disk that growth must stay within the reserve."""
+RESERVE_BYTES = 4 * 1024 * 1024
+"""Disk space the outbox leaves free: room for SQLite to copy its log into the file and to
+delete acknowledged packets when the disk is full. Without it, a full disk can stop even
+the deletes that would make room (seen on a real tmpfs)."""
 
 
 class OutboxError(ZhichaoError):
@@ -115,15 +131,33 @@ def upgrade(db: sqlite3.Connection, path: Path,
     return found
 
 
+def is_full(exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL: the disk (or the file's page cap) has no room; other errors (an
+    unwritable file, I/O) are not for the disk policy."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL or "full" in str(exc)
+
+
+class DiskFull(sqlite3.OperationalError):
+    """Less room than a packet needs beyond the reserve: treated as SQLITE_FULL, before
+    SQLite meets the real one."""
+
+
 class Outbox:
     """A device's outbox file; safe to share between the weighing thread and the sender
     (each thread gets its own SQLite connection)."""
 
     def __init__(self, path: Path, key: Ed25519PrivateKey, *, keep_days: float = 7.0,
-                 hold_max: int = 1000, max_pages: int | None = None) -> None:
+                 hold_max: int = 1000, max_pages: int | None = None,
+                 keep_light_days: float = 7.0, reserve_bytes: int = RESERVE_BYTES) -> None:
         self.path = Path(path)
         self.key = key
         self.keep_days = keep_days
+        self.keep_light_days = keep_light_days
+        self.reserve_bytes = reserve_bytes
+        self.disk_full = False
+        self.light_dropped = 0
+        self.pruned = {"light": 0, "evidence": 0}
         self.max_pages = max_pages
         self.hold_max = hold_max
         self.held: deque[tuple[Packet, tuple[bytes, ...]]] = deque()
@@ -149,6 +183,7 @@ class Outbox:
             db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect on a new file only
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
             db.execute(f"PRAGMA max_page_count={self.max_pages or NO_PAGE_LIMIT}")
             self._local.db = db
             with self._connections_lock:
@@ -163,15 +198,18 @@ class Outbox:
 
     # The weighing loop's side ---------------------------------------------------------
 
-    def put(self, draft: Packet, images: Sequence[bytes] = ()) -> int:
+    def put(self, draft: Packet, images: Sequence[bytes] = ()) -> int | None:
         """Chain, sign and commit a packet; returns its sequence. The draft's sequence and
-        previous hash are replaced. OutboxError if it could not be stored now (it is held
-        in memory and stored by a later call once there is room)."""
+        previous hash are replaced. On a full disk a light record is dropped (None: the
+        weighing must not stop for it); OutboxError if evidence could not be stored now
+        (it is held in memory and stored by a later call once there is room)."""
         return self.put_many([(draft, images)])[-1]
 
-    def put_many(self, items: Sequence[tuple[Packet, Sequence[bytes]]]) -> list[int]:
+    def put_many(self, items: Sequence[tuple[Packet, Sequence[bytes]]]
+                 ) -> list[int | None]:
         """:meth:`put` for the vehicles of one signal block, in one transaction (one fsync
-        for all); returns their sequences."""
+        for all); returns their sequences (None for light records dropped on a full
+        disk)."""
         if not items:
             return []
         for draft, images in items:
@@ -187,14 +225,107 @@ class Outbox:
         with self._lock:
             self.held.extend((draft, tuple(images)) for draft, images in items)
             try:
-                seqs = self._store(list(self.held))
+                seqs = self._store_held()
             except sqlite3.Error as exc:
-                self._overflow()
-                raise OutboxError(self._not_stored_text(items[-1][0], exc)) from None
-            self.held.clear()
+                return self._not_stored(items, exc)
         with self._new:
             self._new.notify_all()
-        return seqs[len(seqs) - len(items):]
+        return list(seqs[len(seqs) - len(items):])
+
+    def _store_held(self) -> list[int]:
+        """Store everything held; on a full disk make room once and try again, so that
+        acknowledged packets give way before anything new is dropped or held. The disk
+        counts as full below the reserve, so SQLite itself keeps room to delete."""
+        need = self._room_needed()
+        if self._room() < need:
+            self._make_room(need - self._room())
+            room = self._room()
+            if room < need:
+                raise DiskFull(f"disk full: {max(room, 0)} bytes free beyond the reserve of "
+                               f"{self.reserve_bytes}, {need} needed")
+        try:
+            seqs = self._store(list(self.held))
+        except sqlite3.Error as exc:
+            if not is_full(exc) or not self._make_room(need):
+                raise
+            seqs = self._store(list(self.held))
+        self.held.clear()
+        if self.disk_full:
+            self.disk_full = False
+            log.warning("outbox %s: disk-full alarm cleared, packets are stored again",
+                        self.path)
+        return seqs
+
+    def _not_stored(self, items: Sequence[tuple[Packet, Sequence[bytes]]],
+                    exc: sqlite3.Error) -> list[int | None]:
+        """The held packets could not be stored. On a full disk: the alarm, and the light
+        records dropped (the disk is kept for evidence); evidence stays held and is an
+        OutboxError for the caller to log. Any other error holds everything, as before."""
+        if is_full(exc):
+            self._raise_alarm()
+            light = [d for d, _ in self.held if not d.suspected_overload]
+            self.held = deque(h for h in self.held if h[0].suspected_overload)
+            for draft in light:
+                self._drop_light(draft)
+        self._overflow()
+        evidence = [d for d, _ in items if d.suspected_overload or not is_full(exc)]
+        if evidence:
+            raise OutboxError(self._not_stored_text(evidence[-1], exc)) from None
+        return [None] * len(items)
+
+    def _raise_alarm(self) -> None:
+        """One error line per episode of a full disk (not one per vehicle)."""
+        if not self.disk_full:
+            self.disk_full = True
+            log.error("outbox %s: disk full even after removing acknowledged packets: "
+                      "alarm raised; new light records are not stored, evidence is held "
+                      "in memory (at most %d); free space on that disk", self.path,
+                      self.hold_max)
+
+    def _drop_light(self, draft: Packet) -> None:
+        """Count and log a light record dropped for want of disk."""
+        self.light_dropped += 1
+        log.warning("outbox %s: disk full: dropped the light record of lane %d at %s "
+                    "(%d dropped since start)", self.path, draft.lane,
+                    draft.captured_at.isoformat(), self.light_dropped)
+
+    def _room(self) -> int:
+        """Bytes new packets may take: free on the disk beyond the reserve, plus the
+        file's free pages (what pruning freed stays in the file, for reuse)."""
+        free = shutil.disk_usage(self.path.parent).free
+        pages = self._db().execute("PRAGMA freelist_count").fetchone()[0]
+        return free - self.reserve_bytes + pages * PAGE_SIZE
+
+    def _room_needed(self) -> int:
+        """Bytes to free for what is held: its images and a generous allowance for each
+        packet's row and the pages SQLite touches."""
+        data = sum(len(d) for _, images in self.held for d in images)
+        return 2 * (data + 8_192 * len(self.held)) + 4 * PAGE_SIZE
+
+    def _make_room(self, need: int) -> int:
+        """Remove acknowledged packets until about ``need`` bytes are freed: light records
+        first, then evidence, oldest first within each; returns how many were removed."""
+        db = self._db()
+        chosen: dict[str, list[int]] = {"light": [], "evidence": []}
+        freed = 0
+        for kind, suspected in (("light", 0), ("evidence", 1)):
+            rows = db.execute(
+                "SELECT sequence, length(meta) + length(signature) + COALESCE((SELECT "
+                "SUM(length(data)) FROM images i WHERE i.sequence = p.sequence), 0) FROM "
+                "packets p WHERE state = 'acked' AND suspected = ? ORDER BY sequence LIMIT "
+                "10000", (suspected,)).fetchall()
+            for seq, size in rows:
+                if freed >= need:
+                    break
+                chosen[kind].append(seq)
+                freed += size
+        try:
+            return sum(self._remove(seqs, kind, "to make room on a full disk")
+                       for kind, seqs in chosen.items())
+        except sqlite3.Error as exc:
+            log.error("outbox %s: could not remove acknowledged packets to make room: %s",
+                      self.path, exc)
+            return 0
 
     def _overflow(self) -> None:
         """Drop the oldest held packets beyond ``hold_max``, counting and logging each."""
@@ -206,6 +337,7 @@ class Outbox:
                       old.captured_at.isoformat(), self.lost)
 
     def _not_stored_text(self, draft: Packet, exc: sqlite3.Error) -> str:
+        """The error of evidence not stored, logged and raised to the weighing loop."""
         what = "disk full" if "full" in str(exc) else str(exc)
         text = (f"outbox {self.path}: {what}: packet of lane {draft.lane} at "
                 f"{draft.captured_at:%Y-%m-%d %H:%M:%S} not stored yet, held in memory "
@@ -317,19 +449,42 @@ class Outbox:
                                  [(state, now, reason, s) for s in sequences])
         return cur.rowcount
 
-    def prune(self, keep_days: float | None = None, now: float | None = None) -> int:
-        """Remove packets acknowledged more than ``keep_days`` ago; returns how many."""
+    def prune(self, keep_days: float | None = None, now: float | None = None,
+              keep_light_days: float | None = None) -> int:
+        """Remove light records acknowledged more than ``keep_light_days`` ago and evidence
+        acknowledged more than ``keep_days`` ago; returns how many. A light record never
+        outlives evidence (it is kept the shorter of the two): it is worth less, and the
+        disk is for evidence."""
         days = self.keep_days if keep_days is None else keep_days
-        cutoff = (time.time() if now is None else now) - days * 86_400
+        light_days = self.keep_light_days if keep_light_days is None else keep_light_days
+        now = time.time() if now is None else now
+        removed = 0
+        for kind, suspected, keep in (("light", 0, min(light_days, days)),
+                                      ("evidence", 1, days)):
+            seqs = [r[0] for r in self._db().execute(
+                "SELECT sequence FROM packets WHERE state = 'acked' AND suspected = ? AND "
+                "done_at < ? ORDER BY sequence", (suspected, now - keep * 86_400))]
+            removed += self._remove(seqs, kind, f"acknowledged more than {keep:g} days ago")
+        return removed
+
+    def _remove(self, seqs: list[int], kind: str, why: str) -> int:
+        """Delete these acknowledged packets and their images in one transaction; counted
+        by kind and logged."""
+        if not seqs:
+            return 0
         with self._transaction() as db:
-            db.execute("DELETE FROM images WHERE sequence IN (SELECT sequence FROM packets "
-                       "WHERE state = 'acked' AND done_at < ?)", (cutoff,))
-            cur = db.execute("DELETE FROM packets WHERE state = 'acked' AND done_at < ?",
-                             (cutoff,))
+            db.executemany("DELETE FROM images WHERE sequence = ?", [(s,) for s in seqs])
+            cur = db.executemany("DELETE FROM packets WHERE sequence = ? AND state = 'acked'",
+                                 [(s,) for s in seqs])
+        self.pruned[kind] += cur.rowcount
+        log.info("outbox %s: pruned %d acknowledged %s (%s; %d since start)", self.path,
+                 cur.rowcount, "light records" if kind == "light" else "evidence packets",
+                 why, self.pruned[kind])
         return cur.rowcount
 
     def counts(self) -> dict[str, int]:
-        """Packets by state, plus those held in memory and those lost since start.
+        """Packets by state, plus those held in memory, those lost and light records
+        dropped and packets pruned (by kind) since start, and the disk-full alarm (0/1).
 
         Each state is counted on its own partial index: a ``GROUP BY state`` reads every
         row with its canonical bytes, 12 ms for 30 000 packets, and a sender waiting on
@@ -340,7 +495,9 @@ class Outbox:
                for state in ("pending", "acked", "refused")}
         last = db.execute("SELECT sequence FROM chain WHERE id = 1").fetchone()
         return {**out, "last_sequence": last[0] if last else 0, "held": len(self.held),
-                "lost": self.lost}
+                "lost": self.lost, "light_dropped": self.light_dropped,
+                "pruned_light": self.pruned["light"],
+                "pruned_evidence": self.pruned["evidence"], "disk_full": int(self.disk_full)}
 
     def close(self) -> None:
         """Close every thread's connection."""

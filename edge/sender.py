@@ -374,7 +374,7 @@ def from_settings(settings: "EvidenceSettings") -> tuple[Outbox, Sender]:
                           "secret key (the .key_secret file of zhichao keys new is needed)")
     server_public, _ = curve_keys(settings.center_public_key, "evidence.center_public_key")
     outbox = Outbox(settings.outbox, key, keep_days=settings.keep_days,
-                    hold_max=settings.hold_max)
+                    keep_light_days=settings.keep_light_days, hold_max=settings.hold_max)
     options = SenderOptions(
         zap_domain=settings.zap_domain, window=settings.window, window_mb=settings.window_mb,
         ack_timeout_s=settings.ack_timeout_s, resend_max_s=settings.resend_max_s,

@@ -48,7 +48,12 @@ class EvidenceSettings(BaseModel):
     outbox: Path = Field(Path("outbox.db"), description="SQLite outbox file")
     keep_days: number(3660, "ten years; the outbox file keeps every packet of the time",
                       unit=" days", above=None, at_least=0) = Field(
-        7.0, description="acknowledged packets are kept this long, then pruned")
+        7.0, description="acknowledged evidence (suspected overloads) is kept this long, "
+        "then pruned")
+    keep_light_days: number(3660, "ten years; the outbox file keeps every packet of the "
+                            "time", unit=" days", above=None, at_least=0) = Field(
+        7.0, description="acknowledged light records are kept this long (at most "
+        "keep_days), then pruned; on a full disk they go first")
     hold_max: count(100_000, "each packet held carries its images, in memory", at_least=0
                     ) = Field(1000, description="packets held in memory while the outbox's "
                               "disk is full; beyond, the oldest are dropped and counted")

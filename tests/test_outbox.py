@@ -101,7 +101,8 @@ def test_acked_packets_are_kept_then_pruned_refused_ones_stay(tmp_path):
     assert db.execute("SELECT reason FROM packets WHERE sequence = 4").fetchone()[0] == \
         "signature: test"
     assert box.counts() | {} == {"pending": 1, "acked": 0, "refused": 1, "last_sequence": 5,
-                                 "held": 0, "lost": 0}
+                                 "held": 0, "lost": 0, "light_dropped": 0,
+                                 "pruned_light": 0, "pruned_evidence": 3, "disk_full": 0}
     assert box.put(draft(n=6)) == 6  # the chain goes on after pruning
     assert box.requeue_refused() == 1 and [s for s, _ in box.pending(10)] == [4, 5, 6]
     assert box.put_many([]) == []
