@@ -25,6 +25,7 @@ from zhichao.errors import ConfigError
 from zhichao.metrics import Cached, MetricsServer
 
 if TYPE_CHECKING:  # the unit pulls in every driver and OpenCV; the collector needs none
+    from edge.outbox import Outbox
     from edge.unit import RoadsideUnit
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,21 @@ class UnitCollector(Collector):
         yield bad
         yield up
 
+    def _disk_policy(self, outbox: "Outbox") -> Iterator[Metric]:
+        """The outbox's disk alarm and what its disk policy removed or dropped, so a full
+        disk shows on a dashboard before anyone reads the unit's log."""
+        yield GaugeMetricFamily(f"{PREFIX}_outbox_disk_full", "1 while the outbox's disk "
+                                "is full even after removing acknowledged packets (the "
+                                "alarm)", value=int(outbox.disk_full))
+        yield CounterMetricFamily(f"{PREFIX}_outbox_light_dropped", "light records not "
+                                  "stored because the disk was full",
+                                  value=outbox.light_dropped)
+        pruned = CounterMetricFamily(f"{PREFIX}_outbox_pruned", "acknowledged packets "
+                                     "removed from the outbox, by kind", labels=["kind"])
+        for kind, count in outbox.pruned.items():
+            pruned.add_metric([kind], count)
+        yield pruned
+
     def _evidence(self) -> Iterator[Metric]:
         """The outbox's depth and age, and the sender's counters."""
         link = self.unit.link
@@ -129,6 +145,7 @@ class UnitCollector(Collector):
                                 "the outbox's disk is full", value=len(link.outbox.held))
         yield CounterMetricFamily(f"{PREFIX}_outbox_lost", "packets dropped from memory "
                                   "because the disk stayed full", value=link.outbox.lost)
+        yield from self._disk_policy(link.outbox)
         status = link.sender.status
         yield CounterMetricFamily(f"{PREFIX}_packets_sent", "packets sent (first sends)",
                                   value=status.sent)

@@ -279,7 +279,9 @@ def check_edge_text(text: str, unit: RoadsideUnit) -> None:
              "zhichao_edge_blocks_dropped": "counter", "zhichao_edge_plate_backlog": "gauge",
              "zhichao_edge_outbox_pending": "gauge", "zhichao_edge_resends": "counter",
              "zhichao_edge_outbox_oldest_pending_seconds": "gauge",
-             "zhichao_edge_ack_latency_seconds": "histogram", "zhichao_edge_refusals": "counter"}
+             "zhichao_edge_ack_latency_seconds": "histogram", "zhichao_edge_refusals": "counter",
+             "zhichao_edge_outbox_disk_full": "gauge", "zhichao_edge_outbox_pruned": "counter",
+             "zhichao_edge_outbox_light_dropped": "counter"}
     assert {name: found[name].type for name in kinds} == kinds
     lanes = {s.labels["lane"]: s.value for s in found["zhichao_edge_vehicles_weighed"].samples
              if s.name.endswith("_total")}
