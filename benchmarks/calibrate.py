@@ -60,7 +60,7 @@ from drivers.strips import StripArray
 from edge.settings import EdgeSettings
 from edge.signal.vehicles import Vehicle
 from edge.weighing import load_rules_for, signal_loop
-from sim.days import sample_day
+from sim.days import DayTraffic, sample_day
 from sim.reference import default_trucks, reference_runs
 from sim.render import Renderer
 from sim.score import match
@@ -139,7 +139,7 @@ def gvw_errors(truth: Sequence[VehicleTruth], measured: Sequence[Vehicle]) -> np
     return np.array(errs)
 
 
-def traffic_day(study: Study, day: int):
+def traffic_day(study: Study, day: int) -> DayTraffic:
     """Day ``day``'s sampled traffic and the sensor each vehicle found."""
     return sample_day(study.site, day, study.start, study.per_lane, seed=study.seed,
                       climate=study.climate, drift=study.drift, response=study.response,
@@ -163,7 +163,8 @@ def reference_day(study: Study, trucks: Sequence[ReferenceTruck]):
 _SIM_TRUCKS = {t.name: t for t in default_trucks()}
 
 
-def trucks_as_sim(trucks: Sequence[ReferenceTruck]):
+def trucks_as_sim(trucks: Sequence[ReferenceTruck]) -> list:
+    """The simulator's trucks behind the static weights (to drive them over the strips)."""
     return [_SIM_TRUCKS[t.name] for t in trucks]
 
 
