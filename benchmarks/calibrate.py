@@ -335,16 +335,7 @@ def main() -> int:
 
 def write(outcome: Outcome, out: Path) -> Path:
     """The HTML report of the study (calibration.report)."""
-    points = []
-    for run in outcome.runs:
-        factor = outcome.fit.correction(run.weighed)
-        points.append(PassPoint(
-            lane=run.weighed.lane + 1, truck=run.truck.name, speed_kmh=run.weighed.speed_kmh,
-            temperature_c=run.weighed.temperature_c, gvw_error_before_pct=run.gvw_error_pct,
-            gvw_error_after_pct=100 * (run.weighed.gvw_kg * factor / run.truck.gvw_kg - 1),
-            axle_errors_before_pct=run.axle_errors_pct.tolist(),
-            axle_errors_after_pct=(100 * (run.weighed.axle_loads_kg * factor
-                                          / np.asarray(run.truck.axle_loads_kg) - 1)).tolist()))
+    points = [PassPoint.of_run(r, outcome.fit.correction(r.weighed)) for r in outcome.runs]
     drift = [DriftPoint(**d) for d in outcome.drift]
     return write_report(out, title="Calibration on the simulated site",
                         chain_before=outcome.chain_before,

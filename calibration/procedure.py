@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from calibration.accuracy import AccuracyResult, assess
 from calibration.chain import Certificate, Chain, load_chain, save_chain
-from calibration.reference import Fit, ReferenceTruck, Run, WeighedPass, fit_chain, match_runs
+from calibration.reference import (
+    Fit,
+    ReferenceTruck,
+    Run,
+    WeighedPass,
+    approve,
+    fit_chain,
+    match_runs,
+)
 from drivers.strips import StripArray
 from zhichao.errors import ConfigError, ZhichaoError
 
@@ -160,8 +168,7 @@ def run_calibration(trucks: list[ReferenceTruck], passes: list[WeighedPass], bef
     fit = fit_chain(runs, before, site, version=version, progress=say,
                     fitted_from=f"{len(runs)} runs of {len(trucks)} reference trucks")
     before_err = np.array([r.gvw_error_pct for r in runs])
-    after_err = np.array([100 * (r.weighed.gvw_kg * fit.correction(r.weighed)
-                                 / r.truck.gvw_kg - 1) for r in runs])
+    after_err = np.array([r.errors_with(fit.correction(r.weighed))[0] for r in runs])
     result_before = assess({"gvw": before_err}, plan, env)
     result_after = assess({"gvw": after_err}, plan, env)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -182,15 +189,7 @@ def _report(out_dir: Path, runs: list[Run], fit: Fit, before: Chain, *,
     # matplotlib is imported only when a report is written, not with every command
     from calibration.report import PassPoint, write_report  # noqa: PLC0415
 
-    points = [PassPoint(
-        lane=r.weighed.lane + 1, truck=r.truck.name, speed_kmh=r.weighed.speed_kmh,
-        temperature_c=r.weighed.temperature_c, gvw_error_before_pct=r.gvw_error_pct,
-        gvw_error_after_pct=100 * (r.weighed.gvw_kg * fit.correction(r.weighed)
-                                   / r.truck.gvw_kg - 1),
-        axle_errors_before_pct=r.axle_errors_pct.tolist(),
-        axle_errors_after_pct=(100 * ((r.axle_errors_pct / 100 + 1)
-                                      * fit.correction(r.weighed) - 1)).tolist())
-        for r in runs]
+    points = [PassPoint.of_run(r, fit.correction(r.weighed)) for r in runs]
     notes = [*fit.notes, "The 'after' figures are of the runs the chain was fitted on; "
              "drive fresh runs and assess them (zhichao calibrate accuracy) for the class."]
     return write_report(out_dir, title=f"Calibration {fit.chain.version} of {before.device_id}",
@@ -211,12 +210,8 @@ def apply_chain(proposed: Path, target: Path, *, device_id: str, by: str,
     if chain.device_id != device_id:
         raise ConfigError(f"{proposed} is a chain for unit {chain.device_id!r}, not "
                           f"{device_id!r}")
-    when = now or datetime.now(UTC)
-    stages = [s if s.approved_by else s.model_copy(update={"approved_by": by,
-                                                           "approved_at": when})
-              for s in chain.stages]
-    chain = chain.model_copy(update={"stages": stages, "applied_by": by, "applied_at": when,
-                                     "certificate": certificate or chain.certificate})
+    chain = approve(chain, by, now)
+    chain = chain.model_copy(update={"certificate": certificate or chain.certificate})
     if target.exists():
         old = load_chain(target)
         target.replace(target.with_name(f"{target.name}.{_safe(old.version)}.json"))

@@ -131,6 +131,13 @@ class Run:
     def axle_errors_pct(self) -> np.ndarray:
         return 100.0 * (self.weighed.axle_loads_kg / np.asarray(self.truck.axle_loads_kg) - 1)
 
+    def errors_with(self, factor: float) -> tuple[float, np.ndarray]:
+        """The gross-weight and axle errors (%) had the pass been weighed ``factor`` times
+        heavier (a fit's correction)."""
+        static = np.asarray(self.truck.axle_loads_kg)
+        return (100.0 * (self.weighed.gvw_kg * factor / self.truck.gvw_kg - 1),
+                100.0 * (self.weighed.axle_loads_kg * factor / static - 1))
+
 
 @dataclass(frozen=True)
 class MatchRules:

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from calibration.reference import Run
+
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 TEMPLATE = "report.html"
 
@@ -73,6 +75,16 @@ class PassPoint:
     gvw_error_after_pct: float
     axle_errors_before_pct: list[float]
     axle_errors_after_pct: list[float]
+
+    @classmethod
+    def of_run(cls, run: "Run", factor: float) -> "PassPoint":
+        """A reference run as weighed, and as ``factor`` (the fit's correction) would weigh it."""
+        gvw_after, axles_after = run.errors_with(factor)
+        return cls(lane=run.weighed.lane + 1, truck=run.truck.name,
+                   speed_kmh=run.weighed.speed_kmh, temperature_c=run.weighed.temperature_c,
+                   gvw_error_before_pct=run.gvw_error_pct, gvw_error_after_pct=gvw_after,
+                   axle_errors_before_pct=run.axle_errors_pct.tolist(),
+                   axle_errors_after_pct=axles_after.tolist())
 
 
 @dataclass(frozen=True)
