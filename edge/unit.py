@@ -16,6 +16,9 @@
 4. its frames go to the plate readers (:mod:`edge.plate_workers`), beside the weighing;
 5. when its plate is read — or not in time, then marked unread — it is committed through
    the evidence link and reported.
+
+Between two rounds :meth:`RoadsideUnit.run` reloads the settings file and the rule tables
+when asked (:meth:`RoadsideUnit.request_reload`, SIGHUP): :mod:`edge.reload`.
 """
 
 import logging
@@ -40,6 +43,7 @@ from drivers.registry import open_device
 from edge.evidence_link import EvidenceLink
 from edge.packets import CapturedImage
 from edge.plate_workers import PlateJob, PlateResult, PlateWorkers
+from edge.reload import Reloaded, reload_unit
 from edge.screening import finite_or_zero, screen
 from edge.settings import EdgeSettings
 from edge.signal.vehicles import Vehicle
@@ -90,8 +94,16 @@ class RoadsideUnit:
     and (with ``send``) the evidence link."""
 
     def __init__(self, settings: EdgeSettings, base_dir: Path, *, send: bool = False,
-                 source: str = "settings", on_pass: Reporter | None = None):
+                 source: str = "settings", on_pass: Reporter | None = None,
+                 settings_file: Path | None = None):
         self.settings = settings
+        self.settings_file = settings_file
+        """The file :meth:`reload` reads again (None: the unit cannot be reloaded)."""
+        self.reload_requested = False
+        """Set by :meth:`request_reload` (a signal handler); :meth:`run` reloads between
+        two rounds."""
+        self.reloads = 0
+        self.last_reload: Reloaded | None = None
         self.rules = load_rules_for(settings)
         self.chain = unit_chain(settings, base_dir)
         self.loop = signal_loop(settings, self.rules, self.chain)
@@ -185,11 +197,31 @@ class RoadsideUnit:
         try:
             while time.monotonic() < deadline:
                 self.poll()
+                if self.reload_requested:
+                    self.reload()
                 if tick is not None:
                     tick()
                 time.sleep(period_s)
         except KeyboardInterrupt:
             pass
+
+    def request_reload(self) -> None:
+        """Ask for a :meth:`reload` at the end of the current round: safe to call from a
+        signal handler, which must not change the unit in the middle of a round."""
+        self.reload_requested = True
+
+    def reload(self) -> Reloaded:
+        """Read :attr:`settings_file` and the rule tables again and apply what may change
+        live (:mod:`edge.reload`); a bad file changes nothing and says why."""
+        self.reload_requested = False
+        if self.settings_file is None:
+            result = Reloaded(error="no settings file to read again")
+            log.error("reload refused: %s", result.error)
+        else:
+            result = reload_unit(self, self.settings_file)
+        self.reloads += 1
+        self.last_reload = result
+        return result
 
     # -- one round ----------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from edge.unit import Pass, RoadsideUnit
 from zhichao.errors import ConfigError
 from zhichao.health import Finding, exit_status, summary
 from zhichao.resources import config_dir
-from zhichao.systemd import Notifier
+from zhichao.systemd import Notifier, sd_notify
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -210,7 +210,8 @@ def run_edge(args: argparse.Namespace) -> int:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     console = Console(highlight=False)
     unit = RoadsideUnit(settings, args.config.parent, send=args.send, source=str(args.config),
-                        on_pass=lambda p: _report(console, p, args.json))
+                        on_pass=lambda p: _report(console, p, args.json),
+                        settings_file=args.config)
     if not args.json:
         console.print(f"unit [bold]{settings.device_id}[/]: {len(unit.devices)} devices, "
                       f"{len(unit.cameras)} cameras, {settings.plates.workers} plate "
@@ -220,13 +221,26 @@ def run_edge(args: argparse.Namespace) -> int:
     unit.start()
     notifier.ready(f"unit {settings.device_id}: weighing")
     previous = _stop_on_sigterm()
+    previous_hup = _reload_on_sighup(unit, notifier)
+    reloads = [0]
+
+    def tick() -> None:
+        if unit.reloads != reloads[0]:  # a reload is done: systemd waits for READY=1
+            reloads[0] = unit.reloads
+            notifier.ready(f"unit {settings.device_id}: weighing (reload {unit.reloads}: "
+                           + ("applied" if unit.last_reload and unit.last_reload.ok
+                              else "refused, old settings kept") + ")")
+        notifier.tick(lambda: _status_line(unit))
+
     try:
-        unit.run(args.seconds, tick=lambda: notifier.tick(lambda: _status_line(unit)))
+        unit.run(args.seconds, tick=tick)
     finally:
         notifier.stopping("finishing the vehicles in the unit, closing the outbox")
         counts = unit.stop()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_hup is not None:
+            signal.signal(signal.SIGHUP, previous_hup)
     _closing(console, counts, time.monotonic() - start, args.json)
     return 0
 
@@ -244,6 +258,30 @@ def _stop_on_sigterm() -> Any:
         raise KeyboardInterrupt
 
     return signal.signal(signal.SIGTERM, stop)
+
+
+def _reload_on_sighup(unit: RoadsideUnit, notifier: Notifier) -> Any:
+    """Make SIGHUP (``systemctl reload``) reload the settings file and the rule tables
+    between two rounds of the unit (edge/reload.py), telling systemd RELOADING=1 now and
+    READY=1 when done. The reload's outcome is logged; with no logging set up, its lines
+    go to stderr. The handler it replaces (None: not in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    reload_log = logging.getLogger("edge.reload")
+    if not logging.getLogger().handlers and not reload_log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        reload_log.addHandler(handler)
+        reload_log.setLevel(logging.INFO)
+        reload_log.propagate = False
+
+    def reload(_signum: int, _frame: object) -> None:
+        if notifier.enabled:  # MONOTONIC_USEC: systemd 253 and later want it with RELOADING
+            usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+            sd_notify(f"RELOADING=1\nMONOTONIC_USEC={usec}", notifier.env)
+        unit.request_reload()
+
+    return signal.signal(signal.SIGHUP, reload)
 
 
 def _status_line(unit: RoadsideUnit) -> str:
