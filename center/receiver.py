@@ -10,7 +10,14 @@ The loop gathers up to ``batch_max`` packet messages, or what came within
 ``batch_wait_ms`` of the first, and verifies them (which starts writing their images); a
 second thread stores each verified batch (:meth:`~center.ingest.Ingestor.store` commits
 before it returns) while the next is received and verified; only then does the loop send
-the acks, one message per connection, device and status. Pings are answered at once.
+the acks, one message per connection, device and status. Pings are answered at once,
+with the digest of the rule tables the center grades with (the edge doctor compares it).
+
+During a rotation of the center's own CURVE key (``receiver.rotation``) a second ROUTER,
+with the new key, is bound on the rotation's addresses; the loop polls both, and acks go
+back on the socket their packets came from. At the end of ``old_key_until`` (China time,
+by the clock) the old key's socket is closed: its units' connections drop, new ones are
+refused, and a unit that lists the new key's endpoint after the old fails over to it.
 Nothing a client sends stops the loop: a bad message is refused and logged, a failing
 store is logged and not acknowledged (the edges resend), and a stop event ends it within a
 poll interval. After each commit the loop sets the ``stored`` event it was given, so the
@@ -24,6 +31,8 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,8 +42,9 @@ import zmq.auth
 from sqlalchemy import Engine, insert
 from zmq.auth.thread import ThreadAuthenticator
 
+from center.cases import law_rules
 from center.db import make_engine, upgrade
-from center.device_keys import keys_generation
+from center.device_keys import end_of_day, keys_generation
 from center.ingest import (
     Checked,
     Incoming,
@@ -45,7 +55,7 @@ from center.ingest import (
 )
 from center.ingest_models import Refusal
 from center.settings import CenterSettings, ReceiverSettings
-from evidence.wire import PACKET, PING, Ack, ack_frames, kind, tcp_keepalive
+from evidence.wire import PACKET, PING, Ack, ack_frames, kind, pong_frames, tcp_keepalive
 from overload.errors import RuleError
 from overload.plates import load_plate_grammar
 from zhichao.errors import ConfigError
@@ -61,6 +71,8 @@ RELOAD_MIN_S = 1.0
 overlap ends by the clock); a change of keys reloads it at once."""
 REFUSAL_LOG_S = 60.0
 """A refused CURVE key is written to ``refusals`` at most this often."""
+Peer = tuple[zmq.Socket, bytes]
+"""A connection: the ROUTER it came on and its routing identity there."""
 
 
 def router_socket(ctx: zmq.Context, r: ReceiverSettings, public_key: bytes,
@@ -131,16 +143,47 @@ class AllowList:
             log.exception("cannot record a refusal")
 
 
-def server_keys(path: Path) -> tuple[bytes, bytes]:
-    """The center's CURVE key pair from its secret key file."""
+def server_keys(path: Path, option: str = "receiver.server_secret_key"
+                ) -> tuple[bytes, bytes]:
+    """The center's CURVE key pair from its secret key file (``option`` names it)."""
     try:
         public, secret = zmq.auth.load_certificate(path)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"receiver.server_secret_key {path}: {exc}") from None
+        raise ConfigError(f"{option} {path}: {exc}") from None
     if secret is None:
-        raise ConfigError(f"receiver.server_secret_key {path}: holds no secret key (the "
-                          ".key_secret file of zhichao keys new is needed)")
+        raise ConfigError(f"{option} {path}: holds no secret key (the .key_secret file of "
+                          "zhichao keys new is needed)")
     return public, secret
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One CURVE key pair and the endpoints it is served on; ``until``: the moment its
+    socket closes (None: never)."""
+
+    option: str
+    endpoints: tuple[str, ...]
+    keys: tuple[bytes, bytes]
+    until: datetime | None = None
+
+
+def listeners(r: ReceiverSettings) -> list[Listener]:
+    """The key pairs to serve: the settings' key, and during a rotation the new one too
+    (the old key's until the end of ``old_key_until``)."""
+    current = Listener("receiver.server_secret_key", tuple(r.listen),
+                       server_keys(r.server_secret_key))
+    if r.rotation is None:
+        return [current]
+    new = Listener("receiver.rotation.server_secret_key", tuple(r.rotation.listen),
+                   server_keys(r.rotation.server_secret_key,
+                               "receiver.rotation.server_secret_key"))
+    return [Listener(current.option, current.endpoints, current.keys,
+                     end_of_day(r.rotation.old_key_until)), new]
+
+
+def utc_now() -> datetime:
+    """The clock an old key's end is judged by."""
+    return datetime.now(UTC)
 
 
 class Receiver:
@@ -148,18 +191,25 @@ class Receiver:
 
     def __init__(self, settings: CenterSettings, engine: Engine | None = None, *,
                  stored: threading.Event | None = None,
-                 metrics: "CenterMetrics | None" = None) -> None:
+                 metrics: "CenterMetrics | None" = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
+        self.clock = clock
+        """The time an old key's end is judged by (a test moves it)."""
         self.metrics = metrics
         """Counts each acknowledged packet for Prometheus (``metrics_address``)."""
         self.stored = stored
         """Set after each committed batch: wakes whoever turns stored packets into cases."""
         self.engine = engine or make_engine(settings.database)
-        self.public_key, self.secret_key = server_keys(settings.receiver.server_secret_key)
+        self.listeners = listeners(settings.receiver)
+        self.public_key, self.secret_key = self.listeners[0].keys
         try:
             plates = load_plate_grammar(settings.law.rules_folder)
+            self.rules_digest = law_rules(settings.law).digest
         except RuleError as exc:
             raise ConfigError(f"law.rules_folder: {exc}") from None
+        self.pong = pong_frames(self.rules_digest)
+        """The answer to a ping: the rule tables' digest with it."""
         self.ingestor = Ingestor(self.engine, settings.images_dir, limits=settings.receiver,
                                  plates=plates)
         self.allow = AllowList(self.engine)
@@ -206,25 +256,56 @@ class Receiver:
         auth = ThreadAuthenticator(ctx, log=logging.getLogger("zhichao.center.zap"))
         auth.start()
         auth.configure_curve_callback(r.zap_domain, credentials_provider=self.allow)
-        sock = router_socket(ctx, r, self.public_key, self.secret_key)
+        socks: dict[zmq.Socket, Listener] = {}
         try:
-            for endpoint in r.listen:
-                try:
-                    sock.bind(endpoint)
-                except zmq.ZMQError as exc:
-                    self.error = ConfigError(f"receiver.listen {endpoint}: cannot bind: {exc}")
-                    raise self.error from None
-            log.info("receiver listening on %s", ", ".join(r.listen))
+            for listener in self.listeners:
+                if listener.until is not None and self.clock() >= listener.until:
+                    log.warning("%s not served: its rotation's overlap ended %s",
+                                listener.option, f"{listener.until:%Y-%m-%d %H:%M} UTC")
+                    continue
+                sock = router_socket(ctx, r, *listener.keys)
+                socks[sock] = listener
+                self._bind(sock, listener)
             self.ready.set()
-            self._loop(sock, stop)
+            self._loop(socks, stop)
         finally:
-            sock.close()
+            for sock in socks:
+                if not sock.closed:
+                    sock.close()
             auth.stop()
             ctx.term()
             self.ingestor.close()
             self.ingestor.refusal_log.flush(final=True)
 
-    def _loop(self, sock: zmq.Socket, stop: threading.Event) -> None:
+    def _bind(self, sock: zmq.Socket, listener: Listener) -> None:
+        """Bind a key's socket on its endpoints; ConfigError naming the one that failed."""
+        option = ("receiver.listen" if listener.option == "receiver.server_secret_key"
+                  else "receiver.rotation.listen")
+        for endpoint in listener.endpoints:
+            try:
+                sock.bind(endpoint)
+            except zmq.ZMQError as exc:
+                self.error = ConfigError(f"{option} {endpoint}: cannot bind: {exc}")
+                raise self.error from None
+        until = f" until {listener.until:%Y-%m-%d %H:%M} UTC" if listener.until else ""
+        log.info("receiver listening on %s with the key of %s%s",
+                 ", ".join(listener.endpoints), listener.option, until)
+
+    def _expire(self, socks: dict[zmq.Socket, Listener], poller: zmq.Poller) -> None:
+        """Close the socket of a key whose overlap has ended by the clock: its units'
+        connections drop and new ones are refused."""
+        now = None
+        for sock, listener in list(socks.items()):
+            if listener.until is None or sock.closed:
+                continue
+            now = now or self.clock()
+            if now >= listener.until:
+                poller.unregister(sock)
+                sock.close(linger=0)
+                log.warning("closed %s (the key of %s): its rotation's overlap ended",
+                            ", ".join(listener.endpoints), listener.option)
+
+    def _loop(self, socks: dict[zmq.Socket, Listener], stop: threading.Event) -> None:
         """Receive and verify here; store in a second thread, one batch behind, so the
         disk and the CPU work at once; send the acks here when the store is done."""
         r = self.settings.receiver
@@ -239,17 +320,22 @@ class Receiver:
                                   name="receiver-store", daemon=True)
         worker.start()
         poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
+        for sock in socks:
+            poller.register(sock, zmq.POLLIN)
         poller.register(wake_rx, zmq.POLLIN)
+        expiring = any(listener.until is not None for listener in socks.values())
         try:
             while not stop.is_set():
+                if expiring:
+                    self._expire(socks, poller)
                 events = dict(poller.poll(POLL_MS))
                 self.ingestor.refusal_log.flush()
                 if wake_rx in events:
-                    self._send_results(sock, wake_rx, results)
-                if sock not in events:
+                    self._send_results(wake_rx, results)
+                ready = [s for s in socks if s in events]
+                if not ready:
                     continue
-                batch = self._gather(sock, r.batch_max, r.batch_wait_ms / 1000)
+                batch = self._gather(ready, r.batch_max, r.batch_wait_ms / 1000)
                 if batch:
                     t = time.perf_counter()
                     checked = self._verify(batch)
@@ -259,39 +345,57 @@ class Receiver:
                             todo.put(checked, timeout=POLL_MS / 1000)
                             checked = None
                         except queue.Full:
-                            self._send_results(sock, wake_rx, results)
+                            self._send_results(wake_rx, results)
                     if checked is not None:  # stopping: never stored, never acknowledged
                         self.ingestor.abandon(checked[1])
         finally:
             todo.put(None)
             worker.join(30)
-            self._send_results(sock, wake_rx, results)
+            self._send_results(wake_rx, results)
             wake_rx.close()
             wake_tx.close()
 
-    def _gather(self, sock: zmq.Socket, batch_max: int, wait_s: float
-                ) -> list[tuple[bytes, Incoming]]:
-        """Up to ``batch_max`` packet messages, or what came within ``wait_s``."""
-        batch: list[tuple[bytes, Incoming]] = []
+    def _gather(self, socks: list[zmq.Socket], batch_max: int, wait_s: float
+                ) -> list[tuple[Peer, Incoming]]:
+        """Up to ``batch_max`` packet messages from ``socks``, a message from each in
+        turn, or what came within ``wait_s``."""
+        batch: list[tuple[Peer, Incoming]] = []
         deadline = time.monotonic() + wait_s
+        poller = None
         while len(batch) < batch_max:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                left = deadline - time.monotonic()
-                if left <= 0 or not sock.poll(int(left * 1000) + 1):
+            came = False
+            for sock in socks:
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    continue
+                came = True
+                self._take(sock, frames, batch)
+            if came:
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if len(socks) == 1:
+                if not socks[0].poll(int(left * 1000) + 1):
                     break
                 continue
-            self._take(sock, frames, batch)
+            if poller is None:
+                poller = zmq.Poller()
+                for sock in socks:
+                    poller.register(sock, zmq.POLLIN)
+            if not poller.poll(int(left * 1000) + 1):
+                break
         return batch
 
     def _take(self, sock: zmq.Socket, frames: list[zmq.Frame],
-              batch: list[tuple[bytes, Incoming]]) -> None:
-        """Answer a ping, queue a packet, log anything else."""
+              batch: list[tuple[Peer, Incoming]]) -> None:
+        """Answer a ping (with the rule tables' digest), queue a packet with the socket it
+        came on, log anything else."""
         identity, body = frames[0].bytes, frames[1:]
         what = kind([f.buffer for f in body[:1]])
         if what == PING:
-            sock.send_multipart([identity, PING])
+            sock.send_multipart([identity, *self.pong])
             self.counts["pings"] += 1
         elif what == PACKET:
             try:
@@ -300,13 +404,13 @@ class Receiver:
                 peer = ""
             # views of the received frames, not copies: the images are only hashed and
             # written (the views keep their frames alive)
-            batch.append((identity, Incoming([f.buffer for f in body], peer)))
+            batch.append(((sock, identity), Incoming([f.buffer for f in body], peer)))
         else:
             self.counts["unknown_messages"] += 1
             log.warning("ignored a message of unknown kind %r (%d frames)", what, len(body))
 
-    def _verify(self, batch: list[tuple[bytes, Incoming]]
-                ) -> tuple[list[bytes], Checked] | None:
+    def _verify(self, batch: list[tuple[Peer, Incoming]]
+                ) -> tuple[list[Peer], Checked] | None:
         """The batch checked, with its connections; None (logged) if that failed."""
         try:
             return [identity for identity, _ in batch], self.ingestor.verify(
@@ -343,7 +447,7 @@ class Receiver:
             with contextlib.suppress(zmq.Again):  # a wake-up is waiting already
                 wake.send(b"", zmq.NOBLOCK)
 
-    def _send_results(self, sock: zmq.Socket, wake: zmq.Socket, results: queue.Queue) -> None:
+    def _send_results(self, wake: zmq.Socket, results: queue.Queue) -> None:
         """Send the acks of every batch stored so far."""
         while True:
             try:
@@ -355,12 +459,14 @@ class Receiver:
                 identities, outcomes = results.get_nowait()
             except queue.Empty:
                 return
-            self._ack(sock, identities, outcomes)
+            self._ack(identities, outcomes)
 
-    def _ack(self, sock: zmq.Socket, identities: list[bytes], outcomes: list[Outcome]) -> None:
-        """One ack message per connection, device, status and reason."""
+    def _ack(self, peers: list[Peer], outcomes: list[Outcome]) -> None:
+        """One ack message per connection, device, status and reason, on the socket the
+        packets came from; none on a socket closed meanwhile (an old key's: the unit
+        resends to the new one, which finds them stored)."""
         groups: dict[tuple, list[int]] = defaultdict(list)
-        for identity, o in zip(identities, outcomes, strict=True):
+        for identity, o in zip(peers, outcomes, strict=True):
             self.counts["duplicates" if o.duplicate else o.status] += 1
             if self.metrics is not None:
                 self.metrics.outcome(o)
@@ -368,7 +474,9 @@ class Receiver:
                 continue  # malformed beyond naming: nothing the edge could match
             reason = f"{o.reason}: {o.detail}" if o.status == "refused" else ""
             groups[identity, o.status, o.device_id, reason].append(o.sequence)
-        for (identity, status, device_id, reason), seqs in groups.items():
+        for ((sock, identity), status, device_id, reason), seqs in groups.items():
+            if sock.closed:
+                continue
             frames = ack_frames(Ack(status, device_id, tuple(seqs), reason))
             try:
                 sock.send_multipart([identity, *frames], zmq.NOBLOCK)

@@ -8,6 +8,7 @@ trip window, flags, trusted clocks, the plate floors, the bounds of the images t
 reads plates from) is a setting here.
 """
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,21 @@ KEEPALIVE_IDLE_MAX_S = 32767
 heartbeat cannot be set on the socket."""
 DATABASES = "a SQLite file path (center.db), sqlite:///PATH or postgresql://USER@HOST/DB"
 """What ``database`` may be: the two databases the center's migrations are written for."""
+
+
+class KeyRotation(BaseModel):
+    """The center's new CURVE key during a rotation's overlap (``zhichao center keys
+    rotate`` writes it and prints this section): bound on addresses of its own, beside the
+    old key's, until the end of ``old_key_until``; then the old key's socket is closed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    server_secret_key: Path = Field(description="the new CURVE secret key file")
+    listen: list[BindEndpoint] = Field(min_length=1, description="endpoints the new key's "
+                                       "ROUTER binds; units moved to the new key connect "
+                                       "here, with the new public key")
+    old_key_until: date = Field(description="the last day (China time) the old key "
+                                "(receiver.server_secret_key on receiver.listen) is served")
 
 
 class ReceiverSettings(BaseModel):
@@ -61,6 +77,22 @@ class ReceiverSettings(BaseModel):
         50_000_000, ge=1, description="a packet larger than this, images included, is "
         "refused ('packet_too_large'), never verified or stored: one sender's packets "
         "cannot fill the disk or the store's batches however large they are")
+    rotation: KeyRotation | None = Field(None, description="a second CURVE key during a "
+                                         "rotation of the center's key (docs/install.md)")
+
+    @model_validator(mode="after")
+    def _rotation_apart(self) -> "ReceiverSettings":
+        """The new key on addresses and in a file of its own: one address serves one key."""
+        if self.rotation is None:
+            return self
+        shared = sorted(set(self.listen) & set(self.rotation.listen))
+        if shared:
+            raise ValueError(f"rotation.listen must differ from listen: {', '.join(shared)} "
+                             "is in both (one address serves one key)")
+        if self.rotation.server_secret_key == self.server_secret_key:
+            raise ValueError(f"rotation.server_secret_key is the old key "
+                             f"({self.server_secret_key}): give the new key's file")
+        return self
 
 
 MOVED_TO_RULES = {"notice_lead_days": "notice_lead", "repeat_window_days": "repeat_window",
@@ -254,8 +286,13 @@ def load_center_settings(path: Path) -> CenterSettings:
     def here(p: Path) -> Path:
         return p if p.is_absolute() else base / p
 
+    rotation = settings.receiver.rotation
+    if rotation is not None:
+        rotation = rotation.model_copy(
+            update={"server_secret_key": here(rotation.server_secret_key)})
     receiver = settings.receiver.model_copy(
-        update={"server_secret_key": here(settings.receiver.server_secret_key)})
+        update={"server_secret_key": here(settings.receiver.server_secret_key),
+                "rotation": rotation})
     database = settings.database
     if "://" not in database:
         database = str(here(Path(database)))

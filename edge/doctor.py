@@ -13,7 +13,7 @@ The checks, in order: every configured device reachable and sending (each driver
 fit, the host clock (kernel discipline, GPS), disk free where the outbox lives, the
 outbox's backlog, the key files and their permissions, each center endpoint (a CURVE
 handshake and a ping answered), the calibration chain and its verification certificate,
-and the rule tables' digest.
+and the rule tables' digest against the one each center's pong tells.
 
 What cannot be changed from a test is passed in (:class:`Probes`): the kernel clock's
 reading, the file system's usage, today's date, the time now. Thresholds are
@@ -52,8 +52,9 @@ from edge.timebase.kernel import (
     read_kernel_clock,
 )
 from edge.weighing import load_rules_for, unit_chain
+from evidence.packet import PacketError
 from evidence.signing import KeyFileError, load_signing_key
-from evidence.wire import PING
+from evidence.wire import PING, parse_pong
 from zhichao.errors import ZhichaoError
 from zhichao.health import (  # the findings' shape, shared with the center's doctor
     CST,
@@ -409,7 +410,9 @@ def check_keys(evidence: EvidenceSettings) -> list[Finding]:
             _key_finding("CURVE secret key", "curve_secret_key", evidence.curve_secret_key,
                          private=True),
             _key_finding("center public key", "center_public_key",
-                         evidence.center_public_key, private=False)]
+                         evidence.center_public_key, private=False),
+            *(_key_finding(f"center public key of {e}", f"center_public_keys {e}", path,
+                           private=False) for e, path in evidence.center_public_keys.items())]
 
 
 def _key_finding(label: str, option: str, path: Path, private: bool) -> Finding:
@@ -452,35 +455,45 @@ def _key_problem(path: Path, option: str) -> str:
 # -- the centers ---------------------------------------------------------------------------
 
 
-def check_centers(evidence: EvidenceSettings, limits: Limits) -> list[Finding]:
-    """Each configured endpoint: a CURVE handshake with this unit's keys and a ping
-    answered. The center lets in only enrolled units, so an answer proves the whole
-    link: network, center running, this unit enrolled, the center's key the right one."""
+def check_centers(evidence: EvidenceSettings, limits: Limits,
+                  answers: dict[str, "PingResult"] | None = None) -> list[Finding]:
+    """Each configured endpoint: a CURVE handshake with this unit's keys and the center's
+    key of that endpoint, and a ping answered. The center lets in only enrolled units, so
+    an answer proves the whole link: network, center running, this unit enrolled, the
+    center's key the right one. Each endpoint's result goes into ``answers`` (the rule
+    tables' check compares the digests the centers told)."""
     try:
-        server_public, _ = zmq.auth.load_certificate(evidence.center_public_key)
         public, secret = zmq.auth.load_certificate(evidence.curve_secret_key)
+        servers = {e: zmq.auth.load_certificate(evidence.center_key_of(e))[0]
+                   for e in evidence.endpoints}
     except (OSError, ValueError) as exc:
         return [bad("center", "error", f"no center tried: the CURVE keys cannot be read "
                     f"({exc})", "set the key files right first (see the key checks)")]
     if secret is None:
         return [bad("center", "error", "no center tried: the unit's CURVE secret key is "
                     "missing", "set the key files right first (see the key checks)")]
-    keys = (server_public, public, secret)
-    return [_center_finding(e, ping_center(e, keys, evidence.zap_domain,
-                                           limits.center_timeout_s), evidence)
-            for e in evidence.endpoints]
+    findings = []
+    for e in evidence.endpoints:
+        result = ping_center(e, (servers[e], public, secret), evidence.zap_domain,
+                             limits.center_timeout_s)
+        if answers is not None:
+            answers[e] = result
+        findings.append(_center_finding(e, result, evidence))
+    return findings
 
 
 @dataclass(frozen=True)
 class PingResult:
-    """What one try of a center gave: the answer's round trip (None: no answer) and
-    which stages of the connection were seen (TCP connected, handshake done or
-    refused)."""
+    """What one try of a center gave: the answer's round trip (None: no answer), which
+    stages of the connection were seen (TCP connected, handshake done or refused) and
+    the digest of the center's rule tables its pong told (None: a center of before the
+    digest, or no answer)."""
 
     round_trip_s: float | None
     connected: bool = False
     handshake: bool = False
     refused: bool = False
+    rules_digest: str | None = None
 
 
 def ping_center(endpoint: str, keys: tuple[bytes, bytes, bytes], zap_domain: str,
@@ -500,8 +513,9 @@ def ping_center(endpoint: str, keys: tuple[bytes, bytes, bytes], zap_domain: str
             if sent_at is None and sock.poll(0, zmq.POLLOUT):
                 sock.send_multipart([PING], zmq.NOBLOCK)
                 sent_at = time.monotonic()
-            if sock.poll(20, zmq.POLLIN) and sock.recv_multipart()[:1] == [PING]:
-                return PingResult(time.monotonic() - (sent_at or start), True, True)
+            if sock.poll(20, zmq.POLLIN) and (pong := sock.recv_multipart())[:1] == [PING]:
+                return PingResult(time.monotonic() - (sent_at or start), True, True,
+                                  rules_digest=_digest_of(pong))
         seen |= _events(monitor)
     finally:
         sock.disable_monitor()
@@ -511,6 +525,14 @@ def ping_center(endpoint: str, keys: tuple[bytes, bytes, bytes], zap_domain: str
     return PingResult(None, zmq.EVENT_CONNECTED in seen,
                       zmq.EVENT_HANDSHAKE_SUCCEEDED in seen,
                       zmq.EVENT_HANDSHAKE_FAILED_AUTH in seen)
+
+
+def _digest_of(pong: list[bytes]) -> str | None:
+    """The pong's rule-table digest; None if it has none or a malformed one."""
+    try:
+        return parse_pong(pong)
+    except PacketError:
+        return None
 
 
 def _events(monitor: zmq.Socket) -> set[int]:
@@ -533,9 +555,12 @@ def _center_finding(endpoint: str, r: PingResult, evidence: EvidenceSettings) ->
                    "handshake denied)", f"enrol the unit at the center with its public "
                    f"key {unit_key} (its key may have been rotated or revoked)")
     if r.connected and not r.handshake:
+        option = ("center_public_keys" if endpoint in evidence.center_public_keys
+                  else "center_public_key")
         return bad(check, "error", f"center {endpoint}: connected, but the CURVE handshake "
-                   "did not complete", f"check evidence.center_public_key "
-                   f"({evidence.center_public_key}) is this center's key, that the unit is "
+                   "did not complete", f"check evidence.{option} "
+                   f"({evidence.center_key_of(endpoint)}) is this center's key (a key the "
+                   "center rotated: its new one has an endpoint of its own), that the unit is "
                    f"enrolled ({unit_key}), and evidence.zap_domain ({evidence.zap_domain})")
     if r.handshake:
         return bad(check, "error", f"center {endpoint}: handshake done but no answer to a "
@@ -603,18 +628,37 @@ def _certificate_findings(chain: Chain, settings: EdgeSettings, limits: Limits,
     return out
 
 
-def check_rules(settings: EdgeSettings) -> list[Finding]:
-    """The rule tables' digest, for the record: the center judges with its own tables,
-    and the two should be the same."""
+def check_rules(settings: EdgeSettings, answers: dict[str, PingResult] | None = None
+                ) -> list[Finding]:
+    """The rule tables' digest against the one each center that answered a ping told
+    (``answers``, from :func:`check_centers`): the unit screens with its tables (which
+    passes are suspected overloads and carry their images), the center grades with its
+    own, and the two must be the same tables (the same vendor choice included)."""
     try:
         rules = load_rules_for(settings)
     except ZhichaoError as exc:
         return [bad("rule tables", "error", f"rule tables cannot be loaded: {exc}",
                     "correct rules.folder / rules.vendor in the settings")]
     where = settings.rules.folder or "shipped with zhichao"
-    return [good("rule tables", f"rule tables ({where}, vendor {settings.rules.vendor}) "
-                 f"digest {rules.digest}; not compared with the center's: no center query "
-                 "for it yet")]
+    mine = (f"rule tables ({where}, vendor {settings.rules.vendor}) digest "
+            f"{rules.digest[:16]}")
+    answered = {e: r for e, r in (answers or {}).items() if r.round_trip_s is not None}
+    told = {e: r.rules_digest for e, r in answered.items() if r.rules_digest is not None}
+    other = {e: d for e, d in told.items() if d != rules.digest}
+    if other:
+        theirs = ", ".join(f"{e} {d[:16]}" for e, d in other.items())
+        return [bad("rule tables", "warning", f"{mine}; the center grades with other rule "
+                    f"tables ({theirs}): a truck the center finds overloaded may be sent "
+                    "without its images", "the unit grades with other rule tables than the "
+                    "center: copy config/rules from the center (its law.rules_folder, or the "
+                    "tables shipped with its zhichao) into the unit's rules.folder, set "
+                    "rules.vendor to the center's law.vendor, and restart the unit")]
+    if told:
+        return [good("rule tables", f"{mine}, equal to the center's "
+                     f"({', '.join(told)})")]
+    why = ("no center answered (see the center checks)" if not answered else
+           "the center did not tell its digest (a receiver of before the digest)")
+    return [good("rule tables", f"{mine}; not compared with the center's: {why}")]
 
 
 # -- all of it -----------------------------------------------------------------------------
@@ -636,7 +680,8 @@ def examine(settings: EdgeSettings, base_dir: Path, *, source: str = "settings",
     findings += check_disk(evidence, limits, probes.disk_usage)
     findings += check_outbox(evidence, limits, probes.now())
     findings += check_keys(evidence)
-    findings += check_centers(evidence, limits)
+    answers: dict[str, PingResult] = {}
+    findings += check_centers(evidence, limits, answers)
     findings += check_calibration(settings, base_dir, limits, probes.today())
-    findings += check_rules(settings)
+    findings += check_rules(settings, answers)
     return findings

@@ -17,12 +17,18 @@ while something was waiting (a packet or a ping), the sender moves to the next e
 and sends everything unacknowledged again (the center ignores duplicates). An ``ok`` ack
 marks packets acknowledged in the outbox; a ``refused`` one marks them refused with the
 center's reason, logged as an error.
+
+Each endpoint may be served with a key of its own (``endpoint_keys``: during a rotation of
+the center's key, its new key's endpoint), so a unit lists the new key's endpoint first and
+the old one after it, or the other way round, and fails over between them as between any
+two centers. A pong's rule-table digest is kept in the status (a center of before the
+digest sends none).
 """
 
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -33,7 +39,7 @@ import zmq.auth
 from edge.outbox import Outbox
 from evidence.packet import PacketError
 from evidence.signing import KeyFileError, load_signing_key
-from evidence.wire import ACK, PING, packet_frames, parse_ack, tcp_keepalive
+from evidence.wire import ACK, PING, packet_frames, parse_ack, parse_pong, tcp_keepalive
 from zhichao.errors import ConfigError
 
 if TYPE_CHECKING:  # the settings pull in every driver; the sender needs none of them
@@ -144,6 +150,8 @@ class SenderStatus:
     in_flight: int = 0
     last_heard_at: float | None = None
     """Unix time of the center's last message."""
+    center_rules_digest: str | None = None
+    """The rule tables' digest the current center's last pong told (None: none told)."""
     ack_timeout_s: float = 0.0
     """How long a packet now waits for its ack before it is sent again."""
     errors: list[str] = field(default_factory=list)
@@ -162,12 +170,15 @@ class Sender:
 
     def __init__(self, outbox: Outbox, endpoints: Sequence[str], *, server_public: bytes,
                  client_public: bytes, client_secret: bytes,
-                 options: SenderOptions | None = None) -> None:
+                 options: SenderOptions | None = None,
+                 endpoint_keys: Mapping[str, bytes] | None = None) -> None:
         if not endpoints:
             raise ConfigError("evidence.endpoints: at least one center endpoint is needed")
         self.outbox = outbox
         self.endpoints = list(endpoints)
         self.keys = (server_public, client_public, client_secret)
+        self.endpoint_keys = dict(endpoint_keys or {})
+        """The center's public key of an endpoint served with another than ``server_public``."""
         self.options = options or SenderOptions()
         self.status = SenderStatus()
         self.on_ack: Callable[[float], None] | None = None
@@ -199,9 +210,11 @@ class Sender:
     def _socket(self, endpoint: str) -> zmq.Socket:
         """A DEALER connected to ``endpoint``."""
         assert self._ctx is not None
-        sock = dealer_socket(self._ctx, self.keys, self.options)
+        server = self.endpoint_keys.get(endpoint, self.keys[0])
+        sock = dealer_socket(self._ctx, (server, *self.keys[1:]), self.options)
         sock.connect(endpoint)
         self.status.endpoint = endpoint
+        self.status.center_rules_digest = None
         return sock
 
     def _run(self) -> None:
@@ -326,6 +339,10 @@ class Sender:
                 break
             came = True
             if frames[:1] == [PING]:
+                try:
+                    self.status.center_rules_digest = parse_pong(frames)
+                except PacketError as exc:
+                    log.warning("a pong from the center with a bad digest: %s", exc)
                 continue
             if frames[:1] != [ACK]:
                 log.warning("ignored a message of unknown kind from the center")
@@ -373,6 +390,8 @@ def from_settings(settings: "EvidenceSettings") -> tuple[Outbox, Sender]:
         raise ConfigError(f"evidence.curve_secret_key {settings.curve_secret_key}: holds no "
                           "secret key (the .key_secret file of zhichao keys new is needed)")
     server_public, _ = curve_keys(settings.center_public_key, "evidence.center_public_key")
+    endpoint_keys = {e: curve_keys(path, f"evidence.center_public_keys {e}")[0]
+                     for e, path in settings.center_public_keys.items()}
     outbox = Outbox(settings.outbox, key, keep_days=settings.keep_days,
                     keep_light_days=settings.keep_light_days, hold_max=settings.hold_max)
     options = SenderOptions(
@@ -381,4 +400,4 @@ def from_settings(settings: "EvidenceSettings") -> tuple[Outbox, Sender]:
         heartbeat_s=settings.heartbeat_s, failover_s=settings.failover_s)
     return outbox, Sender(outbox, settings.endpoints, server_public=server_public,
                           client_public=client_public, client_secret=client_secret,
-                          options=options)
+                          options=options, endpoint_keys=endpoint_keys)

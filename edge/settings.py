@@ -66,6 +66,10 @@ class EvidenceSettings(BaseModel):
     endpoints: list[ConnectEndpoint] = Field(
         default_factory=lambda: ["tcp://127.0.0.1:5760"], min_length=1,
         description="centers, tried in this order (tcp://HOST:PORT, ipc://PATH)")
+    center_public_keys: dict[ConnectEndpoint, Path] = Field(
+        default_factory=dict, description="the center's public key file for an endpoint "
+        "served with another key than center_public_key (a rotation of the center's key: "
+        "its new key's endpoint)")
     zap_domain: str = Field("zhichao", min_length=1, description="the center's ZAP domain")
     window: count(100_000, "every packet of the window is kept to be sent again") = Field(
         1000, description="packets sent and not yet acknowledged")
@@ -84,13 +88,31 @@ class EvidenceSettings(BaseModel):
                        "next", unit=" s") = Field(
         10.0, description="silence before the next endpoint")
 
+    @model_validator(mode="after")
+    def _keys_of_listed_endpoints(self) -> "EvidenceSettings":
+        """A key for an endpoint not listed would never be used: a typo."""
+        unknown = [e for e in self.center_public_keys if e not in self.endpoints]
+        if unknown:
+            raise ValueError(f"center_public_keys names {', '.join(unknown)}, not among "
+                             f"endpoints ({', '.join(self.endpoints)})")
+        return self
+
+    def center_key_of(self, endpoint: str) -> Path:
+        """The center's public key file to connect to ``endpoint`` with."""
+        return self.center_public_keys.get(endpoint, self.center_public_key)
+
     def resolved(self, base_dir: Path) -> "EvidenceSettings":
         """The same settings with relative paths made relative to ``base_dir``."""
         base = Path(base_dir)
-        return self.model_copy(update={
-            name: getattr(self, name) if getattr(self, name).is_absolute()
-            else base / getattr(self, name)
-            for name in ("outbox", "signing_key", "curve_secret_key", "center_public_key")})
+
+        def here(p: Path) -> Path:
+            return p if p.is_absolute() else base / p
+
+        update: dict[str, Any] = {
+            name: here(getattr(self, name))
+            for name in ("outbox", "signing_key", "curve_secret_key", "center_public_key")}
+        update["center_public_keys"] = {e: here(p) for e, p in self.center_public_keys.items()}
+        return self.model_copy(update=update)
 
 
 class UnitSettings(BaseModel):

@@ -8,8 +8,12 @@ refuse what it does not know (docs/evidence.md has the table):
   ``b"ok"`` (stored, or stored before: the edge may forget it) or ``b"refused"`` (will
   never be stored: resending cannot help); ``sequences`` is 8 bytes big-endian per packet;
   ``reason`` is UTF-8 text, empty for ``ok``.
-- ping/pong: ``[b"ZCH1"]`` either way; the center answers a ping with the same frame, so an
-  idle edge knows its center is alive.
+- ping/pong: a ping is ``[b"ZCH1"]``; the center answers ``[b"ZCH1", rules_digest]``, so
+  an idle edge knows its center is alive and which rule tables it grades with
+  (``rules_digest``: the SHA-256 hex of :attr:`overload.RuleBook.digest`, 64 ASCII
+  characters; ``zhichao edge doctor`` compares it with the unit's). A center of before the
+  digest answers ``[b"ZCH1"]`` alone; either pong is taken (:func:`parse_pong`), and a
+  center answers a ping whatever follows its first frame.
 
 These pings are the heartbeats. ZMTP's own (``ZMQ_HEARTBEAT_IVL``) are off at both ends,
 and TCP keepalive finds dead connections instead (:func:`tcp_keepalive`).
@@ -30,6 +34,8 @@ from evidence.signing import SignedPacket
 PACKET = b"ZCP1"
 ACK = b"ZCA1"
 PING = b"ZCH1"
+DIGEST_CHARS = 64
+"""A SHA-256 digest in hex, as a pong carries the rule tables'."""
 AckStatus = Literal["ok", "refused"]
 
 
@@ -85,6 +91,26 @@ def parse_ack(frames: Sequence[bytes]) -> Ack:
         raise PacketError(f"ack text is not UTF-8: {exc}") from None
     return Ack(status, device_id, struct.unpack(f">{len(raw) // 8}Q", raw),  # type: ignore[arg-type]
                reason)
+
+
+def pong_frames(rules_digest: str) -> list[bytes]:
+    """The frames of the center's answer to a ping: the kind and its rule tables' digest."""
+    return [PING, rules_digest.encode("ascii")]
+
+
+def parse_pong(frames: Sequence[bytes]) -> str | None:
+    """A pong's rule-table digest; None for a pong without one (a center of before the
+    digest). PacketError if it is not a pong or the digest is not 64 hex characters."""
+    if not frames or bytes(frames[0]) != PING:
+        raise PacketError(f"not a pong: first frame {bytes(frames[0][:8]) if frames else b''!r}"
+                          f", expected {PING!r}")
+    if len(frames) == 1:
+        return None
+    raw = bytes(frames[1])
+    if len(raw) != DIGEST_CHARS or raw.strip(b"0123456789abcdef"):
+        raise PacketError(f"pong rule-table digest {raw[:80]!r} is not {DIGEST_CHARS} "
+                          "lowercase hex characters")
+    return raw.decode("ascii")
 
 
 def kind(frames: Sequence[bytes]) -> bytes:

@@ -30,6 +30,7 @@ from edge.doctor import (
     Finding,
     Limits,
     Listened,
+    PingResult,
     Probes,
     check_calibration,
     check_centers,
@@ -39,16 +40,18 @@ from edge.doctor import (
     check_host_clock,
     check_keys,
     check_outbox,
+    check_rules,
     china_today,
     examine,
     listen,
 )
 from edge.outbox import Outbox
-from edge.settings import EdgeSettings, load_edge_settings
+from edge.settings import EdgeSettings, RulesSettings, load_edge_settings
 from edge.timebase import Timebase
 from edge.timebase.kernel import STA_PLL, STA_UNSYNC, TIME_ERROR, TIME_OK, KernelClock
 from evidence.keys import make_keys
 from evidence.signing import load_signing_key
+from overload import load_rules
 from sim.evidence import draft
 from sim.serial_twins import DigitiserTwin, GpsTwin, XK3190Twin
 from sim.traffic import generate_traffic
@@ -154,7 +157,7 @@ def test_a_well_unit_has_no_error_and_says_what_it_saw(tmp_path, center, scale):
     assert by_check(findings, "certificate").ok
     rules = by_check(findings, "rule tables")
     assert rules.ok and rules.severity == "info" and "digest" in rules.what
-    assert "no center query" in rules.what
+    assert "equal to the center's" in rules.what and center["endpoint"] in rules.what
     assert all(by_check(findings, f"key {k}").ok for k in (
         "signing_key", "curve_secret_key", "center_public_key"))
 
@@ -321,6 +324,39 @@ def test_a_center_that_does_not_know_the_unit_refuses_its_key(tmp_path, center):
     (finding,) = check_centers(evidence, Limits(center_timeout_s=2.0))
     assert finding.severity == "error" and center["endpoint"] in finding.what
     assert "refused this unit's key" in finding.what and "enrol the unit" in finding.fix
+
+
+# -- rule tables against the center's ------------------------------------------------------
+
+
+def test_rule_tables_other_than_the_centers_are_found_with_the_fix(tmp_path, center,
+                                                                   rules_copy):
+    settings_file = unit_folder(tmp_path, center)
+    same = load_edge_settings(settings_file)
+    answers: dict = {}
+    check_centers(same.evidence.resolved(tmp_path), Limits(center_timeout_s=2.0), answers)
+    assert answers[center["endpoint"]].rules_digest == load_rules().digest
+    (equal,) = check_rules(same, answers)
+    assert equal.ok and "equal to the center's" in equal.what
+
+    limits = rules_copy / "limits.yaml"
+    text = limits.read_text(encoding="utf-8")
+    limits.write_text(text.replace("limit_kg: 18000", "limit_kg: 18500", 1), encoding="utf-8")
+    changed = same.model_copy(update={"rules": RulesSettings(folder=rules_copy)})
+    (finding,) = check_rules(changed, answers)
+    assert not finding.ok and finding.severity == "warning"
+    assert center["endpoint"] in finding.what and load_rules().digest[:16] in finding.what
+    assert finding.fix.startswith("the unit grades with other rule tables than the center: "
+                                  "copy config/rules from the center")
+
+
+def test_a_center_that_tells_no_digest_is_not_compared(tmp_path):
+    settings = EdgeSettings()
+    old = {"tcp://127.0.0.1:1": PingResult(0.01, True, True)}  # a pong of one frame
+    (finding,) = check_rules(settings, old)
+    assert finding.ok and "did not tell its digest" in finding.what
+    (silent,) = check_rules(settings, {"tcp://127.0.0.1:1": PingResult(None, True)})
+    assert silent.ok and "no center answered" in silent.what
 
 
 # -- calibration ---------------------------------------------------------------------------
