@@ -56,6 +56,10 @@ LOW_FPS_SHARE = 0.8
 """Frames measured below this share of the stream's nominal rate: frames are lost."""
 STALL_MIN_S = 2.0
 """Frames missing for this long (at least) after they flowed: the stream stalled."""
+RING_SPAN_MIN_S = 6.0
+"""A ring cut shorter than this by its byte bound is named: the roadside unit knows a
+vehicle up to a batch of the signal loop (4 s by default) plus the vehicle's own length
+after its first axle, and then wants the frame of that first axle from the ring."""
 
 SourceKind = Literal["usb", "rtsp", "network", "file"]
 Role = Literal["front", "rear", "overview"]
@@ -314,7 +318,10 @@ class Camera:
         status.extra = {
             "url": self.source.shown, "state": state, "fps": fps, "nominal_fps": nominal_fps,
             "ring_frames": len(self.ring), "ring_bytes": self.ring.nbytes,
-            "ring_span_s": self.ring.span_s, "offset_s": self.offset_s,
+            "ring_span_s": self.ring.span_s, "ring_dropped": self.ring.dropped,
+            "ring_dropped_for_bytes": self.ring.dropped_for_bytes,
+            "max_frames": self.ring.max_frames, "max_bytes": self.ring.max_bytes,
+            "offset_s": self.offset_s,
             "readings_dropped": self._readings.dropped,
             "stuck_readers": sum(r.alive() for r in self._stuck),
             "running_s": time.monotonic() - started if started is not None else 0.0,
@@ -683,7 +690,32 @@ def _flow_hints(status: DeviceStatus, seconds: float, now_s: float | None) -> li
     if status.bad_frames:
         hints.append(f"{status.bad_frames} failed read(s): a damaged stream or a "
                      "flaky link")
+    hints += _ring_hints(x)
     return hints
+
+
+def _ring_hints(x: dict[str, Any]) -> list[str]:
+    """A ring whose byte bound, not its frame count, decides how far back it reaches,
+    when that is less than :data:`RING_SPAN_MIN_S`.
+
+    >>> print(_ring_hints({"ring_dropped_for_bytes": 40, "ring_frames": 43,
+    ...                    "ring_bytes": 267_000_000, "ring_span_s": 1.7,
+    ...                    "max_frames": 250, "max_bytes": 268_435_456})[0])
+    ... # doctest: +NORMALIZE_WHITESPACE
+    the ring keeps 1.7 s of frames (43 frames, 267 MB): its byte bound (max_bytes
+    268435456) drops the oldest before max_frames (250) is reached, 40 dropped so far;
+    a vehicle known later than that after it crossed gets no frame from this camera:
+    raise max_bytes if memory allows, or lower the stream's resolution
+    """
+    dropped, span = x.get("ring_dropped_for_bytes", 0), x.get("ring_span_s", 0.0)
+    if not dropped or span >= RING_SPAN_MIN_S:
+        return []
+    return [f"the ring keeps {span:.1f} s of frames ({x.get('ring_frames')} frames, "
+            f"{x.get('ring_bytes', 0) / 1e6:.0f} MB): its byte bound (max_bytes "
+            f"{x.get('max_bytes')}) drops the oldest before max_frames "
+            f"({x.get('max_frames')}) is reached, {dropped} dropped so far; a vehicle "
+            "known later than that after it crossed gets no frame from this camera: "
+            "raise max_bytes if memory allows, or lower the stream's resolution"]
 
 
 class CameraSettings(BaseModel):
@@ -716,7 +748,10 @@ class CameraSettings(BaseModel):
         "time from a crossing to its trigger (10 s at 25 fps by default)")
     max_bytes: int = Field(
         256 * 2**20, ge=2**16, le=2**34, description="bytes the ring keeps at most, so a "
-        "high resolution cannot take the unit's memory")
+        "high resolution cannot take the unit's memory; the oldest frames go first, "
+        "counted (ring_dropped in the status). A 1920x1080 frame is 6.2 MB: the default "
+        "(256 MiB) holds 43 of them, 1.7 s at 25 fps, less than a digitiser's batch "
+        "(signal.batch_s) back; `edge doctor` names a ring its bytes cut below 6 s")
     max_readings: int = Field(
         1000, ge=1, le=1_000_000, description="frame readings kept for a slow consumer "
         "before the oldest are dropped (counted)")

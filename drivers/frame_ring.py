@@ -99,6 +99,11 @@ class FrameRing:
 
     ``max_frames`` caps the count and ``max_bytes`` the pixel memory; the oldest frames
     go first when either would be exceeded. Frames must arrive in time order.
+
+    Every frame pushed out is counted in :attr:`dropped`, and in :attr:`dropped_for_bytes`
+    when the byte bound pushed it out before the count bound was reached: then the ring
+    spans fewer seconds than ``max_frames`` would (high-resolution frames), which a
+    technician must know, since a vehicle weighed later than that span has no frame.
     """
 
     def __init__(self, max_frames: int = 250, max_bytes: int = 256 * 2**20,
@@ -112,6 +117,10 @@ class FrameRing:
         self._times: deque[float] = deque()  # t_s of each frame, for the binary search
         self._nbytes = 0
         self._changed = threading.Condition(threading.Lock())
+        self.dropped = 0
+        """Frames pushed out, oldest first, by either bound."""
+        self.dropped_for_bytes = 0
+        """... of them by the byte bound, with fewer than ``max_frames`` frames held."""
 
     def push(self, frame: Frame) -> None:
         """Add the newest frame, dropping the oldest ones to stay within both bounds.
@@ -132,6 +141,8 @@ class FrameRing:
                                  f"({self._times[-1]:.6f} s): frames must come in time order")
             while self._frames and (len(self._frames) >= self.max_frames
                                     or self._nbytes + frame.nbytes > self.max_bytes):
+                self.dropped_for_bytes += len(self._frames) < self.max_frames
+                self.dropped += 1
                 self._nbytes -= self._frames.popleft().nbytes
                 self._times.popleft()
             self._frames.append(frame)

@@ -112,6 +112,28 @@ def test_ring_is_bounded_by_bytes():
     assert [f.index for f in ring.frames()] == [7, 8, 9]
 
 
+def test_ring_never_holds_more_than_its_bytes_and_drops_oldest_first_counted():
+    """Frames of random sizes (seeded): after every push the ring holds at most
+    ``max_bytes``, exactly the bytes of its frames, and the newest frames without a hole;
+    every frame pushed out is counted, and those the byte bound pushed out apart."""
+    rng = np.random.default_rng(22)
+    ring = FrameRing(max_frames=12, max_bytes=20_000)
+    for_bytes = 0
+    for i in range(2000):
+        held = len(ring)
+        nbytes = int(rng.integers(100, 8000))
+        would_exceed = ring.nbytes + nbytes > ring.max_bytes
+        for_bytes += would_exceed and held < ring.max_frames
+        ring.push(frame(i * 0.04, i, nbytes=nbytes))
+        kept = ring.frames()
+        assert ring.nbytes <= ring.max_bytes and len(kept) <= ring.max_frames
+        assert ring.nbytes == sum(f.nbytes for f in kept)
+        assert [f.index for f in kept] == list(range(i - len(kept) + 1, i + 1))
+        assert ring.dropped == i + 1 - len(kept)
+    assert 0 < ring.dropped_for_bytes <= ring.dropped
+    assert ring.dropped_for_bytes >= for_bytes  # a push may drop several for one frame
+
+
 def test_ring_refuses_a_frame_larger_than_its_byte_bound():
     with pytest.raises(ConfigError, match=r"max_bytes.*must hold one frame of 2000 bytes"):
         FrameRing(max_frames=10, max_bytes=1000, name="lane1").push(frame(0.0, nbytes=2000))
@@ -275,6 +297,9 @@ def test_settings_errors_name_the_camera_option_and_value():
     ("roi", [10, 10, 0, 40], r"must be x, y at 0 or more and width, height above 0"),
     ("url", "gopher://x", r"must be rtsp://\.\.\., usb:N.*\(got 'gopher://x'\)"),
     ("kind", "serial", r"must be 'camera' \(got 'serial'\)"),
+    ("max_bytes", 2**16 - 1, r"must be greater than or equal to 65536 \(got 65535\)"),
+    ("max_bytes", 2**34 + 1, r"must be less than or equal to 17179869184"),
+    ("max_frames", 0, r"must be greater than or equal to 1 \(got 0\)"),
 ])
 def test_a_bad_camera_option_stops_start_up_naming_section_and_option(option, value, says):
     section = {"kind": "camera", "url": "rtsp://192.0.2.20/stream1", option: value}
@@ -546,6 +571,29 @@ def test_diagnose_a_healthy_file_camera(video, cameras):
     assert status.extra["nominal_fps"] == pytest.approx(FPS)
     (hint,) = cam.diagnose(status, 1.0)
     assert hint.startswith(f"ok: {status.frames} frames in 1 s")
+
+
+def test_a_camera_ring_stays_within_its_byte_bound_and_says_so(video, cameras):
+    """A real file read as fast as it decodes into a ring of five frames' bytes: the
+    ring never holds more (watched while it fills), the frames the byte bound pushed out
+    are counted in the status, and the hint names max_bytes and the seconds kept."""
+    frame_bytes = SMALL.width_px * SMALL.height_px * 3
+    limit = 5 * frame_bytes + frame_bytes // 2
+    cam = start(cameras, "lane1", str(video), open_timeout_s=2.0, read_timeout_s=2.0,
+                realtime=False, max_bytes=limit)
+    seen = []
+    deadline = time.monotonic() + 20.0
+    while cam.get_status().frames < 60 and time.monotonic() < deadline:
+        seen.append(cam.ring.nbytes)
+        time.sleep(0.002)
+    status = cam.get_status()
+    x = status.extra
+    assert status.frames >= 60 and max(seen) <= limit and x["ring_bytes"] <= limit
+    assert x["ring_frames"] == 5 and x["ring_bytes"] == 5 * frame_bytes
+    assert x["ring_dropped"] == x["ring_dropped_for_bytes"] >= status.frames - 5 - 1
+    hints = [h for h in cam.diagnose(status, 2.0) if h.startswith("the ring keeps")]
+    assert len(hints) == 1 and f"max_bytes {limit}" in hints[0]
+    assert "max_frames (250)" in hints[0] and "5 frames" in hints[0]
 
 
 def test_diagnose_an_unreachable_url(cameras, tmp_path):
