@@ -42,6 +42,7 @@ from center.registry import (
 from center.service import open_db
 from overload.applied import fmt_num
 from zhichao.cli.center_common import config_option, console, count, settings_of
+from zhichao.cli.center_keys import add_center_key_commands
 from zhichao.cli.device_keys import add_key_commands
 from zhichao.cli.procedure import add_procedure_commands
 from zhichao.cli.registers import add_register_commands, subparsers_of
@@ -108,6 +109,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_procedure_commands(cases, center, config_option)
     add_register_commands(center)
     add_web_commands(center, subparsers_of(center.choices["staff"]))
+    add_center_key_commands(center)
 
     doc = config_option(center.add_parser(
         "doctor", help="check the center and say what to fix",
