@@ -45,6 +45,7 @@ from sqlalchemy import (
     select,
     table,
     text,
+    tuple_,
 )
 from sqlalchemy.orm import Session
 
@@ -487,88 +488,120 @@ def _unreadable(session: Session, row, error: PacketError) -> None:
     session.flush()
 
 
-def _pending(engine: Engine, batch: int, after: int | None = None) -> list:
-    """Up to ``batch`` stored packets without a capture, oldest row first, those with a
-    row id above ``after`` only when it is given (a transaction of its own, ended before
-    any plate is read)."""
+def _claim(session: Session, batch: int, *, after: int | None = None,
+           packet_id: int | None = None) -> list:
+    """Up to ``batch`` stored packets without a capture, oldest row first (those with a
+    row id above ``after``, or the one row ``packet_id``, when given), claimed for the
+    session's transaction. On PostgreSQL each row is locked ``FOR UPDATE OF packets SKIP
+    LOCKED`` until the transaction ends: a row another center process holds is passed
+    over, never waited for, so two processors take disjoint packets. A row whose lock
+    came free only after this statement's snapshot may have been captured by its holder
+    meanwhile: the captures are looked up again after the lock (a new snapshot) and such
+    rows dropped. On SQLite nothing is locked: it has one writer at a time, and the
+    unique capture key keeps the rest."""
     query = select(PACKETS).outerjoin(Capture, and_(
         Capture.device_id == PACKETS.c.device_id,
         Capture.sequence == PACKETS.c.sequence)).where(Capture.id.is_(None))
     if after is not None:
         query = query.where(PACKETS.c.id > after)
+    if packet_id is not None:
+        query = query.where(PACKETS.c.id == packet_id)
+    query = query.order_by(PACKETS.c.id).limit(batch)
+    if session.get_bind().dialect.name != "postgresql":
+        return list(session.execute(query).all())
+    rows = list(session.execute(query.with_for_update(of=PACKETS, skip_locked=True)).all())
+    if not rows:
+        return rows
+    done = {tuple(r) for r in session.execute(select(Capture.device_id, Capture.sequence)
+            .where(tuple_(Capture.device_id, Capture.sequence).in_(
+                [(r.device_id, r.sequence) for r in rows])))}
+    return [r for r in rows if (r.device_id, r.sequence) not in done]
+
+
+def _capture_ready(engine: Engine, settings: CenterSettings, batch: int,
+                   after: int | None = None
+                   ) -> tuple[int, list[tuple[int, Packet]], list[int]]:
+    """Claim up to ``batch`` pending packets (:func:`_claim`, row ids above ``after``
+    when given), and in the same transaction capture and case those whose plate the
+    center need not read, and mark the undecodable ones. Returns how many that was, the
+    packets whose plate the center reads (:func:`center.unread_plates.needs_reading`),
+    left pending and unlocked when this returns, and the row ids claimed."""
     with Session(engine) as session, session.begin():
-        return list(session.execute(query.order_by(PACKETS.c.id).limit(batch)).all())
-
-
-def _capture_ready(engine: Engine, settings: CenterSettings, rows: Sequence
-                    ) -> tuple[int, list[tuple[int, Packet]]]:
-    """Capture and case, in one transaction, the rows whose plate the center need not
-    read, and mark the undecodable ones; how many that was, and the packets whose plate
-    the center reads (:func:`center.unread_plates.needs_reading`), left pending."""
-    ready, to_read, bad = [], [], []
-    for row in rows:
-        try:
-            packet = decode_packet(bytes(row.meta))
-        except PacketError as exc:
-            log.warning("packet %s #%s: %s", row.device_id, row.sequence, exc)
-            bad.append((row, exc))
-            continue
-        (to_read if needs_reading(packet) else ready).append((row.id, packet))
-    if ready or bad:
-        with Session(engine) as session, session.begin():
+        rows = _claim(session, batch, after=after)
+        ready, to_read, bad = [], [], []
+        for row in rows:
+            try:
+                packet = decode_packet(bytes(row.meta))
+            except PacketError as exc:
+                log.warning("packet %s #%s: %s", row.device_id, row.sequence, exc)
+                bad.append((row, exc))
+                continue
+            (to_read if needs_reading(packet) else ready).append((row.id, packet))
+        if ready:
             process_packets(session, ready, settings, plates={})
-            for row, exc in bad:
-                _unreadable(session, row, exc)
-    return len(ready) + len(bad), to_read
+        for row, exc in bad:
+            _unreadable(session, row, exc)
+    return len(ready) + len(bad), to_read, [row.id for row in rows]
 
 
 def _capture_read(engine: Engine, settings: CenterSettings, item: tuple[int, Packet]
-                  ) -> None:
-    """Read one packet's plate at the center, no transaction open meanwhile, then
-    capture and case it in a transaction of its own."""
+                  ) -> int:
+    """Read one packet's plate at the center, no transaction open meanwhile, then claim
+    the packet again (:func:`_claim`) and capture and case it in a transaction of its
+    own; 1 if this stored its capture, 0 if another center process holds the packet or
+    has captured it meanwhile (this reading is then thrown away: the work done twice)."""
     plates = _center_plates([item[1]], settings.law, settings.images_dir)
     with Session(engine) as session, session.begin():
-        process_packets(session, [item], settings, plates=plates)
+        if not _claim(session, 1, packet_id=item[0]):
+            return 0
+        results = process_packets(session, [item], settings, plates=plates)
+    return int(results[0].new)
 
 
 def process_pending(engine: Engine, settings: CenterSettings, batch: int = 500,
                     stored: Event | None = None) -> int:
-    """Process every stored packet that has no capture yet; returns how many were
-    processed. A batch's packets that need no plate read at the center are captured and
-    cased first, in one transaction; then the plates their units left unread are read,
-    one packet at a time, each packet committed in a transaction of its own once read.
-    No transaction stays open while the reader works, and a failure leaves the packets
-    not yet committed pending.
+    """Process every stored packet that has no capture yet; returns how many this call
+    captured. A batch's packets are claimed, and those that need no plate read at the
+    center captured and cased, in one transaction; then the plates their units left
+    unread are read, one packet at a time, each packet claimed again and committed in a
+    transaction of its own once read. No transaction stays open while the reader works,
+    and a failure leaves the packets not yet committed pending.
 
     Before each reading, the packets stored since (row ids above the batch's: those the
     ``stored`` event announces, or, without the event, whatever a look finds) that need
     no reading are captured first, so a packet whose unit read its plate never waits
-    behind a reading. On PostgreSQL another center process may meanwhile take the same
-    packets: the unique capture key keeps one, this transaction is rolled back and the
-    packets are found done next time."""
+    behind a reading.
+
+    Any number of processes may run this on one PostgreSQL database (``center run
+    --process-only``). The claims are row locks (``FOR UPDATE OF packets SKIP LOCKED``,
+    :func:`_claim`) held by the transaction that captures and cases the packets, so two
+    processes never capture the same packet: the other passes over the locked rows and
+    takes the next. What can be done twice is a plate reading: a packet waiting for its
+    reading is unlocked, another process may claim it and read its plate too. Nothing is
+    stored twice: whoever commits first stores the capture; the other's claim after its
+    reading finds the capture and stores nothing (and the unique capture key would refuse
+    a second). Cases of one plate are made under a lock of the plate
+    (:func:`lock_plates`), so two processes never open two cases of one trip."""
     done = 0
     while True:
-        rows = _pending(engine, batch)
-        n, to_read = _capture_ready(engine, settings, rows)
+        n, to_read, claimed = _capture_ready(engine, settings, batch)
         done += n
-        last_id = rows[-1].id if rows else 0
-        again = len(rows) == batch  # more may be pending: another round after the readings
+        last_id = claimed[-1] if claimed else 0
+        again = len(claimed) == batch  # more may be pending: another round after readings
         look = False
         while to_read:
             if look or stored is None or stored.is_set():
                 if stored is not None:
                     stored.clear()
-                newer = _pending(engine, batch, after=last_id)
+                n, more, newer = _capture_ready(engine, settings, batch, after=last_id)
                 if newer:
-                    last_id = newer[-1].id
-                n, more = _capture_ready(engine, settings, newer)
+                    last_id = newer[-1]
                 done += n
                 room = batch - len(to_read)
                 to_read += more[:room]  # the rest stays pending for the next round
                 look = len(newer) == batch
                 again = again or look or len(more) > room
-            _capture_read(engine, settings, to_read.pop(0))
-            done += 1
+            done += _capture_read(engine, settings, to_read.pop(0))
         if not again:
             return done
 

@@ -4,6 +4,12 @@
 parses its arguments and prints. A thread that dies stops the whole center, never half
 of it: a receiver acknowledging packets that no cases thread turns into cases, or a cases
 thread waiting for a receiver that is gone.
+
+On PostgreSQL the two halves may also run as processes of their own, any number of each
+on one database and one image store (``run_center(receive=False)`` or
+``run_center(process=False)``; ``center run --process-only`` / ``--receive-only``):
+receivers only store and acknowledge, processors claim stored packets with row locks
+(:func:`center.cases.process_pending`), so that none is processed twice.
 """
 
 import gc
@@ -91,17 +97,24 @@ def _metrics(settings: CenterSettings, engine: Engine) -> "CenterMetrics | None"
 
 
 def run_center(settings: CenterSettings, *, seconds: float | None = None,
-               receive: bool = True, stop: threading.Event | None = None) -> None:
+               receive: bool = True, process: bool = True,
+               stop: threading.Event | None = None) -> None:
     """Receive packets and turn them into captures and cases until ``stop`` is set,
     SIGTERM arrives or ``seconds`` pass; with ``web.serve_with_run``, the web pages are
     served beside them (a third thread, stopped with the others). The receiver wakes the
     cases thread after each batch it commits; without it (``receive=False``: another
-    process receives) the cases thread looks every ``law.process_interval_s``.
+    process receives) the cases thread looks every ``law.process_interval_s``. With
+    ``process=False`` only the receiver runs: stored packets wait for a processor, a
+    process of its own on the same database. ConfigError if both are False (nothing
+    would run).
 
     A thread that dies (or ends while the center should run) stops the other and the
     center: its traceback goes to the log, and :class:`CenterStoppedError` is raised here in one
     line naming the thread and the cause (for an error meant for a person, a ZhichaoError
     such as a missing key file, its message)."""
+    if not receive and not process:
+        raise ConfigError("center run: neither receiving nor processing was asked "
+                          "(--receive-only and --process-only exclude each other)")
     rules = law_rules(settings.law)
     rules.benchmark(settings.law.benchmark)
     rules.tolerance_policy(settings.law.tolerance)
@@ -113,7 +126,7 @@ def run_center(settings: CenterSettings, *, seconds: float | None = None,
         engine.dispose()
         raise
     stop = stop or threading.Event()
-    stored = threading.Event() if receive else None
+    stored = threading.Event() if receive and process else None
     failures: list[tuple[str, BaseException | None]] = []
 
     def guarded(name: str, work: Callable[[], None]) -> threading.Thread:
@@ -134,7 +147,7 @@ def run_center(settings: CenterSettings, *, seconds: float | None = None,
         return threading.Thread(target=run, name=name, daemon=True)
 
     threads = [guarded("cases", lambda: process_forever(engine, settings, stop,
-                                                        stored=stored))]
+                                                        stored=stored))] if process else []
     if receive:
         from center.receiver import run_receiver  # noqa: PLC0415 (zmq only when receiving)
 

@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -406,3 +407,43 @@ def test_due_documents_and_a_tampered_audit_log_from_the_command_line(capsys, si
     engine.dispose()
     code, out, _ = cli(capsys, "audit", "verify", "--config", str(site))
     assert code == 1 and "audit chain broken at entry" in out and "edited" in out
+
+
+def test_run_receive_only_stores_but_makes_no_case_and_the_flags_exclude(capsys, site,
+                                                                          tmp_path):
+    assert main(["keys", "new", "--name", "center", "--out", str(tmp_path / "keys"),
+                 "--curve-only"]) == 0
+    port = _free_port()
+    site.write_text(site.read_text(encoding="utf-8") + "receiver:\n  listen: "
+                    f"[tcp://127.0.0.1:{port}]\n  server_secret_key: keys/center.key_secret\n",
+                    encoding="utf-8")
+    assert cli(capsys, "devices", "import", str(tmp_path / "devices.csv"),
+               "--config", str(site))[0] == 0
+    store_packets(tmp_path / "center.db", [make_packet(sequence=1)])
+    codes: list[int] = []
+    run = threading.Thread(target=lambda: codes.append(main(
+        ["center", "run", "--receive-only", "--config", str(site), "--seconds", "1.5"])))
+    run.start()
+    deadline = time.monotonic() + 20
+    while not listening(port) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert listening(port), "the receiver of --receive-only does not listen"
+    run.join(30)
+    assert codes == [0]
+    code, out, _ = cli(capsys, "cases", "list", "--config", str(site), "--json")
+    assert (code, out) == (0, ""), "--receive-only made a case"
+    assert cli(capsys, "run", "--config", str(site), "--process-only",
+               "--seconds", "1.5")[0] == 0
+    code, out, _ = cli(capsys, "cases", "list", "--config", str(site), "--json")
+    assert [json.loads(line)["plate"] for line in out.splitlines()] == ["浙A12345"]
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["center", "run", "--receive-only", "--process-only", "--config", str(site)])
+    assert stopped.value.code == 2
+    assert "--process-only: not allowed with argument --receive-only" in \
+        capsys.readouterr().err
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -64,9 +64,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run = config_option(center.add_parser("run", help="receive packets and make cases"))
     run.add_argument("--seconds", type=float, metavar="N",
                      help="stop after N seconds (default: until interrupted)")
-    run.add_argument("--process-only", action="store_true",
-                     help="no receiver: only turn stored packets into captures and cases "
-                     "(another process receives)")
+    only = run.add_mutually_exclusive_group()
+    only.add_argument("--process-only", action="store_true",
+                      help="no receiver: only turn stored packets into captures and cases "
+                      "(another process receives; several may run on one PostgreSQL "
+                      "database, each claiming packets with row locks)")
+    only.add_argument("--receive-only", action="store_true",
+                      help="no case processing: only receive, store and acknowledge "
+                      "packets (a --process-only process makes the cases; several "
+                      "receivers may share one PostgreSQL database and image store)")
     run.set_defaults(run=run_center)
 
     devices = center.add_parser("devices", help="the device registry").add_subparsers(
@@ -129,10 +135,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_center(args: argparse.Namespace) -> int:
-    """Receiver and case processing until interrupted or ``--seconds`` passed."""
+    """Receiver and case processing (or one of them) until interrupted or ``--seconds``
+    passed."""
     settings = settings_of(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    service.run_center(settings, seconds=args.seconds, receive=not args.process_only)
+    service.run_center(settings, seconds=args.seconds, receive=not args.process_only,
+                       process=not args.receive_only)
     return 0
 
 
