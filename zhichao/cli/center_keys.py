@@ -15,6 +15,7 @@ overwriting the running key, and prints the settings to add at the center and at
 
 import argparse
 from datetime import UTC, datetime
+from pathlib import Path
 
 from center.device_keys import end_of_day
 from center.settings import CenterSettings
@@ -54,6 +55,14 @@ def _new_listen(settings: CenterSettings, given: list[str]) -> list[str]:
     return listen
 
 
+def _as_written(path: Path, settings: CenterSettings) -> Path:
+    """A path as the settings file would name it: relative to its folder when inside."""
+    try:
+        return path.relative_to(settings.base_dir)
+    except ValueError:
+        return path
+
+
 def _as_unit_sees(bound: str) -> str:
     """A bound endpoint as a unit connects to it: a wildcard host becomes CENTER (the
     center's address, which the unit knows)."""
@@ -81,7 +90,7 @@ def run_center_keys_rotate(args: argparse.Namespace) -> int:
     out.print(f"{public}  new CURVE public key (give it to every unit)")
     out.print(f"{secret}  new CURVE key pair (secret, 0600)")
     out.print("\nAdd to the center's settings under receiver, then restart the center:\n")
-    out.print(f"  rotation:\n    server_secret_key: {secret}\n    listen: "
+    out.print(f"  rotation:\n    server_secret_key: {_as_written(secret, settings)}\n    listen: "
               f"[{', '.join(repr(e) for e in listen)}]\n    old_key_until: {args.until}",
               markup=False)
     out.print(f"\nThe old key ({old}, on {', '.join(r.listen)}) is served until "
