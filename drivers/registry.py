@@ -8,6 +8,7 @@ A site's edge settings list its devices by name, each section with a ``kind``:
       digitiser:  {kind: serial, protocol: digitiser, port: /dev/ttyUSB0, baudrate: 921600}
       controller: {kind: modbus, url: "tcp://192.0.2.10:502", register_map: wim_map.yaml}
       front:      {kind: camera, url: "rtsp://192.0.2.20/stream1", offset_s: 0.04}
+      pavement:   {kind: temperature, url: "rtu:///dev/ttyUSB1?baud=9600", register: 0}
 
 Each kind's module validates its own options, so an error names the device, the option
 and the value; an unknown kind names the ones there are.
@@ -22,6 +23,7 @@ from drivers.camera import camera_from_config
 from drivers.camera_process import ProcessCamera
 from drivers.modbus_wim import ModbusWimDevice, ModbusWimSettings
 from drivers.serial_link import SerialDevice
+from drivers.temperature import TemperatureProbe, TemperatureProbeSettings
 from zhichao.errors import ConfigError
 from zhichao.settings import validate
 
@@ -50,7 +52,16 @@ def _camera(name: str, section: Mapping[str, Any], source: str, base_dir: Path |
     return ProcessCamera(name, camera.settings) if camera.settings.process else camera
 
 
-KINDS: dict[str, Factory] = {"serial": _serial, "modbus": _modbus, "camera": _camera}
+def _temperature(name: str, section: Mapping[str, Any], source: str, base_dir: Path | None
+                 ) -> Device:
+    """A pavement temperature probe on a Modbus transmitter or I/O module."""
+    settings = validate(TemperatureProbeSettings, {"name": name, **section}, source,
+                        prefix=f"devices.{name}")
+    return TemperatureProbe.from_settings(settings)
+
+
+KINDS: dict[str, Factory] = {"serial": _serial, "modbus": _modbus, "camera": _camera,
+                             "temperature": _temperature}
 
 
 def open_device(name: str, section: Mapping[str, Any], *, source: str = "settings",
