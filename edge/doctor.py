@@ -11,9 +11,11 @@ said for the record), ``what`` and ``fix``.
 The checks, in order: every configured device reachable and sending (each driver's own
 :meth:`~drivers.base.Device.diagnose`, as ``edge probe`` uses), the digitiser's clock
 fit, the host clock (kernel discipline, GPS), disk free where the outbox lives, the
-outbox's backlog, the key files and their permissions, each center endpoint (a CURVE
-handshake and a ping answered), the calibration chain and its verification certificate,
-and the rule tables' digest against the one each center's pong tells.
+outbox's backlog, its disk policy (room above the outbox's reserve; with the unit's
+metrics page, what the running unit dropped, held or lost for want of disk), the key
+files and their permissions, each center endpoint (a CURVE handshake and a ping
+answered), the calibration chain and its verification certificate, and the rule tables'
+digest against the one each center's pong tells.
 
 What cannot be changed from a test is passed in (:class:`Probes`): the kernel clock's
 reading, the file system's usage, today's date, the time now. Thresholds are
@@ -28,6 +30,7 @@ import shutil
 import sqlite3
 import stat
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -36,12 +39,15 @@ from typing import Any
 
 import zmq
 import zmq.auth
+from prometheus_client.parser import text_string_to_metric_families
 from zmq.utils.monitor import recv_monitor_message
 
 from calibration.chain import Chain
 from drivers import digitiser
 from drivers.base import Device, DeviceStatus
 from drivers.registry import open_device
+from edge.metrics import PREFIX as METRICS_PREFIX
+from edge.outbox import RESERVE_BYTES
 from edge.sender import SenderOptions, dealer_socket
 from edge.settings import EdgeSettings, EvidenceSettings
 from edge.timebase import Timebase
@@ -64,6 +70,7 @@ from zhichao.health import (  # the findings' shape, shared with the center's do
     duration_words,
     good,
 )
+from zhichao.metrics import split_address
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,12 @@ class Limits:
     fit_uncertainty_warn_ms: float = 5.0
     """A digitiser clock fit looser than this times each axle worse than the cameras'
     frame interval (40 ms at 25 fps) allows to spare."""
+    outbox_room_warn_bytes: int = 64 * 2**20
+    """Free space beyond the outbox's own reserve below which the disk is nearly full:
+    64 MiB is about a hundred suspected overloads with their images, an hour or two of a
+    busy site while the center is away."""
+    metrics_timeout_s: float = 2.0
+    """How long the running unit's metrics page has to answer (it is on this machine)."""
 
 
 def china_today() -> date:
@@ -399,6 +412,103 @@ def check_outbox(evidence: EvidenceSettings, limits: Limits, now: float) -> list
     return findings
 
 
+# -- the outbox's disk policy --------------------------------------------------------------
+
+
+def check_outbox_disk(evidence: EvidenceSettings, metrics_address: str | None,
+                      limits: Limits, disk_usage: Callable[[Path], DiskUsage]
+                      ) -> list[Finding]:
+    """Whether the outbox has room, by its own rule (:data:`edge.outbox.RESERVE_BYTES`
+    kept free), and — when the unit serves its metrics — whether the running unit has
+    dropped light records, held or lost evidence, or has its disk-full alarm raised. The
+    outbox keeps those counts in memory: with the unit stopped only the disk is seen."""
+    findings = [_outbox_room(evidence, limits, disk_usage)]
+    if metrics_address is not None:
+        findings.append(_running_outbox(evidence, metrics_address, limits.metrics_timeout_s))
+    return findings
+
+
+def _room_fix(evidence: EvidenceSettings, folder: Path) -> str:
+    """What to do about an outbox's disk without room, in plain words."""
+    return (f"make room on {folder} now: remove files that are not the unit's (old logs, "
+            "copies, anything left there), never the outbox file — the center has not "
+            "acknowledged all of it; evidence held in memory is stored first once there is "
+            "room, and is lost if the unit stops before, so do not restart it until no "
+            "packet is held; then keep it from filling again: lower evidence.keep_light_days "
+            f"(now {evidence.keep_light_days:g}) and keep_days (now {evidence.keep_days:g}),"
+            " or give the outbox a disk of its own")
+
+
+def _outbox_room(evidence: EvidenceSettings, limits: Limits,
+                 disk_usage: Callable[[Path], DiskUsage]) -> Finding:
+    """The outbox's file system against the reserve the outbox keeps free: below it
+    the outbox drops new light records and holds evidence in memory."""
+    folder = _existing(evidence.outbox.parent).resolve()
+    free = disk_usage(folder)[2]
+    mb = f"{free / 2**20:.1f} MiB free where the outbox lives ({folder})"
+    reserve = f"{RESERVE_BYTES / 2**20:g} MiB"
+    if free < RESERVE_BYTES:
+        return bad("outbox disk", "error", f"the outbox's disk is full: {mb}, below the "
+                   f"{reserve} the outbox keeps free for itself; a unit running now stores "
+                   f"no new packet: it drops the light records (counted), holds suspected "
+                   f"overloads in memory (at most evidence.hold_max, {evidence.hold_max}; "
+                   "beyond, the oldest are lost) and has raised its disk-full alarm",
+                   _room_fix(evidence, folder))
+    if free < RESERVE_BYTES + limits.outbox_room_warn_bytes:
+        return bad("outbox disk", "warning", f"the outbox's disk is nearly full: {mb}, "
+                   f"{(free - RESERVE_BYTES) / 2**20:.1f} MiB above the {reserve} the "
+                   "outbox keeps free; when that is used, new light records are dropped "
+                   "and evidence is held in memory", _room_fix(evidence, folder))
+    return good("outbox disk", f"{mb}: room for new packets")
+
+
+def running_outbox_counts(address: str, timeout_s: float) -> dict[str, float]:
+    """The disk policy's numbers from the running unit's metrics page at ``address``
+    (HOST:PORT; a wildcard host is asked on loopback): disk_full, light_dropped, held,
+    lost. OSError when nothing answers, ValueError when the page has none of them."""
+    host, port = split_address(address)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=timeout_s) as answer:
+        text = answer.read(4 * 2**20).decode("utf-8", "replace")
+    samples = {s.name: s.value for family in text_string_to_metric_families(text)
+               for s in family.samples}
+    names = {"disk_full": "outbox_disk_full", "light_dropped": "outbox_light_dropped_total",
+             "held": "outbox_held", "lost": "outbox_lost_total"}
+    found = {k: samples.get(f"{METRICS_PREFIX}_{n}") for k, n in names.items()}
+    if any(v is None for v in found.values()):
+        raise ValueError(f"{url} does not show the outbox's disk policy (a unit run "
+                         "without --send has no outbox)")
+    return {k: float(v) for k, v in found.items() if v is not None}
+
+
+def _running_outbox(evidence: EvidenceSettings, address: str, timeout_s: float) -> Finding:
+    """What the running unit's outbox did since the unit started, from its metrics."""
+    check = "outbox disk policy"
+    try:
+        c = running_outbox_counts(address, timeout_s)
+    except (OSError, ValueError) as exc:
+        return good(check, f"no running unit's outbox answered at {address} ({exc}): what "
+                    "it dropped since it started is not known (the disk's room is above)")
+    folder = _existing(evidence.outbox.parent).resolve()
+    dropped, held, lost = int(c["light_dropped"]), int(c["held"]), int(c["lost"])
+    said = (f"since it started the running unit dropped {dropped} light records for want "
+            f"of disk, holds {held} packets in memory and lost {lost}; its disk-full alarm "
+            f"is {'raised' if c['disk_full'] else 'cleared'}")
+    if c["disk_full"] or held or lost:
+        return bad(check, "error", said + (f" ({lost} suspected overloads lost: more than "
+                   f"evidence.hold_max, {evidence.hold_max}, were held)" if lost else ""),
+                   _room_fix(evidence, folder))
+    if dropped:
+        return bad(check, "warning", said + ": the disk was full for a while and has room "
+                   "again; the light records dropped are gone (traffic counts only, no "
+                   "evidence)", "find what filled the disk and keep it from filling again: "
+                   f"lower evidence.keep_light_days (now {evidence.keep_light_days:g}) and "
+                   f"keep_days (now {evidence.keep_days:g}), move other files off {folder}, "
+                   "or give the outbox a disk of its own")
+    return good(check, said)
+
+
 # -- keys ----------------------------------------------------------------------------------
 
 
@@ -679,6 +789,8 @@ def examine(settings: EdgeSettings, base_dir: Path, *, source: str = "settings",
     findings += check_host_clock(settings, heard, probes.read_kernel)
     findings += check_disk(evidence, limits, probes.disk_usage)
     findings += check_outbox(evidence, limits, probes.now())
+    findings += check_outbox_disk(evidence, settings.unit.metrics_address, limits,
+                                  probes.disk_usage)
     findings += check_keys(evidence)
     answers: dict[str, PingResult] = {}
     findings += check_centers(evidence, limits, answers)
