@@ -16,6 +16,16 @@ delivery's image files per second over that is ``ratio_images_to_disk_*``, how c
 pipeline comes to what the machine's disk allows. ``resent_*`` counts the packets the
 sender sent again because their ack was slower than its wait (work done twice).
 
+The receivers case delivers one load twice, in the same run: two units' outboxes (half
+of ``--packets`` suspected overloads with images each) emptied into one receiver process,
+then the same into two receiver processes (one unit each: ``center run --receive-only``
+as several centers on one database run it) sharing one database and one image store;
+``packets_per_s_one_receiver_*`` and ``packets_per_s_two_receivers_*`` are the rates, and
+``ratio_two_receivers_to_one`` their ratio into PostgreSQL (null without a server;
+``ratio_two_receivers_to_one_sqlite`` into SQLite, which has one writer: its two
+receivers take turns at the database's lock, so the ratio says what the second process
+costs there, not what it could gain). ``--receivers-only`` runs this case alone.
+
 The backlog case is a 4-lane site's 24-hour outage: ``--vehicles-per-day`` passes, a share
 ``--overload-share`` of them suspected overloads with images, all waiting in the outbox
 when the center comes back; ``backlog_flush_s`` is the time to deliver them all (with
@@ -95,15 +105,18 @@ def free_endpoint() -> str:
     return f"tcp://127.0.0.1:{port}"
 
 
-def fill(box: Outbox, vehicles: int, overloads: int, image_bytes: int) -> float:
-    """Put ``vehicles`` passes (the first ``overloads`` with IMAGES images) in blocks of 50,
-    as the signal loop hands them over; returns the seconds it took."""
+def fill(box: Outbox, vehicles: int, overloads: int, image_bytes: int, *,
+         device: str = "bench-1", seed: int = 0) -> float:
+    """Put ``vehicles`` passes of ``device`` (the first ``overloads`` with IMAGES images,
+    their bytes drawn from ``seed`` on: units given different seeds send different
+    images, as real cameras do, and the center stores each once by its digest) in blocks
+    of 50, as the signal loop hands them over; returns the seconds it took."""
     t = time.perf_counter()
     items = []
     for n in range(vehicles):
-        images = tuple(fake_jpeg(image_bytes, n * IMAGES + j) for j in range(IMAGES)) \
-            if n < overloads else ()
-        items.append((draft("bench-1", n, suspected=bool(images), images=images,
+        images = tuple(fake_jpeg(image_bytes, seed + n * IMAGES + j)
+                       for j in range(IMAGES)) if n < overloads else ()
+        items.append((draft(device, n, suspected=bool(images), images=images,
                             lane=1 + n % 4), images))
         if len(items) == 50:
             box.put_many(items)
@@ -160,67 +173,98 @@ def raw_zmq_rate(box: Outbox, count: int) -> float:
     return len(messages) / elapsed
 
 
-class Case:
-    """A fresh site in a scratch folder: keys, an outbox, a center database."""
+def unit_name(k: int) -> str:
+    """The key name of the ``k``-th unit (0: ``edge``, as a one-unit case has always had)."""
+    return "edge" if k == 0 else f"edge{k + 1}"
 
-    def __init__(self, root: Path, database: str | None) -> None:
+
+class Case:
+    """A fresh site in a scratch folder: keys, an outbox per unit (``units`` of them,
+    devices bench-1, bench-2, ...), a center database."""
+
+    def __init__(self, root: Path, database: str | None, units: int = 1) -> None:
         self.root = root
         keys = root / "keys"
         make_keys(keys, "center", curve_only=True)
-        make_keys(keys, "edge")
         self.database = database or str(root / "center.db")
         engine = make_engine(self.database)
         upgrade(engine)
-        enrol_from_files(engine, "bench-1", keys / "edge.sign.pub", keys / "edge.key")
+        for k in range(units):
+            make_keys(keys, unit_name(k))
+            enrol_from_files(engine, f"bench-{k + 1}", keys / f"{unit_name(k)}.sign.pub",
+                             keys / f"{unit_name(k)}.key")
         engine.dispose()
         self.endpoint = free_endpoint()
-        self.box = Outbox(root / "outbox.db", load_signing_key(keys / "edge.sign"))
+        self.boxes = [Outbox(root / f"outbox{k or ''}.db",
+                             load_signing_key(keys / f"{unit_name(k)}.sign"))
+                      for k in range(units)]
+        self.box = self.boxes[0]
         self.resent = 0
 
     def close(self) -> None:
-        """Free the case's disk space (the outbox, the center database: a few large files)
-        but keep its many image files until the run is over (see the module's notes)."""
-        self.box.close()
+        """Free the case's disk space (the outboxes, the center database: a few large
+        files) but keep its many image files until the run is over (see the module's
+        notes)."""
+        for box in self.boxes:
+            box.close()
         for entry in self.root.iterdir():
             if entry.name not in ("images", "disk"):
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
-    def deliver(self, timeout_s: float) -> float:
-        """Start a center, empty the outbox into it; seconds from first send to last ack."""
+    def deliver(self, timeout_s: float, receivers: int = 1) -> float:
+        """Start ``receivers`` center receivers (processes of their own, one database, one
+        image store), empty the outboxes into them (unit k into receiver k mod
+        ``receivers``); seconds from first send to last ack."""
         keys = self.root / "keys"
-        settings = {"database": self.database, "images_dir": str(self.root / "images"),
-                    "receiver": {"listen": [self.endpoint], "batch_max": 500,
-                                 "server_secret_key": str(keys / "center.key_secret")}}
-        center = subprocess.Popen([sys.executable, "-c", CENTER, json.dumps(settings)],
-                                  stdout=subprocess.PIPE, text=True)
+        endpoints = [self.endpoint] + [free_endpoint() for _ in range(receivers - 1)]
+        centers = []
+        for endpoint in endpoints:
+            settings = {"database": self.database, "images_dir": str(self.root / "images"),
+                        "receiver": {"listen": [endpoint], "batch_max": 500,
+                                     "server_secret_key": str(keys / "center.key_secret")}}
+            centers.append(subprocess.Popen([sys.executable, "-c", CENTER,
+                                             json.dumps(settings)],
+                                            stdout=subprocess.PIPE, text=True))
         try:
-            if center.stdout.readline().strip() != "up":
-                raise SystemExit("the center did not start")
-            client_public, client_secret = zmq.auth.load_certificate(keys / "edge.key_secret")
+            if any(c.stdout.readline().strip() != "up" for c in centers):
+                raise SystemExit("a center did not start")
             server_public, _ = zmq.auth.load_certificate(keys / "center.key")
-            sender = Sender(self.box, [self.endpoint], server_public=server_public,
-                            client_public=client_public, client_secret=client_secret,
-                            options=SenderOptions(poll_ms=5))
-            total = self.box.counts()["pending"]
+            senders = []
+            for k, box in enumerate(self.boxes):
+                client_public, client_secret = zmq.auth.load_certificate(
+                    keys / f"{unit_name(k)}.key_secret")
+                senders.append(Sender(box, [endpoints[k % receivers]],
+                                      server_public=server_public,
+                                      client_public=client_public,
+                                      client_secret=client_secret,
+                                      options=SenderOptions(poll_ms=5)))
+            total = sum(box.counts()["pending"] for box in self.boxes)
             t = time.perf_counter()
-            sender.start()
+            for sender in senders:
+                sender.start()
             deadline = t + timeout_s
-            # the sender's own tally is read while waiting, the outbox only to confirm:
-            # counting its rows every 10 ms would take CPU from the run being timed
+            # the senders' own tallies are read while waiting, the outboxes only to
+            # confirm: counting their rows every 10 ms would take CPU from the timed run
             while time.perf_counter() < deadline and not (
-                    sender.status.acked + sender.status.refused >= total
-                    and self.box.counts()["pending"] == 0):
+                    sum(s.status.acked + s.status.refused for s in senders) >= total
+                    and all(box.counts()["pending"] == 0 for box in self.boxes)):
                 time.sleep(0.01)
             elapsed = time.perf_counter() - t
-            sender.stop()
-            self.resent = sender.status.resent
-            if self.box.counts()["acked"] < total:
-                raise SystemExit(f"only {self.box.counts()['acked']} of {total} delivered "
-                                 f"in {timeout_s} s")
+            for sender in senders:
+                sender.stop()
+            self.resent = sum(s.status.resent for s in senders)
+            acked = sum(box.counts()["acked"] for box in self.boxes)
+            if acked < total:
+                raise SystemExit(f"only {acked} of {total} delivered in {timeout_s} s")
             return elapsed
         finally:
-            center.terminate()
-            self.center_counts = json.loads(center.communicate(timeout=60)[0] or "{}")
+            self.center_counts: dict = {}
+            for center in centers:
+                center.terminate()
+            for center in centers:
+                counts = json.loads(center.communicate(timeout=60)[0] or "{}")
+                for key, value in counts.items():
+                    self.center_counts[key] = self.center_counts.get(key, 0) + value
 
 
 def scratch_pg(server: str) -> tuple[str, str]:
@@ -270,6 +314,51 @@ def run_case(args: argparse.Namespace, console: Console, kind: str, store: str,
             drop_pg(pg, name)
 
 
+def receivers_case(args: argparse.Namespace, console: Console, store: str,
+                   pg: str | None) -> dict:
+    """The same load (two units, ``--packets`` suspected overloads with images between
+    them) through one receiver, then through two, into ``store``; both rates and their
+    ratio."""
+    n = args.packets // 2 * 2
+    rates = {}
+    for receivers in (1, 2):
+        root = Path(tempfile.mkdtemp(prefix=f"receivers{receivers}-{store}-",
+                                     dir=args.scratch))
+        name = case = None
+        try:
+            url = None
+            if store == "pg":
+                url, name = scratch_pg(pg)
+            case = Case(root, url, units=2)
+            for k, box in enumerate(case.boxes):
+                fill(box, n // 2, n // 2, args.image_kb * 1000, device=f"bench-{k + 1}",
+                     seed=k * n * IMAGES)
+            os.sync()
+            seconds = case.deliver(args.timeout_s, receivers=receivers)
+            rates[receivers] = n / seconds
+            console.print(f"two units into {store} through {receivers} receiver"
+                          f"{'s' if receivers > 1 else ''}: {n} packets in {seconds:.2f} s = "
+                          f"{rates[receivers]:.0f}/s; {case.resent} resent")
+        finally:
+            if case is not None:
+                case.close()
+            if name:
+                drop_pg(pg, name)
+    return {f"packets_per_s_one_receiver_{store}": rates[1],
+            f"packets_per_s_two_receivers_{store}": rates[2],
+            f"ratio_two_receivers_to_one_{store}": rates[2] / rates[1]}
+
+
+def receivers(args: argparse.Namespace, console: Console, pg: str | None) -> dict:
+    """The receivers case into SQLite, and into PostgreSQL when a server is given;
+    ``ratio_two_receivers_to_one`` is PostgreSQL's (several centers need it)."""
+    out = receivers_case(args, console, "sqlite", None)
+    if pg:
+        out.update(receivers_case(args, console, "pg", pg))
+    out["ratio_two_receivers_to_one"] = out.get("ratio_two_receivers_to_one_pg")
+    return out
+
+
 def backlog(args: argparse.Namespace, console: Console) -> dict:
     """A day's outage of a 4-lane site, delivered into SQLite."""
     scale = 0.1 if args.quick else 1.0
@@ -291,6 +380,9 @@ def run(args: argparse.Namespace, console: Console) -> dict:
     pg = args.pg or os.environ.get("ZHICHAO_TEST_PG")
     out: dict = {"packets_images": args.packets, "records": args.records,
                  "image_kb": args.image_kb}
+    if args.receivers_only:
+        out.update(receivers(args, console, pg))
+        return out
     for store in ("sqlite", "pg"):
         for kind, key in (("images", "packets_per_s_images"), ("records", "records_per_s")):
             if store == "pg" and not pg:
@@ -306,6 +398,7 @@ def run(args: argparse.Namespace, console: Console) -> dict:
                 out[f"disk_files_per_s_{store}"] = r["disk"]
                 out[f"ratio_images_to_disk_{store}"] = r["rate"] * IMAGES / r["disk"]
     out["ratio_to_raw_zmq"] = out["ratio_to_raw_zmq_images_sqlite"]
+    out.update(receivers(args, console, pg))
     out.update(backlog(args, console))
     return out
 
@@ -328,6 +421,8 @@ def main() -> None:
                         help="scratch folder on the disk to measure (default: the system's)")
     parser.add_argument("--timeout-s", type=float, default=600.0)
     parser.add_argument("--quick", action="store_true", help="a shorter run")
+    parser.add_argument("--receivers-only", action="store_true",
+                        help="only the receivers case: one receiver against two")
     parser.add_argument("--json", action="store_true", help="end with one JSON object")
     args = parser.parse_args()
     args.packets = args.packets or (300 if args.quick else 2000)
