@@ -677,7 +677,9 @@ def _center_finding(endpoint: str, r: PingResult, evidence: EvidenceSettings) ->
                    "ping", "the center's receiver is stuck or overloaded: look at its logs")
     return bad(check, "error", f"center {endpoint} unreachable: no connection", "check the "
                "network (cable, mobile link, VPN, firewall), that the center's receiver "
-               "runs at that address, and evidence.endpoints in the settings")
+               "runs at that address, and evidence.endpoints in the settings (a center "
+               "that rotated its key closes the old key's address after the overlap: "
+               "the new endpoint and key are in docs/keys.md)")
 
 
 # -- calibration and rules -----------------------------------------------------------------
