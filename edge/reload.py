@@ -126,12 +126,25 @@ def reload_unit(unit: "RoadsideUnit", path: Path) -> Reloaded:
     """Read ``path`` and its rule tables again and apply what may change live to
     ``unit`` (call it between two rounds of :meth:`RoadsideUnit.poll`). A file or table
     with an error changes nothing: the error is logged and returned."""
-    before = unit.rules.digest
     try:
-        new, new_rules = read_new(path)
+        new = read_new(path)
     except (ZhichaoError, OSError) as exc:
-        log.error("reload refused, the unit goes on with its old settings: %s", exc)
-        return Reloaded(rules_digest=(before, before), error=str(exc))
+        return refused(unit, exc)
+    return take_new(unit, path, *new)
+
+
+def refused(unit: "RoadsideUnit", exc: Exception) -> Reloaded:
+    """A new file or table that cannot be used: said, and nothing changed."""
+    log.error("reload refused, the unit goes on with its old settings: %s", exc)
+    return Reloaded(rules_digest=(unit.rules.digest, unit.rules.digest), error=str(exc))
+
+
+def take_new(unit: "RoadsideUnit", path: Path, new: EdgeSettings,
+             new_rules: overload.RuleBook) -> Reloaded:
+    """Apply the live options of settings read (and validated) from ``path`` to
+    ``unit``; name those that need a restart. The settings are compared with what the
+    unit runs with now, so this is the part to run between two rounds."""
+    before = unit.rules.digest
     changed = changed_options(unit.settings, new)
     live = [o for o in changed if is_live(o)]
     result = Reloaded(applied=live, restart=[o for o in changed if not is_live(o)],

@@ -23,6 +23,7 @@ when asked (:meth:`RoadsideUnit.request_reload`, SIGHUP): :mod:`edge.reload`.
 
 import logging
 import math
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -43,7 +44,7 @@ from drivers.registry import open_device
 from edge.evidence_link import EvidenceLink
 from edge.packets import CapturedImage
 from edge.plate_workers import PlateJob, PlateResult, PlateWorkers
-from edge.reload import Reloaded, reload_unit
+from edge.reload import Reloaded, read_new, refused, reload_unit, take_new
 from edge.screening import finite_or_zero, screen
 from edge.settings import EdgeSettings
 from edge.signal.vehicles import Vehicle
@@ -104,6 +105,8 @@ class RoadsideUnit:
         two rounds."""
         self.reloads = 0
         self.last_reload: Reloaded | None = None
+        self._reading: threading.Thread | None = None
+        self._read: list[Any] = []  # the file the reload's thread reads, then what it read
         self.rules = load_rules_for(settings)
         self.chain = unit_chain(settings, base_dir)
         self.loop = signal_loop(settings, self.rules, self.chain)
@@ -197,8 +200,7 @@ class RoadsideUnit:
         try:
             while time.monotonic() < deadline:
                 self.poll()
-                if self.reload_requested:
-                    self.reload()
+                self._reload_beside()
                 if tick is not None:
                     tick()
                 time.sleep(period_s)
@@ -215,10 +217,40 @@ class RoadsideUnit:
         live (:mod:`edge.reload`); a bad file changes nothing and says why."""
         self.reload_requested = False
         if self.settings_file is None:
-            result = Reloaded(error="no settings file to read again")
-            log.error("reload refused: %s", result.error)
-        else:
-            result = reload_unit(self, self.settings_file)
+            return self._reloaded(refused(self, ConfigError("no settings file to read "
+                                                            "again")))
+        return self._reloaded(reload_unit(self, self.settings_file))
+
+    def _reload_beside(self) -> None:
+        """:meth:`reload` in two halves, so the weighing does not wait for the files: a
+        requested reload reads and validates them on a thread of its own (the rule
+        tables take a few tenths of a second), and the round after it has finished
+        applies them (or says why not)."""
+        if self.reload_requested and self._reading is None:
+            self.reload_requested = False
+            if self.settings_file is None:
+                self.reload()
+                return
+            path, box = self.settings_file, self._read
+            box[:] = [path]
+
+            def read() -> None:
+                try:
+                    box.append(read_new(path))
+                except (ZhichaoError, OSError) as exc:
+                    box.append(exc)
+
+            self._reading = threading.Thread(target=read, name="reload", daemon=True)
+            self._reading.start()
+        if self._reading is not None and not self._reading.is_alive():
+            self._reading = None
+            failed = ConfigError("reading the files failed unexpectedly (the traceback "
+                                 "is in the log)")
+            path, got = [*self._read, failed][:2]
+            self._reloaded(refused(self, got) if isinstance(got, Exception)
+                           else take_new(self, path, *got))
+
+    def _reloaded(self, result: Reloaded) -> Reloaded:
         self.reloads += 1
         self.last_reload = result
         return result

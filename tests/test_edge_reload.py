@@ -5,6 +5,7 @@ needs a restart is named and kept, a broken file is refused with the option name
 no packet is lost: the sequences go on without a gap."""
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,7 +24,8 @@ import overload
 from drivers.strips import StripArray
 from edge.reload import changed_options, is_live, merged
 from edge.screening import screen
-from edge.settings import EdgeSettings
+from edge.settings import EdgeSettings, load_edge_settings
+from edge.unit import RoadsideUnit
 from evidence.keys import make_keys
 from evidence.signing import SignedPacket, load_signing_key, verify
 from sim.serial_twins import WimControllerTwin
@@ -102,6 +104,47 @@ def test_live_and_restart_options_are_told_apart():
     after = merged(old, new, ["evidence.site", "unit.frame_wait_s"])
     assert after.unit.frame_wait_s == 1.5 and after.evidence.site == "G60"
     assert after.evidence.endpoints == old.evidence.endpoints and after.site.lanes == 4
+
+
+def test_a_reload_keeps_the_unit_s_parts_and_applies_only_live_options(tmp_path, caplog):
+    """In-process, on the real objects: the signal loop, the devices, the outbox and the
+    sender are the same after a reload; live options are in force at once; an option
+    that needs a restart keeps its old value; a broken file changes nothing."""
+    make_keys(tmp_path / "keys", "center", curve_only=True)
+    make_keys(tmp_path / "keys", "unit")
+    config = tmp_path / "edge.yaml"
+    config.write_text(settings_text("loop://", config_dir() / "rules", "G60 K1",
+                                    "tcp://127.0.0.1:9"))
+    unit = RoadsideUnit(load_edge_settings(config), tmp_path, send=True,
+                        settings_file=config)
+    parts = (unit.loop, unit.devices["controller"], unit.link, unit.link.outbox,
+             unit.link.sender, unit.plates, unit.timebase)
+    try:
+        data = yaml.safe_load(config.read_text())
+        data["unit"] = {"frame_wait_s": 1.25}
+        data["evidence"].update(keep_light_days=2.0, direction="west")
+        data["devices"]["controller"]["port"] = "loop://?other"
+        data["signal"] = {"hi_counts": 300}
+        config.write_text(yaml.safe_dump(data))
+        with caplog.at_level(logging.INFO, "edge.reload"):
+            done = unit.reload()
+        assert done.ok and done.applied == ["evidence.direction", "evidence.keep_light_days",
+                                            "unit.frame_wait_s"]
+        assert done.restart == ["devices.controller.port", "signal.hi_counts"]
+        assert "needs a restart: devices.controller.port" in caplog.text
+        assert (unit.loop, unit.devices["controller"], unit.link, unit.link.outbox,
+                unit.link.sender, unit.plates, unit.timebase) == parts
+        assert unit.settings.unit.frame_wait_s == 1.25
+        assert unit.link.outbox.keep_light_days == 2.0 and unit.link.evidence.direction == "west"
+        assert unit.settings.devices["controller"]["port"] == "loop://"
+        assert unit.loop.settings.hi_counts == unit.settings.signal.hi_counts != 300
+        config.write_text(config.read_text().replace("keep_light_days: 2.0",
+                                                     "keep_light_days: 9000"))
+        refused = unit.reload()
+        assert not refused.ok and "evidence.keep_light_days" in refused.error
+        assert unit.link.outbox.keep_light_days == 2.0 and unit.reloads == 2
+    finally:
+        unit.stop(wait_s=0.0)
 
 
 @pytest.mark.timeout(240)
