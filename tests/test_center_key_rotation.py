@@ -7,6 +7,7 @@ and one that lists the new key's endpoint second fails over to it."""
 
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 import yaml
@@ -21,7 +22,8 @@ from center.receiver import Receiver
 from center.settings import CenterSettings, KeyRotation, load_center_settings
 from edge.doctor import ping_center
 from edge.outbox import Outbox
-from edge.sender import Sender
+from edge.sender import Sender, from_settings
+from edge.settings import EvidenceSettings
 from evidence.keys import make_keys
 from sim.evidence import draft
 from zhichao.cli import main
@@ -184,3 +186,26 @@ def test_the_rotation_must_be_on_its_own_addresses_and_once_at_a_time(tmp_path, 
     (settings.receiver.rotation.server_secret_key).unlink()
     with pytest.raises(ConfigError, match=r"receiver\.rotation\.server_secret_key"):
         Receiver(settings, site.engine)
+
+
+def test_a_units_endpoint_keys_are_checked_and_used(tmp_path):
+    make_keys(tmp_path / "keys", "unit")
+    make_keys(tmp_path / "keys", "center", curve_only=True)
+    make_keys(tmp_path / "keys", "center-next", curve_only=True)
+    new, old = "tcp://10.0.0.1:5761", "tcp://10.0.0.1:5760"
+    with pytest.raises(ValueError, match=r"center_public_keys names tcp://10\.0\.0\.2:5761, "
+                       r"not among endpoints"):
+        EvidenceSettings(endpoints=[old], center_public_keys={
+            "tcp://10.0.0.2:5761": Path("keys/center-next.key")})
+    settings = EvidenceSettings(
+        outbox=Path("outbox.db"), signing_key=Path("keys/unit.sign"),
+        curve_secret_key=Path("keys/unit.key_secret"), endpoints=[new, old],
+        center_public_keys={new: Path("keys/center-next.key")}).resolved(tmp_path)
+    assert settings.center_key_of(new) == tmp_path / "keys" / "center-next.key"
+    assert settings.center_key_of(old) == tmp_path / "keys" / "center.key"
+    box, tx = from_settings(settings)
+    try:
+        assert tx.endpoint_keys == {new: zmq.auth.load_certificate(
+            tmp_path / "keys" / "center-next.key")[0]}
+    finally:
+        box.close()
