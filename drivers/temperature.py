@@ -131,6 +131,13 @@ class TemperatureProbeSettings(BaseModel):
                              f"is stale before the next read (got {stale_s:g})")
         return stale_s
 
+    @field_validator("plausible_c", mode="before")
+    @classmethod
+    def _two_bounds(cls, bounds: Any) -> Any:
+        if not isinstance(bounds, list | tuple) or len(bounds) != 2:
+            raise ValueError(f"must be [low, high], two numbers in °C (got {bounds!r})")
+        return bounds
+
     @field_validator("plausible_c")
     @classmethod
     def _range_ordered(cls, bounds: tuple[float, float]) -> tuple[float, float]:

@@ -8,6 +8,7 @@ import argparse
 import doctest
 import json
 import logging
+import math
 import re
 import socket
 import time
@@ -119,6 +120,33 @@ def test_settings_errors_name_the_option_and_the_value(option, value, says):
     message = str(info.value)
     assert f"edge.yaml: option 'devices.pavement.{option}'" in message, message
     assert says in message, message
+
+
+HOSTILE = [float("inf"), float("-inf"), float("nan"), 1e308, -1e308, 10**30, 2**63, -1, 0,
+           "x", "", "1e999", "nan", "\x00", "ipc://", "htp://x", [], [1, 2], [None],
+           [1, 2, 3], ["a", "b"], {}, {"a": 1}, None, True, "💥" * 50]
+OPTIONS = ["url", "unit_id", "register", "register_type", "encoding", "word_order", "scale",
+           "offset_c", "poll_interval_s", "timeout_s", "stale_after_s", "plausible_c",
+           "max_rate_c_per_min", "jump_margin_c"]
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_any_hostile_value_is_a_config_error_or_a_working_probe(option):
+    for value in HOSTILE:
+        section = {"kind": "temperature", "url": "tcp://10.0.0.7", option: value}
+        try:
+            probe = open_device("pavement", section, source="edge.yaml")
+        except ConfigError as exc:
+            named = re.search(rf"option 'devices\.pavement\.{option}(\.[01])?' ", str(exc))
+            assert named, (value, str(exc))
+            continue
+        assert isinstance(probe, TemperatureProbe)
+        s = probe.settings
+        assert all(math.isfinite(v) for v in (s.counts_scale, s.offset_c, s.timeout_s,
+                                              s.poll_interval_s, s.stale_after_s,
+                                              *s.plausible_c, s.max_rate_c_per_min,
+                                              s.jump_margin_c)), (option, value)
+        assert s.counts_scale != 0 and s.plausible_c[0] < s.plausible_c[1]
 
 
 def test_the_registry_builds_a_probe_of_the_section():
