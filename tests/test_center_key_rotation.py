@@ -29,7 +29,7 @@ from sim.evidence import draft
 from zhichao.cli import main
 from zhichao.errors import ConfigError
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(150)
 
 
 def pending(box: Outbox) -> int:
@@ -108,7 +108,7 @@ def test_overlap_then_the_old_key_refused_and_failover_to_the_new(tmp_path, cent
         # the overlap: each unit delivers on the key it knows
         for box, device in ((on_old, "dev-old"), (on_new, "dev-new"), (both, "dev-both")):
             put(box, device, 0, 20)
-        wait_for(lambda: pending(on_old) == pending(on_new) == pending(both) == 0, 20,
+        wait_for(lambda: pending(on_old) == pending(on_new) == pending(both) == 0, 40,
                  "every unit delivered during the overlap")
         assert (old_tx.status.endpoint, both_tx.status.endpoint) == (site.endpoint,) * 2
         assert new_tx.status.endpoint == new_endpoint
@@ -123,7 +123,7 @@ def test_overlap_then_the_old_key_refused_and_failover_to_the_new(tmp_path, cent
             "the old key's socket closed")
         for box, device in ((on_old, "dev-old"), (on_new, "dev-new"), (both, "dev-both")):
             put(box, device, 20, 10)
-        wait_for(lambda: pending(on_new) == 0 and pending(both) == 0, 20,
+        wait_for(lambda: pending(on_new) == 0 and pending(both) == 0, 40,
                  "the units that know the new key delivered after the overlap")
         assert both_tx.status.endpoint == new_endpoint and both_tx.status.failovers >= 1
         assert pending(on_old) == 10, "a unit on the old key got through after its end"
