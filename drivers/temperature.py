@@ -73,7 +73,7 @@ class TemperatureProbeSettings(BaseModel):
     name: str = Field("temperature", min_length=1)
     url: str = Field(description="tcp://HOST[:PORT] or rtu:///dev/ttyX?baud=9600&parity=N")
     unit_id: int = Field(1, ge=0, le=255, description="Modbus unit (slave) id; RTU 1-247")
-    address: int = Field(0, ge=0, le=65534, alias="register",  # BaseModel has .register
+    address: int = Field(0, ge=0, le=65534, alias="register",  # "register": a BaseModel name
                          description="protocol address of the (first) register, 0-based: "
                          "register 30001 or 40001 of a manual is 0")
     register_type: Literal["input", "holding"] = Field(
