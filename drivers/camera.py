@@ -696,26 +696,33 @@ def _flow_hints(status: DeviceStatus, seconds: float, now_s: float | None) -> li
 
 def _ring_hints(x: dict[str, Any]) -> list[str]:
     """A ring whose byte bound, not its frame count, decides how far back it reaches,
-    when that is less than :data:`RING_SPAN_MIN_S`.
+    when that is less than :data:`RING_SPAN_MIN_S`: worked out from the frames' size and
+    rate, so it is said before the ring has filled.
 
-    >>> print(_ring_hints({"ring_dropped_for_bytes": 40, "ring_frames": 43,
-    ...                    "ring_bytes": 267_000_000, "ring_span_s": 1.7,
-    ...                    "max_frames": 250, "max_bytes": 268_435_456})[0])
-    ... # doctest: +NORMALIZE_WHITESPACE
-    the ring keeps 1.7 s of frames (43 frames, 267 MB): its byte bound (max_bytes
-    268435456) drops the oldest before max_frames (250) is reached, 40 dropped so far;
-    a vehicle known later than that after it crossed gets no frame from this camera:
-    raise max_bytes if memory allows, or lower the stream's resolution
+    >>> print(_ring_hints({"ring_frames": 20, "ring_bytes": 20 * 6_220_800, "fps": 25.0,
+    ...                    "ring_dropped_for_bytes": 0, "max_frames": 250,
+    ...                    "max_bytes": 268_435_456})[0])  # doctest: +NORMALIZE_WHITESPACE
+    the ring holds 43 frames of 6.2 MB (max_bytes 268435456), 1.7 s at 25 fps, not
+    max_frames (250): a vehicle known more than 1.7 s after it crossed gets no frame
+    from this camera (0 frames pushed out by the byte bound so far); raise max_bytes if
+    memory allows, or lower the stream's resolution
     """
-    dropped, span = x.get("ring_dropped_for_bytes", 0), x.get("ring_span_s", 0.0)
-    if not dropped or span >= RING_SPAN_MIN_S:
+    frames, nbytes = x.get("ring_frames", 0), x.get("ring_bytes", 0)
+    fps = x.get("fps") or x.get("nominal_fps") or 0.0
+    max_frames, max_bytes = x.get("max_frames", 0), x.get("max_bytes", 0)
+    if not (frames and nbytes and fps > 0 and max_frames and max_bytes):
         return []
-    return [f"the ring keeps {span:.1f} s of frames ({x.get('ring_frames')} frames, "
-            f"{x.get('ring_bytes', 0) / 1e6:.0f} MB): its byte bound (max_bytes "
-            f"{x.get('max_bytes')}) drops the oldest before max_frames "
-            f"({x.get('max_frames')}) is reached, {dropped} dropped so far; a vehicle "
-            "known later than that after it crossed gets no frame from this camera: "
-            "raise max_bytes if memory allows, or lower the stream's resolution"]
+    per_frame = nbytes / frames
+    holds = min(max_frames, int(max_bytes // per_frame))
+    span_s = holds / fps
+    if holds >= max_frames or span_s >= RING_SPAN_MIN_S:
+        return []
+    return [f"the ring holds {holds} frames of {per_frame / 1e6:.1f} MB (max_bytes "
+            f"{max_bytes}), {span_s:.1f} s at {fps:.0f} fps, not max_frames ({max_frames}): "
+            f"a vehicle known more than {span_s:.1f} s after it crossed gets no frame from "
+            f"this camera ({x.get('ring_dropped_for_bytes', 0)} frames pushed out by the "
+            "byte bound so far); raise max_bytes if memory allows, or lower the stream's "
+            "resolution"]
 
 
 class CameraSettings(BaseModel):

@@ -591,9 +591,25 @@ def test_a_camera_ring_stays_within_its_byte_bound_and_says_so(video, cameras):
     assert status.frames >= 60 and max(seen) <= limit and x["ring_bytes"] <= limit
     assert x["ring_frames"] == 5 and x["ring_bytes"] == 5 * frame_bytes
     assert x["ring_dropped"] == x["ring_dropped_for_bytes"] >= status.frames - 5 - 1
-    hints = [h for h in cam.diagnose(status, 2.0) if h.startswith("the ring keeps")]
+    hints = [h for h in cam.diagnose(status, 2.0) if h.startswith("the ring holds 5 frames")]
     assert len(hints) == 1 and f"max_bytes {limit}" in hints[0]
-    assert "max_frames (250)" in hints[0] and "5 frames" in hints[0]
+    assert "not max_frames (250)" in hints[0] and "pushed out by the byte bound" in hints[0]
+
+
+def test_a_ring_its_bytes_cut_short_is_named_before_it_fills_and_a_long_one_is_not():
+    """The hint works the span out from the frames' size and rate: 1080p frames at the
+    default bound are named after 20 frames; 720p frames with 1 GiB are not."""
+    x = {"ring_frames": 20, "ring_bytes": 20 * 1920 * 1080 * 3, "fps": 25.0,
+         "nominal_fps": 25.0, "max_frames": 250, "max_bytes": 256 * 2**20,
+         "ring_dropped_for_bytes": 0}
+    status = DeviceStatus("front", connected=True, frames=20, last_frame_at=time.monotonic(),
+                          extra=x)
+    (hint,) = diagnose(status, 0.8)
+    assert hint.startswith("the ring holds 43 frames of 6.2 MB") and "1.7 s" in hint
+    roomy = {**x, "ring_bytes": 20 * 1280 * 720 * 3, "max_bytes": 2**30}
+    (ok,) = diagnose(DeviceStatus("front", connected=True, frames=20,
+                                  last_frame_at=time.monotonic(), extra=roomy), 0.8)
+    assert ok.startswith("ok:")
 
 
 def test_diagnose_an_unreachable_url(cameras, tmp_path):
