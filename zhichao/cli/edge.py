@@ -95,7 +95,8 @@ GPS receiver's time goes to the timebase; every vehicle is screened against the 
 tables, gets its cameras' frames at its axle times and its plate read beside the weighing,
 and is printed. With --send, every vehicle is also committed as a signed packet to the
 outbox (suspected overloads with their images, light records without) and sent to the
-center."""
+center. SIGHUP reads the settings file and the rule tables again and applies what can
+change while weighing; the rest is logged as needing a restart (docs/install.md)."""
 
 
 def open_probe_device(args: argparse.Namespace) -> Device:
@@ -222,14 +223,16 @@ def run_edge(args: argparse.Namespace) -> int:
     notifier.ready(f"unit {settings.device_id}: weighing")
     previous = _stop_on_sigterm()
     previous_hup = _reload_on_sighup(unit, notifier)
-    reloads = [0]
+    told = 0
 
     def tick() -> None:
-        if unit.reloads != reloads[0]:  # a reload is done: systemd waits for READY=1
-            reloads[0] = unit.reloads
-            notifier.ready(f"unit {settings.device_id}: weighing (reload {unit.reloads}: "
-                           + ("applied" if unit.last_reload and unit.last_reload.ok
-                              else "refused, old settings kept") + ")")
+        """The watchdog and the status line; READY=1 again once a reload is done."""
+        nonlocal told
+        if unit.reloads != told:
+            told = unit.reloads
+            outcome = "applied" if unit.last_reload and unit.last_reload.ok \
+                else "refused, old settings kept"
+            notifier.ready(f"unit {settings.device_id}: weighing (reload {told}: {outcome})")
         notifier.tick(lambda: _status_line(unit))
 
     try:
