@@ -35,6 +35,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, exists, func, or_, select, text
 from sqlalchemy.engine import make_url
 
+from center.china_time import day_of
 from center.db import MIGRATIONS, database_url
 from center.ingest_models import Device, Refusal, StoredPacket
 from center.law_models import DeviceRecord, DeviceSuspension
@@ -373,16 +374,17 @@ def _silent_rest(rest: list[tuple[UnitSeen, float]], limits: Limits) -> list[Fin
 # -- keys ----------------------------------------------------------------------------------
 
 
-def check_center_key(path: Path) -> list[Finding]:
-    """The center's CURVE secret key present, a key, and readable by its owner only: a
-    copy of it lets anyone pose as the center to every unit."""
-    check = "key server_secret_key"
+def check_center_key(path: Path, option: str = "receiver.server_secret_key"
+                     ) -> list[Finding]:
+    """The center's CURVE secret key (the one ``option`` names) present, a key, and
+    readable by its owner only: a copy of it lets anyone pose as the center to every
+    unit."""
+    check = f"key {option.removeprefix('receiver.')}"
     make = ("make it with `zhichao keys new --name center --curve-only --out DIR` and give "
-            "every unit the new center.key; or correct receiver.server_secret_key")
+            f"every unit the new center.key; or correct {option}")
     if not path.exists():
         return [bad(check, "error", f"the center's CURVE secret key {path} "
-                    "(receiver.server_secret_key) is missing: the receiver cannot start",
-                    make)]
+                    f"({option}) is missing: the receiver cannot start", make)]
     try:
         _, secret = zmq.auth.load_certificate(path)
     except (OSError, ValueError) as exc:
@@ -399,6 +401,27 @@ def check_center_key(path: Path) -> list[Finding]:
                     "user); if others may have copied it, make a new key and give the units "
                     "its public half")]
     return [good(check, f"the center's CURVE secret key {path} present, mode {mode:04o}")]
+
+
+def check_rotation(settings: CenterSettings, today: date) -> list[Finding]:
+    """During a rotation of the center's key: the new key checked as the old one is, and
+    once the overlap is over, the step that finishes the rotation (the receiver has
+    closed the old key's socket by then, but the settings still name it)."""
+    rotation = settings.receiver.rotation
+    if rotation is None:
+        return []
+    findings = check_center_key(rotation.server_secret_key, "receiver.rotation.server_secret_key")
+    if today > rotation.old_key_until:
+        findings.append(bad(
+            "key rotation", "warning", f"the rotation's overlap ended on "
+            f"{rotation.old_key_until}: the old key is no longer served",
+            "finish the rotation: set receiver.server_secret_key and receiver.listen to the "
+            "rotation's, remove the rotation section, restart the center"))
+    else:
+        findings.append(good("key rotation", f"the old key is served until the end of "
+                             f"{rotation.old_key_until} (China time), the new one on "
+                             f"{', '.join(rotation.listen)}"))
+    return findings
 
 
 # -- refusals ------------------------------------------------------------------------------
@@ -464,6 +487,7 @@ def examine(settings: CenterSettings, *, limits: Limits | None = None,
     if migrated and engine is not None:
         findings += check_silent_units(engine, limits, probes.now())
     findings += check_center_key(settings.receiver.server_secret_key)
+    findings += check_rotation(settings, day_of(probes.now()))
     if migrated and engine is not None:
         findings += check_refusals(engine, limits, probes.now())
     else:

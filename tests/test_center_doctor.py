@@ -10,7 +10,7 @@ carry fixed past times, and "silent for an hour" is measured from a chosen now.
 
 import json
 import shutil
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from center_factory import REGISTRY_CSV, T0, center_engine
@@ -28,6 +28,7 @@ from center.doctor import (
     check_image_store,
     check_migrations,
     check_refusals,
+    check_rotation,
     check_silent_units,
     examine,
     exit_status,
@@ -278,6 +279,31 @@ def test_the_center_key_missing_readable_or_public_only_is_an_error(tmp_path):
     assert public.severity == "error" and "no secret key" in public.what
     (missing,) = check_center_key(tmp_path / "other.key_secret")
     assert missing.severity == "error" and "--curve-only" in missing.fix
+
+
+def test_a_rotations_new_key_is_checked_and_its_end_is_said(tmp_path):
+    make_keys(tmp_path, "center", curve_only=True)
+    new = tmp_path / "new"
+    new.mkdir()
+    make_keys(new, "center", curve_only=True)
+    (new / "center.key_secret").chmod(0o640)
+    settings = CenterSettings(
+        database="sqlite:///unused.db", images_dir=tmp_path / "images",
+        receiver={"server_secret_key": tmp_path / "center.key_secret",
+                  "listen": ["tcp://127.0.0.1:5760"],
+                  "rotation": {"server_secret_key": new / "center.key_secret",
+                               "listen": ["tcp://127.0.0.1:5761"],
+                               "old_key_until": date(2026, 12, 31)}})
+    key, during = check_rotation(settings, date(2026, 12, 31))
+    assert key.check == "key rotation.server_secret_key" and key.severity == "error"
+    assert "group" in key.what and "chmod 600" in key.fix
+    assert during.ok and "5761" in during.what
+    (new / "center.key_secret").chmod(0o600)
+    key, after = check_rotation(settings, date(2027, 1, 1))
+    assert key.ok
+    assert after.severity == "warning" and "remove the rotation section" in after.fix
+    assert check_rotation(settings.model_copy(update={"receiver": settings.receiver.model_copy(
+        update={"rotation": None})}), date(2027, 1, 1)) == []
 
 
 # -- refusals ------------------------------------------------------------------------------
