@@ -25,10 +25,11 @@ import psycopg
 import pytest
 import zmq.auth
 from center_factory import REGISTRY_CSV, T0, center_engine, make_packet, store_packets
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from center.cases import _claim
+from center.db import make_engine
 from center.ingest import enrol_from_files
 from center.ingest_models import StoredPacket
 from center.law_models import AuditEntry, Capture, Case, CaseCapture
@@ -145,7 +146,7 @@ def draft(p: Pass, n: int) -> tuple[Packet, tuple[bytes, ...]]:
                          plate=p.plate, gross_kg=p.gross_kg, images=0)
     if p.trip is None:
         return packet.model_copy(update={"suspected_overload": False}), ()
-    image = fake_jpeg(4_000, hash((p.unit, n)) & 0xFFFF)
+    image = fake_jpeg(4_000, UNITS.index(p.unit) * 100_000 + n)  # each its own bytes
     return packet.model_copy(update={"images": [image_ref("front", image)]}), (image,)
 
 
@@ -295,15 +296,11 @@ def set_up(tmp: Path, url: str) -> None:
         engine.dispose()
 
 
-def counted(url: str) -> tuple[int, int]:
+def counted(engine: Engine) -> tuple[int, int]:
     """(stored packets, captures) now."""
-    engine = center_engine(url)
-    try:
-        with Session(engine) as session:
-            return (session.scalar(select(func.count()).select_from(StoredPacket)),
-                    session.scalar(select(func.count()).select_from(Capture)))
-    finally:
-        engine.dispose()
+    with Session(engine) as session:
+        return (session.scalar(select(func.count()).select_from(StoredPacket)),
+                session.scalar(select(func.count()).select_from(Capture)))
 
 
 def test_two_receivers_two_processors_killed_and_restarted(tmp_path, pg_url):
@@ -316,6 +313,7 @@ def test_two_receivers_two_processors_killed_and_restarted(tmp_path, pg_url):
     endpoints = [f"tcp://127.0.0.1:{ports['rx1']}", f"tcp://127.0.0.1:{ports['rx2']}"]
     centers = Centers(tmp_path, pg_url)
     units = []
+    watch = make_engine(pg_url)
     try:
         for name in ("rx1", "rx2"):
             centers.start(name, "--receive-only", ports[name])
@@ -330,9 +328,9 @@ def test_two_receivers_two_processors_killed_and_restarted(tmp_path, pg_url):
                       more) for i, u in enumerate(UNITS)]
         for unit in units:
             unit.start()
-        wait_for(lambda: counted(pg_url)[1] >= total // 8, 40,
+        wait_for(lambda: counted(watch)[1] >= total // 8, 40,
                  "an eighth of the packets captured")
-        killed_at = counted(pg_url)
+        killed_at = counted(watch)
         centers.kill("rx1")
         centers.kill("proc1")
         time.sleep(1.0)
@@ -341,16 +339,17 @@ def test_two_receivers_two_processors_killed_and_restarted(tmp_path, pg_url):
         centers.ready("rx1")
         centers.ready("proc1")
         wait_for(lambda: listening(ports["rx1"]), 30, "rx1 listening again")
-        restarted_at = counted(pg_url)
+        restarted_at = counted(watch)
         more.set()  # the second half of the traffic: for the restarted centers too
         wait_for(lambda: all(u.done() for u in units), 60, "every packet acknowledged")
-        wait_for(lambda: counted(pg_url)[1] == total, 30, "every packet captured")
+        wait_for(lambda: counted(watch)[1] == total, 30, "every packet captured")
         assert sorted(centers.alive()) == ["proc1", "proc2", "rx1", "rx2"], \
             {n: centers.log(n)[-2000:] for n in centers.procs}
     finally:
         for unit in units:
             unit.close()
         codes = centers.stop()
+        watch.dispose()
     assert set(codes.values()) == {0}, codes
     assert killed_at[1] < total, "the kill came after the work was done"
     failovers = sum(u.sender.status.failovers for u in units)
