@@ -4,7 +4,8 @@ database and image store, four roadside units sending to both receivers over rea
 sockets. One receiver and one processor are killed with SIGKILL mid-run and started again.
 Every packet is stored once and captured once, every trip's case opened once, and the
 counts equal the units' outboxes. The claims themselves (row locks, SKIP LOCKED) are
-checked on two open transactions."""
+checked on two open transactions, and on the plates the center reads: a reading done
+twice is stored once."""
 
 import os
 import signal
@@ -27,8 +28,9 @@ import zmq.auth
 from center_factory import REGISTRY_CSV, T0, center_engine, make_packet, store_packets
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
+from test_center_plates import Store, frame_jpeg, unread_packet
 
-from center.cases import _claim
+from center.cases import _capture_read, _claim, process_pending
 from center.db import make_engine
 from center.ingest import enrol_from_files
 from center.ingest_models import StoredPacket
@@ -39,7 +41,7 @@ from center.settings import CenterSettings
 from edge.outbox import Outbox
 from edge.sender import Sender, SenderOptions
 from evidence.keys import make_keys
-from evidence.packet import Packet, image_ref
+from evidence.packet import Packet, decode_packet, image_ref
 from evidence.signing import load_signing_key
 from sim.evidence import fake_jpeg
 from zhichao.errors import ConfigError
@@ -440,3 +442,52 @@ def test_a_center_that_neither_receives_nor_processes_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="--receive-only and --process-only exclude"):
         run_center(settings, receive=False, process=False, seconds=0.1)
     assert not (tmp_path / "center.db").exists()  # refused before anything was opened
+
+
+def test_a_plate_read_twice_is_stored_once_and_a_held_packet_is_passed_over(tmp_path,
+                                                                             pg_url):
+    """The reading path's claim: a packet another transaction holds is passed over (not
+    waited for, nothing stored), and a second reading of a packet captured meanwhile
+    stores nothing; two processors on a mixed backlog capture each packet once."""
+    engine = center_engine(pg_url)
+    try:
+        registry = tmp_path / "devices.csv"
+        registry.write_text(REGISTRY_CSV, encoding="utf-8")
+        with Session(engine) as session, session.begin():
+            import_registry(session, registry)
+        settings = CenterSettings(database=pg_url, images_dir=tmp_path / "images")
+        store = Store(settings.images_dir)
+        images = [store.put("front", frame_jpeg("浙A12345"))]
+        store_packets(engine, [unread_packet(n, images) for n in (1, 2, 3, 4)]
+                      + [make_packet(sequence=n, captured_at=T0 + timedelta(minutes=n))
+                         for n in (5, 6, 7, 8)])
+        with Session(engine) as session:
+            first = session.execute(select(StoredPacket.id, StoredPacket.meta).where(
+                StoredPacket.sequence == 1)).one()
+        item = (first.id, decode_packet(bytes(first.meta)))
+        with Session(engine) as holder, holder.begin():
+            assert [r.sequence for r in _claim(holder, 1, packet_id=first.id)] == [1]
+            t = time.monotonic()
+            assert _capture_read(engine, settings, item) == 0  # held: passed over
+            assert time.monotonic() - t < 30
+        assert _capture_read(engine, settings, item) == 1
+        assert _capture_read(engine, settings, item) == 0  # read again, stored once
+
+        done: list[int] = []
+        engines = [make_engine(pg_url) for _ in range(2)]  # a processor each
+        workers = [threading.Thread(target=lambda e=e: done.append(
+            process_pending(e, settings, batch=3))) for e in engines]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(120)
+        for e in engines:
+            e.dispose()
+        assert len(done) == 2 and sum(done) == 7, done  # packets 2 to 8, each by one
+        with Session(engine) as session:
+            keys = session.scalars(select(Capture.sequence)).all()
+            cases = session.scalars(select(Case.plate)).all()
+        assert sorted(keys) == list(range(1, 9))
+        assert cases == ["浙A12345"]  # one trip, one case
+    finally:
+        engine.dispose()
