@@ -114,10 +114,11 @@ def test_the_doctor_reports_what_a_running_unit_dropped_when_its_disk_filled(
                          "endpoints": [f"tcp://127.0.0.1:{free_port()}"]},
             "devices": {"controller": {"kind": "serial", "protocol": "wim_records",
                                        "port": port}}}))
+        log = (tmp_path / "edge.log").open("w")
         proc = subprocess.Popen([sys.executable, "-m", "zhichao.cli", "edge", "run",
                                  "--config", str(config), "--seconds", "inf", "--json",
                                  "--send"], cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=log, text=True)
         out = Lines(proc.stdout)
         try:
             twin.release()
@@ -135,13 +136,14 @@ def test_the_doctor_reports_what_a_running_unit_dropped_when_its_disk_filled(
         finally:
             proc.terminate()
             try:
-                proc.communicate(timeout=60)
+                proc.wait(timeout=60)
             finally:
                 if proc.poll() is None:
                     proc.kill()
-                    proc.communicate()
+                    proc.wait()
                 twin.stop()
-    assert proc.returncode == 0
+                log.close()
+    assert proc.returncode == 0, (tmp_path / "edge.log").read_text()
     room, policy = full["outbox disk"], full["outbox disk policy"]
     assert room["severity"] == "error" and "the outbox's disk is full" in room["what"]
     assert policy["severity"] == "error" and not policy["ok"]
