@@ -56,6 +56,8 @@ from zhichao.errors import ConfigError, ZhichaoError
 
 log = logging.getLogger(__name__)
 
+RING_CHECK_FRAMES = 10
+"""Frames a camera's ring holds before its size and rate are taken as known."""
 NOT_CONNECTED_S = 3.0
 """A device not connected this long after the start is named in the log with its port or
 URL and the reason (a serial port that does not exist weighs nothing, quietly, otherwise)."""
@@ -145,6 +147,7 @@ class RoadsideUnit:
         self.lag = LagMeter()
         self._connected_once: set[str] = set()
         self._named_late: set[str] = set()
+        self._rings_checked: set[str] = set()
 
     # -- life ---------------------------------------------------------------------------
 
@@ -264,7 +267,42 @@ class RoadsideUnit:
                 for vehicle in self._take(name, reading):
                     self._add_pass(vehicle, time.monotonic())
         self._check_connections()
+        self._check_rings()
         return self._advance()
+
+    def ring_need_s(self) -> float:
+        """How far back a camera's ring must reach for the unit to find a vehicle's
+        frames: a digitiser's vehicle is known up to a batch of the signal loop (and the
+        wait that closes it) after its first axle, a controller's record its delay after
+        the vehicle left; one second more for the vehicle's own length and the frames
+        read around the wanted one."""
+        if self.digitiser is not None:
+            known_s = self.settings.signal.batch_s + self.settings.signal.close_after_s
+        else:
+            known_s = self.settings.unit.record_delay_s
+        return known_s + 1.0
+
+    def _check_rings(self) -> None:
+        """Name, once, each camera whose ring its byte bound (``max_bytes``) keeps
+        shorter than :meth:`ring_need_s`: its frames of the vehicles would be missing,
+        and without this the log would say only "too old", vehicle after vehicle."""
+        for name, cam in self.cameras.items():
+            ring = cam.ring
+            n = len(ring)
+            settled = n >= RING_CHECK_FRAMES or (n >= 2 and ring.dropped > 0)  # or full
+            if name in self._rings_checked or not settled or ring.span_s <= 0:
+                continue
+            self._rings_checked.add(name)
+            fps = (n - 1) / ring.span_s
+            holds = min(ring.max_frames, int(ring.max_bytes // (ring.nbytes / n)))
+            need_s = self.ring_need_s()
+            if holds / fps < need_s:
+                bound = "max_bytes" if holds < ring.max_frames else "max_frames"
+                log.warning("camera %s: its ring holds %d frames, %.1f s at %.0f fps "
+                            "(devices.%s.%s %d), less than the %.1f s the unit needs to "
+                            "find a vehicle's frames: they will be missing; raise it (memory "
+                            "allowing) or lower the stream's resolution or rate", name, holds,
+                            holds / fps, fps, name, bound, getattr(ring, bound), need_s)
 
     def _check_connections(self, final: bool = False) -> dict[str, str]:
         """Name, once, each device not connected :data:`NOT_CONNECTED_S` after the start,
