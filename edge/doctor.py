@@ -247,6 +247,10 @@ def _unconnected_fix(name: str, section: dict[str, Any], where: str) -> str:
     if kind == "modbus":
         return (f"check the controller's power and network cable, and its address in "
                 f"settings (devices.{name}.url: {where})")
+    if kind == "temperature":
+        return (f"check the temperature transmitter's power and its RS-485 or network "
+                f"cable, its unit id and its address in settings (devices.{name}.url: "
+                f"{where}); until it answers the unit weighs at pavement_temperature_c")
     return (f"check the camera's power and network cable, and its address in settings "
             f"(devices.{name}.url: {where})")
 

@@ -157,10 +157,12 @@ class EdgeSettings(BaseModel):
         "calibrate apply`), relative to this file; it goes into every packet")
     pavement_temperature_c: float | None = Field(
         None, ge=-60, le=100, description="pavement temperature to weigh at while no "
-        "probe reports one; None: the strips' reference temperature")
+        "temperature probe (a device of kind 'temperature') gives a fresh reading; None: "
+        "the strips' reference temperature")
     devices: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="the site's devices by name, each with a 'kind' "
-        "(serial, modbus, camera) and that driver's options")
+        "(serial, modbus, camera, temperature) and that driver's options; a 'temperature' "
+        "probe gives the pavement temperature each block is weighed at")
 
     @model_validator(mode="after")
     def _rows_before_axles(self) -> "EdgeSettings":

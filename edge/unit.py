@@ -41,6 +41,7 @@ from drivers.camera import Camera
 from drivers.camera_process import ProcessCamera
 from drivers.frame_ring import Match
 from drivers.registry import open_device
+from drivers.temperature import TemperatureProbe
 from edge.evidence_link import EvidenceLink
 from edge.packets import CapturedImage
 from edge.plate_workers import PlateJob, PlateResult, PlateWorkers
@@ -125,6 +126,13 @@ class RoadsideUnit:
             if self.digitiser else 0
         self.cameras: dict[str, Camera | ProcessCamera] = {
             n: d for n, d in self.devices.items() if isinstance(d, Camera | ProcessCamera)}
+        probes = [n for n, d in self.devices.items() if isinstance(d, TemperatureProbe)]
+        if len(probes) > 1:  # one pavement, one temperature: two would disagree unseen
+            raise ConfigError(f"{source}: devices {', '.join(probes)} are all temperature "
+                              "probes; a unit weighs at one pavement temperature")
+        self.probe = next((d for d in self.devices.values()
+                           if isinstance(d, TemperatureProbe)), None)
+        self.temperature_source = ""
         self.timebase = Timebase(settings.time)
         self.clock_fit = DeviceClockFit(settings.time.fit)
         self.plates = PlateWorkers(settings.plates)
@@ -369,7 +377,29 @@ class RoadsideUnit:
                                if self.baudrate else 0.0)
         start = round(t_device_s * fs)
         return [self._from_loop(v) for v in self.loop.process(
-            samples, start_index=start, temperature_c=self.settings.pavement_temperature_c)]
+            samples, start_index=start, temperature_c=self.pavement_c())]
+
+    def pavement_c(self) -> float | None:
+        """The pavement temperature to weigh the next block at: the probe's fresh reading,
+        else the ``pavement_temperature_c`` setting (None: the strips' reference). Each
+        change of source is logged once, with the reason: a unit weighing at a fixed
+        temperature in July should say so (a warning when it has a probe)."""
+        probe = self.probe
+        value = probe.latest() if probe is not None else None
+        source = "probe" if value is not None else \
+            "setting" if self.settings.pavement_temperature_c is not None else "reference"
+        if source != "probe":
+            value = self.settings.pavement_temperature_c
+        if source != self.temperature_source:
+            said = {"probe": "the probe",
+                    "setting": f"the setting pavement_temperature_c ({value} °C)",
+                    "reference": "the strips' reference (no probe reading, no setting)"}
+            why = probe.why_no_value() if probe is not None and source != "probe" else None
+            log.log(logging.WARNING if probe is not None and source != "probe" else
+                    logging.INFO, "weighing at the pavement temperature from %s%s",
+                    said[source], f": {why}" if why else "")
+            self.temperature_source = source
+        return value
 
     def _from_loop(self, v: Vehicle) -> dict[str, Any]:
         """A vehicle of the signal loop as a plain dict, timed on the host clock."""
@@ -381,7 +411,8 @@ class RoadsideUnit:
                "flags": sorted(v.flags),
                "row_loads_kg": [[round(float(x), 1) if math.isfinite(x) else None
                                  for x in row] for row in v.row_loads_kg],
-               "temperature_c": v.temperature_c}
+               "temperature_c": v.temperature_c,
+               "temperature_source": self.temperature_source or None}
         length_s = float(np.sum(v.spacings_m)) / max(v.speed_mps, 0.1)
         if self.clock_fit.ready:
             out["t_first_s"] = self.clock_fit.host_time(v.t_s)
