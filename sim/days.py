@@ -112,7 +112,8 @@ def sample_day(site: StripArray, day: int, start: date, per_lane: int, *, seed: 
     fractions = (np.arange(per_lane) + rng.uniform(0.1, 0.9, per_lane)) / per_lane
     times = [datetime.combine(on, time()) + timedelta(days=float(f)) for f in fractions]
     temps = [climate.pavement_c(t) for t in times]
-    gains = [drift.channel_gains(site.n_channels, day + float(f), seed) for f in fractions]
+    gains = [drift.channel_gains(site.n_channels, day + float(f), seed,
+                                 channels_per_lane=site.channels_per_lane) for f in fractions]
     shares = np.array([c.share for c in fleet], dtype=float)
     vehicles: list[VehicleTruth] = []
     slot_of: list[int] = []

@@ -132,15 +132,26 @@ def test_channel_gains_move_continuously_through_the_day():
 
 def test_gains_start_spread_and_lose_the_stated_rate_on_average():
     drift = GainDrift()
-    start = drift.channel_gains(400, 0.0, seed=2)
-    assert start.mean() == pytest.approx(1.0, abs=0.004)
-    assert start.std() == pytest.approx(drift.install_sd, rel=0.15)
-    later = drift.channel_gains(400, 90.0, seed=2)
+    start = drift.channel_gains(400, 0.0, seed=2, channels_per_lane=400)  # one lane
+    assert start.std() / start.mean() == pytest.approx(drift.install_sd, rel=0.15)
+    later = drift.channel_gains(400, 90.0, seed=2, channels_per_lane=400)
     change = later / start - 1
     assert change.mean() == pytest.approx(90 * drift.rate_mean_per_day, abs=0.002)  # -3.6 %
-    still = GainDrift(install_sd=0.0, rate_mean_per_day=0.0, rate_sd_per_day=0.0,
+    still = GainDrift(lane_sd=0.0, install_sd=0.0, rate_mean_per_day=0.0, rate_sd_per_day=0.0,
                       walk_sd_per_day=0.0)
     np.testing.assert_array_equal(still.channel_gains(8, 50.0, seed=2), np.ones(8))
+
+
+def test_the_channels_of_a_lane_share_its_bedding_factor():
+    drift = GainDrift(install_sd=0.0, rate_mean_per_day=0.0, rate_sd_per_day=0.0,
+                      walk_sd_per_day=0.0)
+    gains = drift.channel_gains(1600, 0.0, seed=3, channels_per_lane=4).reshape(400, 4)
+    np.testing.assert_array_equal(gains, gains[:, :1].repeat(4, axis=1))  # one per lane
+    assert gains[:, 0].mean() == pytest.approx(1.0, abs=0.01)
+    assert gains[:, 0].std() == pytest.approx(drift.lane_sd, rel=0.15)
+    assert np.abs(gains - 1).max() <= 3 * drift.lane_sd + 1e-12       # clipped at ±3σ
+    with pytest.raises(ValueError, match="channels_per_lane"):
+        drift.channel_gains(4, 1.0, seed=3, channels_per_lane=0)
 
 
 # --- renderer ---------------------------------------------------------------------------
