@@ -85,7 +85,7 @@ class Study:
 
     lanes: int = 2
     seed: int = 1
-    per_lane: int = 150
+    per_lane: int = 300
     days: int = 90
     visit_days: int = 7
     start: date = START
@@ -155,7 +155,8 @@ def reference_day(study: Study, trucks: Sequence[ReferenceTruck]):
     times = [on + timedelta(hours=8 + 9 * k / len(runs)) for k in range(len(runs))]
     temps = [study.climate.pavement_c(t) for t in times]
     states = {v.vehicle_id: SensorState(temps[k], study.drift.channel_gains(
-        study.site.n_channels, (t - on).total_seconds() / 86400, study.seed))
+        study.site.n_channels, (t - on).total_seconds() / 86400, study.seed,
+        channels_per_lane=study.site.channels_per_lane))
         for k, (v, t) in enumerate(zip(runs, times, strict=True))}
     return runs, states, (lambda t: temps[min(int(t // SLOT_S), len(temps) - 1)]), temps
 
@@ -236,7 +237,8 @@ def track(study: Study, chain: Chain, rules: object, progress: Callable[[str], N
         for mode, tracker, vehicles in (("off", off, weighed), ("on", on, weighed_on)):
             for v in vehicles:
                 if not v.flags and v.n_axles:
-                    tracker.add(v.lane, v.axle_code, float(v.axle_loads_kg[0]))
+                    tracker.add(v.lane, v.axle_code, float(v.axle_loads_kg[0]),
+                                float(v.gvw_kg - v.axle_loads_kg[0]))
             points = tracker.end_day(day)
             recent[mode].append(gvw_errors(traffic.vehicles, vehicles))
             errs = np.concatenate(recent[mode])
@@ -309,7 +311,7 @@ def run_study(study: Study, progress: Callable[[str], None] = lambda _m: None) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--per-lane", type=int, default=150, help="vehicles a lane a day")
+    parser.add_argument("--per-lane", type=int, default=300, help="trucks a lane a day")
     parser.add_argument("--lanes", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--report", type=Path, help="write the HTML report here")

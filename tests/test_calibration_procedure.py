@@ -153,6 +153,35 @@ def test_the_tracker_sees_a_drift_raises_the_alarm_and_its_correction_brings_it_
     assert abs(tracker.end_day(20)[1].drift_pct) < 1.0
 
 
+def _tractor(rng: np.random.Generator, loaded_share: float, scale: float) -> tuple[float, float]:
+    """A 6-axle tractor's steer axle and the rest of its weight, as a scale ``scale`` off
+    reads them: 5.5 t empty plus 3 % of the payload through the fifth wheel."""
+    payload = rng.uniform(25_000, 33_000) if rng.uniform() < loaded_share else 0.0
+    steer = 5_500 * rng.normal(1, 0.04) + 0.03 * payload
+    return scale * steer, scale * (10_000 + 0.97 * payload)
+
+
+def test_a_change_in_payloads_is_not_taken_for_drift_but_a_change_of_scale_is():
+    rng = np.random.default_rng(5)
+    tracker = DriftTracker(1, DriftSettings(reference_days=3, window_days=3, min_axles=60,
+                                            steer_line=True))
+    plain = DriftTracker(1, DriftSettings(reference_days=3, window_days=3, min_axles=60))
+    for day in range(12):  # loaded tractors go from 30 % of them to 90 %, the scale stays
+        for _ in range(300):
+            steer, rest = _tractor(rng, 0.3 if day < 6 else 0.9, 1.0)
+            tracker.add(0, "157", steer, rest)
+            plain.add(0, "157", steer)
+        moved, unmoved = tracker.end_day(day)[0], plain.end_day(day)[0]
+    assert abs(moved.drift_pct) < 3 * moved.se_pct and not moved.alarm
+    assert unmoved.drift_pct > 5 * abs(moved.drift_pct) and unmoved.alarm  # without the rest
+    assert moved.se_pct < unmoved.se_pct  # the payload's share is out of the spread
+    for day in range(12, 16):  # now the scale reads 2 % low
+        for _ in range(300):
+            tracker.add(0, "157", *_tractor(rng, 0.9, 0.98))
+        moved = tracker.end_day(day)[0]
+    assert moved.drift_pct == pytest.approx(-2.0, abs=3 * moved.se_pct) and moved.alarm
+
+
 def test_the_tracker_gives_no_figure_from_too_few_axles():
     tracker = DriftTracker(1, DriftSettings(reference_days=1, window_days=2, min_axles=50))
     for day in range(4):
