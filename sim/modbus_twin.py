@@ -22,18 +22,12 @@ while the controller keeps weighing); :meth:`ModbusTwin.start` serves them again
 same port or path.
 """
 
-import asyncio
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.errors import DeviceError
@@ -45,6 +39,7 @@ from drivers.modbus_map import (
     encode_record,
     encode_value,
 )
+from sim.modbus_server import ModbusServerTwin
 from sim.traffic import BAD_DRIVING, VehicleTruth
 
 EPOCH_S = 1_767_225_600.0
@@ -52,8 +47,6 @@ EPOCH_S = 1_767_225_600.0
 
 FLAG_BITS: dict[str, int] = {kind: 1 << i for i, kind in enumerate(BAD_DRIVING)}
 """The twin's status bits: bit i set for the i-th kind of abnormal driving."""
-
-START_TIMEOUT_S = 5.0
 
 
 def record_from_truth(truth: VehicleTruth, *, sequence: int, epoch_s: float = EPOCH_S
@@ -188,126 +181,26 @@ class Feeder:
             self._thread.join(2.0)
 
 
-class ModbusTwin:
-    """A pymodbus server (TCP or RTU) holding a :class:`ControllerMemory`.
+class ModbusTwin(ModbusServerTwin):
+    """A pymodbus server (TCP or RTU, :class:`sim.modbus_server.ModbusServerTwin`)
+    holding a :class:`ControllerMemory`."""
 
-    The server runs on an asyncio loop in a thread of its own, kept across
-    :meth:`stop` and :meth:`start`; :meth:`close` ends everything.
-    """
+    what = "Modbus twin"
 
     def __init__(self, reg_map: RegisterMap, *, transport: Literal["tcp", "rtu"] = "tcp",
                  port: int = 0, baud: int = 115200) -> None:
         self.map = reg_map
         self.memory = ControllerMemory(reg_map)
-        self.transport = transport
-        self.port = port
-        self.baud = baud
-        self._server: ModbusTcpServer | ModbusSerialServer | None = None
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever,
-                                        name="modbus-twin-loop", daemon=True)
-        self._thread.start()
-        self._pty_dir: Path | None = None
-        self._socat: subprocess.Popen | None = None
+        super().__init__(transport=transport, port=port, baud=baud)
 
-    @property
-    def url(self) -> str:
-        """Where the driver finds this twin."""
-        if self.transport == "tcp":
-            return f"tcp://127.0.0.1:{self.port}"
-        return f"rtu://{self._pty_path('client')}?baud={self.baud}"
-
-    def start(self) -> str:
-        """Serve the registers (again); returns :attr:`url`."""
-        if self._server is not None:
-            return self.url
-        if self.transport == "rtu" and self._socat is None:
-            self._start_socat()
-        future = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
-        try:
-            self._server = future.result(START_TIMEOUT_S)
-        except RuntimeError as exc:
-            raise DeviceError(f"Modbus twin cannot listen at {self.url}: {exc}") from None
-        if self.transport == "tcp":
-            self.port = self._server.transport.sockets[0].getsockname()[1]
-        return self.url
-
-    async def _serve(self) -> ModbusTcpServer | ModbusSerialServer:
-        """Create the server inside the loop (pymodbus asks for a running loop)."""
-        device = SimDevice(self.map.device_id, simdata=SimData(
+    def device(self) -> SimDevice:
+        """The controller's registers, answered from its memory."""
+        return SimDevice(self.map.device_id, simdata=SimData(
             0, count=self.map.registers_end(), datatype=DataType.REGISTERS),
             action=self.memory.serve)
-        server: ModbusTcpServer | ModbusSerialServer
-        if self.transport == "tcp":
-            server = ModbusTcpServer(device, address=("127.0.0.1", self.port))
-        else:
-            server = ModbusSerialServer(device, port=str(self._pty_path("server")),
-                                        baudrate=self.baud)
-        await server.serve_forever(background=True)
-        return server
-
-    def stop(self) -> None:
-        """Take the server away (clients see the connection close); keep the registers."""
-        if self._server is None:
-            return
-        server, self._server = self._server, None
-        asyncio.run_coroutine_threadsafe(server.shutdown(), self._loop).result(
-            START_TIMEOUT_S)
 
     def feed(self, vehicles: Sequence[VehicleTruth], *, speedup: float = 1.0,
              first_sequence: int = 1) -> Feeder:
         """Start publishing ``vehicles`` at their times (``speedup`` times faster)."""
         return Feeder(self.memory, vehicles, speedup=speedup,
                       first_sequence=first_sequence).start()
-
-    def close(self) -> None:
-        """Stop the server, its loop and the pseudo-terminals."""
-        self.stop()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(START_TIMEOUT_S)
-        self._loop.close()
-        if self._socat is not None:
-            self._socat.terminate()
-            try:
-                self._socat.wait(2.0)
-            except subprocess.TimeoutExpired:
-                self._socat.kill()
-                self._socat.wait(2.0)
-            self._socat = None
-        if self._pty_dir is not None:
-            shutil.rmtree(self._pty_dir, ignore_errors=True)
-            self._pty_dir = None
-
-    def __enter__(self) -> "ModbusTwin":
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # ------------------------------------------------------------------ pty pair
-
-    def _pty_path(self, end: Literal["server", "client"]) -> Path:
-        if self._pty_dir is None:
-            self._pty_dir = Path(tempfile.mkdtemp(prefix="zhichao-modbus-"))
-        return self._pty_dir / end
-
-    def _start_socat(self) -> None:
-        """Two pseudo-terminals linked by socat, one for the server, one for the driver."""
-        socat = shutil.which("socat")
-        if socat is None:
-            raise DeviceError("Modbus RTU twin needs socat (apt-get install socat; "
-                              "`make system` does it) (got none on PATH)")
-        server, client = self._pty_path("server"), self._pty_path("client")
-        log = self._pty_path("server").with_name("socat.log")
-        with log.open("wb") as err:
-            self._socat = subprocess.Popen(
-                [socat, f"pty,raw,echo=0,link={server}", f"pty,raw,echo=0,link={client}"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not (server.exists() and client.exists()):
-            if self._socat.poll() is not None or time.monotonic() > deadline:
-                message = log.read_text(errors="replace").strip()
-                raise DeviceError(f"socat did not make the pty pair in {self._pty_dir} "
-                                  f"(got: {message or 'no message'})")
-            time.sleep(0.01)
