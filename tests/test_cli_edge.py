@@ -33,11 +33,15 @@ MAP = config_dir() / "devices" / "wim_modbus.example.yaml"
 
 @pytest.fixture
 def controller():
-    """A Modbus WIM controller twin publishing simulated vehicles 20× faster than life."""
+    """A Modbus WIM controller twin publishing simulated vehicles 20× faster than life,
+    for up to 30 s: the command may take seconds to start on a loaded machine, and the
+    records published before it connects are not its to read."""
     with ModbusTwin(load_register_map(MAP)) as twin:
         url = twin.start()
-        twin.feed(generate_traffic(StripArray(lanes=2), 60.0, seed=1), speedup=20.0)
+        feeder = twin.feed(generate_traffic(StripArray(lanes=2), 600.0, seed=1),
+                           speedup=20.0)
         yield url
+        feeder.stop()
 
 
 def json_lines(text: str) -> list[dict]:
