@@ -173,7 +173,55 @@ class ModbusWimSettings(BaseModel):
         return url
 
 
-class ModbusWimDevice:
+class ModbusPoller:
+    """A Modbus device polled on a thread of its own: connect, call :meth:`_poll` every
+    ``poll_interval_s`` until the link fails (``_poll`` raises DeviceError) or the device
+    stops, wait (0.1 s doubling to 5 s, from the start again once the device answered:
+    ``_poll`` sets ``_answered``), connect again. The WIM controller and the temperature
+    probe share it; each gives ``name``, ``endpoint``, ``timeout_s``,
+    ``poll_interval_s``, ``_stop``, ``_update`` and ``_poll``."""
+
+    name: str
+    endpoint: Endpoint
+    timeout_s: float
+    poll_interval_s: float
+    _stop: threading.Event
+    _answered: bool
+
+    def _update(self, **changes: Any) -> None:
+        raise NotImplementedError
+
+    def _poll(self, client: SyncClient) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        """Connect, poll until the link fails, wait (doubling), connect again."""
+        backoff = Backoff(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        while not self._stop.is_set():
+            self._answered = False
+            try:
+                client = open_client(self.endpoint, self.timeout_s)
+                try:
+                    self._session(client)
+                finally:
+                    client.close()
+            except DeviceError as exc:
+                self._update(connected=False, last_error=f"{self.name}: {exc}")
+            if self._answered:
+                backoff.reset()
+            if self._stop.wait(backoff.next()):
+                break
+
+    def _session(self, client: SyncClient) -> None:
+        """Poll on one connection until stopped, or until the device fails (raises)."""
+        next_poll = time.monotonic()
+        while not self._stop.is_set():
+            self._poll(client)
+            next_poll = max(next_poll + self.poll_interval_s, time.monotonic())
+            self._stop.wait(next_poll - time.monotonic())
+
+
+class ModbusWimDevice(ModbusPoller):
     """A WIM controller polled over Modbus: the :class:`drivers.base.Device` protocol."""
 
     def __init__(self, name: str, url: str, register_map: RegisterMap, *,
@@ -264,32 +312,6 @@ class ModbusWimDevice:
         """Add ``n`` to one of the ``extra`` counters."""
         with self._status_lock:
             self._status.extra[key] += n
-
-    def _run(self) -> None:
-        """Connect, poll until the link fails, wait (doubling), connect again."""
-        backoff = Backoff(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        while not self._stop.is_set():
-            self._answered = False
-            try:
-                client = open_client(self.endpoint, self.timeout_s)
-                try:
-                    self._session(client)
-                finally:
-                    client.close()
-            except DeviceError as exc:
-                self._update(connected=False, last_error=f"{self.name}: {exc}")
-            if self._answered:
-                backoff.reset()
-            if self._stop.wait(backoff.next()):
-                break
-
-    def _session(self, client: SyncClient) -> None:
-        """Poll on one connection until stopped, or until the device fails (raises)."""
-        next_poll = time.monotonic()
-        while not self._stop.is_set():
-            self._poll(client)
-            next_poll = max(next_poll + self.poll_interval_s, time.monotonic())
-            self._stop.wait(next_poll - time.monotonic())
 
     def _poll(self, client: SyncClient) -> None:
         """One look at the counter, and whatever it says is new."""

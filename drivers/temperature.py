@@ -42,18 +42,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pymodbus.exceptions import ModbusException
 
-from drivers.backoff import Backoff
 from drivers.base import DeviceStatus
 from drivers.errors import DeviceError, ProtocolError
 from drivers.modbus_map import WORDS, decode_value, encode_value
-from drivers.modbus_wim import SyncClient, open_client, parse_url
+from drivers.modbus_wim import ModbusPoller, SyncClient, parse_url
 from drivers.readings import ReadingsQueue
 from zhichao.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-RECONNECT_MIN_S = 0.1
-RECONNECT_MAX_S = 5.0
 REFUSED_LOG_EVERY_S = 60.0
 """Refused values are logged at most this often per probe (with a count of the rest)."""
 
@@ -225,7 +222,7 @@ def refusal(value_c: float, t_s: float, last: tuple[float, float] | None,
     return None
 
 
-class TemperatureProbe:
+class TemperatureProbe(ModbusPoller):
     """A pavement temperature probe polled over Modbus: the :class:`drivers.base.Device`
     protocol, plus :meth:`latest` for the temperature to weigh at."""
 
@@ -342,31 +339,13 @@ class TemperatureProbe:
             for key, value in changes.items():
                 setattr(self._status, key, value)
 
-    def _run(self) -> None:
-        """Connect, poll until the link fails, wait (doubling), connect again."""
-        backoff = Backoff(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        while not self._stop.is_set():
-            self._answered = False
-            try:
-                client = open_client(self.endpoint, self.settings.timeout_s)
-                try:
-                    self._session(client)
-                finally:
-                    client.close()
-            except DeviceError as exc:
-                self._update(connected=False, last_error=f"{self.name}: {exc}")
-            if self._answered:
-                backoff.reset()
-            if self._stop.wait(backoff.next()):
-                break
+    @property
+    def timeout_s(self) -> float:
+        return self.settings.timeout_s
 
-    def _session(self, client: SyncClient) -> None:
-        """Poll on one connection until stopped, or until the probe stops answering."""
-        next_poll = time.monotonic()
-        while not self._stop.is_set():
-            self._poll(client)
-            next_poll = max(next_poll + self.settings.poll_interval_s, time.monotonic())
-            self._stop.wait(next_poll - time.monotonic())
+    @property
+    def poll_interval_s(self) -> float:
+        return self.settings.poll_interval_s
 
     def _poll(self, client: SyncClient) -> None:
         """One read: screened, then queued and kept, or counted and refused."""
