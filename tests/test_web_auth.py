@@ -2,14 +2,17 @@
 the center, the cookie's flags, CSRF, the security headers of every response, and the
 password command."""
 
+import contextlib
 import http.client
 import io
 import json
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -114,8 +117,9 @@ def test_the_password_command_reads_standard_input(web, monkeypatch, capsys):
 
 
 def test_center_web_serves_until_ctrl_c_and_stops_without_a_traceback(tmp_path):
-    """`zhichao center web` in its own process: it answers on its port, and SIGINT stops
-    it with status 0 and no traceback."""
+    """`zhichao center web` in its own process: it says where its pages are only once they
+    answer (the first request after the line is served), and SIGINT stops it with status
+    0 and no traceback."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -123,22 +127,35 @@ def test_center_web_serves_until_ctrl_c_and_stops_without_a_traceback(tmp_path):
     config.write_text(f"database: center.db\nweb:\n  port: {port}\n", encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "zhichao.cli", "center", "web",
                              "--config", str(config)], stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
+    seen = []
     try:
         deadline = time.monotonic() + 60
-        while True:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            try:  # no proxy on the way: a direct connection on the loopback
-                conn.request("GET", "/devices.json")
-                assert json.load(conn.getresponse()) == {"devices": []}
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.3)
-            finally:
-                conn.close()
+        while not any("center pages on" in x for x in seen):
+            assert proc.poll() is None and time.monotonic() < deadline, seen
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=0.5))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:  # no proxy on the way: a direct connection on the loopback
+            conn.request("GET", "/devices.json")
+            assert json.load(conn.getresponse()) == {"devices": []}
+        finally:
+            conn.close()
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        proc.wait(timeout=20)
+        time.sleep(0.2)  # the reader thread takes the last lines
+        err = "".join(seen) + "".join(iter_queue(lines))
     finally:
         proc.kill()
     assert proc.returncode == 0 and "Traceback" not in err, err
     assert "stopped serving the pages" in err
+
+
+def iter_queue(q: "queue.Queue[str]") -> list[str]:
+    """What the queue holds now."""
+    out = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            out.append(q.get_nowait())
+    return out

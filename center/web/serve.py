@@ -3,6 +3,8 @@
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
 
 import uvicorn
 
@@ -27,15 +29,28 @@ def make_server(settings: CenterSettings, host: str | None = None,
     return uvicorn.Server(config)
 
 
+READY_CHECK_S = 0.05
+"""How often :func:`serve` looks whether uvicorn has started listening."""
+
+
 def serve(settings: CenterSettings, host: str | None = None, port: int | None = None,
-          stop: threading.Event | None = None) -> None:
-    """Serve until interrupted, or until ``stop`` is set."""
+          stop: threading.Event | None = None, ready: threading.Event | None = None
+          ) -> None:
+    """Serve until interrupted, or until ``stop`` is set; ``ready`` is set once the
+    socket listens (a page asked for before then is refused)."""
     server = make_server(settings, host, port)
     if stop is not None:
         def watch() -> None:
             stop.wait()
             server.should_exit = True
         threading.Thread(target=watch, name="web-stop", daemon=True).start()
+    if ready is not None:
+        def started() -> None:
+            while not server.started and not server.should_exit:
+                time.sleep(READY_CHECK_S)
+            if server.started:
+                ready.set()
+        threading.Thread(target=started, name="web-ready", daemon=True).start()
     server.run()
 
 
@@ -44,16 +59,18 @@ class ServeError(ZhichaoError):
 
 
 def serve_in_foreground(settings: CenterSettings, host: str | None = None,
-                        port: int | None = None) -> None:
-    """Serve until Ctrl-C or SIGTERM. The server runs in a thread and this one waits:
+                        port: int | None = None,
+                        on_ready: Callable[[], None] | None = None) -> None:
+    """Serve until Ctrl-C or SIGTERM; ``on_ready`` is called once the pages can be asked
+    for (say where they are only then). The server runs in a thread and this one waits:
     uvicorn in the main thread re-raises the signal inside its event loop and prints a
     traceback for a normal stop."""
-    stop = threading.Event()
+    stop, ready = threading.Event(), threading.Event()
     failed: list[BaseException] = []
 
     def run() -> None:
         try:
-            serve(settings, host, port, stop=stop)
+            serve(settings, host, port, stop=stop, ready=ready)
         except BaseException as exc:  # uvicorn exits on a port in use: raised below
             failed.append(exc)
         stop.set()
@@ -62,8 +79,10 @@ def serve_in_foreground(settings: CenterSettings, host: str | None = None,
     server.start()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        while not stop.wait(0.5):
-            pass
+        while not stop.wait(0.05 if on_ready is not None else 0.5):
+            if on_ready is not None and ready.is_set():
+                on_ready()
+                on_ready = None
     except KeyboardInterrupt:
         stop.set()
     finally:

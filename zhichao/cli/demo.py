@@ -113,11 +113,11 @@ def _serve(console: Console, site: RealPathSite, port: int | None) -> None:
     settings = load_center_settings(site.folder / "center.yaml")
     port = port or free_port()
     console.print(_logins_table(site))
-    console.print(f"\n[bold]the center's pages[/]: {address(settings, '127.0.0.1', port)}"
-                  f"/staff — log in as ZF001 to review a case, as ZF002 to approve it; "
-                  f"the public map at /map. Ctrl-C stops.")
-    try:
-        serve_in_foreground(settings, "127.0.0.1", port)
+    try:  # where the pages are is said once they answer
+        serve_in_foreground(settings, "127.0.0.1", port, on_ready=lambda: console.print(
+            f"\n[bold]the center's pages[/]: {address(settings, '127.0.0.1', port)}"
+            f"/staff — log in as ZF001 to review a case, as ZF002 to approve it; "
+            f"the public map at /map. Ctrl-C stops."))
     except ServeError as exc:
         raise SiteError(f"{exc}; try --web-port N") from None
     console.print("stopped serving the pages.")

@@ -34,9 +34,9 @@ def run_web(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: must be 0 to 65535")
-    Console(stderr=True, highlight=False).print(
-        f"center pages on {address(settings, args.host, args.port)} (Ctrl-C stops)")
-    serve_in_foreground(settings, args.host, args.port)
+    say = Console(stderr=True, highlight=False).print
+    serve_in_foreground(settings, args.host, args.port, on_ready=lambda: say(
+        f"center pages on {address(settings, args.host, args.port)} (Ctrl-C stops)"))
     Console(stderr=True, highlight=False).print("stopped serving the pages.")
     return 0
 
