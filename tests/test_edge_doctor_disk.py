@@ -149,7 +149,7 @@ def test_the_doctor_reports_what_a_running_unit_dropped_when_its_disk_filled(
     assert policy["severity"] == "error" and not policy["ok"]
     assert "disk-full alarm is raised" in policy["what"] and "make room on" in policy["fix"]
     dropped = int(policy["what"].split("dropped ")[1].split()[0])
-    assert dropped >= 2
+    assert dropped >= 1  # a pass printed without a sequence may be evidence held, not dropped
     room, policy = cleared["outbox disk"], cleared["outbox disk policy"]
     assert room["ok"] and policy["severity"] == "warning"
     assert "disk-full alarm is cleared" in policy["what"] and "holds 0 packets" in \
