@@ -28,10 +28,10 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
@@ -152,26 +152,30 @@ def open_client(endpoint: Endpoint, timeout_s: float) -> SyncClient:
     return client
 
 
+def _parses(url: str) -> str:
+    """A settings URL that :func:`parse_url` takes (its error as pydantic's, so the
+    settings error names the option)."""
+    try:
+        parse_url(url)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return url
+
+
+ModbusUrl = Annotated[str, AfterValidator(_parses)]
+"""A Modbus TCP or RTU URL, checked when the settings load."""
+
+
 class ModbusWimSettings(BaseModel):
     """The configuration section of one Modbus WIM controller."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field("wim", min_length=1)
-    url: str = Field(description="tcp://HOST[:PORT] or rtu:///dev/ttyX?baud=9600&parity=N")
+    url: ModbusUrl = Field(description="tcp://HOST[:PORT] or rtu:///dev/ttyX?baud=9600&parity=N")
     register_map: Path = Field(description="the controller's register map (YAML)")
     poll_interval_s: float = Field(0.1, gt=0, le=60)
     timeout_s: float = Field(0.5, gt=0, le=10)
-
-    @field_validator("url")
-    @classmethod
-    def _url_parses(cls, url: str) -> str:
-        try:
-            parse_url(url)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return url
-
 
 class ModbusPoller:
     """A Modbus device polled on a thread of its own: connect, call :meth:`_poll` every

@@ -45,9 +45,8 @@ from pymodbus.exceptions import ModbusException
 from drivers.base import DeviceStatus
 from drivers.errors import DeviceError, ProtocolError
 from drivers.modbus_map import WORDS, decode_value, encode_value
-from drivers.modbus_wim import ModbusPoller, SyncClient, parse_url
+from drivers.modbus_wim import ModbusPoller, ModbusUrl, SyncClient, parse_url
 from drivers.readings import ReadingsQueue
-from zhichao.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ class TemperatureProbeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str = Field("temperature", min_length=1)
-    url: str = Field(description="tcp://HOST[:PORT] or rtu:///dev/ttyX?baud=9600&parity=N")
+    url: ModbusUrl = Field(description="tcp://HOST[:PORT] or rtu:///dev/ttyX?baud=9600&parity=N")
     unit_id: int = Field(1, ge=0, le=255, description="Modbus unit (slave) id; RTU 1-247")
     address: int = Field(0, ge=0, le=65534, alias="register",  # "register": a BaseModel name
                          description="protocol address of the (first) register, 0-based: "
@@ -93,15 +92,6 @@ class TemperatureProbeSettings(BaseModel):
                                       description="faster changes are refused")
     jump_margin_c: float = Field(0.5, ge=0, le=50, description="step always allowed "
                                  "between two reads (the transmitter's noise)")
-
-    @field_validator("url")
-    @classmethod
-    def _url_parses(cls, url: str) -> str:
-        try:
-            parse_url(url)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return url
 
     @field_validator("scale", "offset_c", "plausible_c", "max_rate_c_per_min",
                      "jump_margin_c")
