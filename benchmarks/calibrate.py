@@ -18,6 +18,9 @@ coefficient only. The study:
 
     python benchmarks/calibrate.py                      # a table
     python benchmarks/calibrate.py --report out/ --json # ... the HTML report, JSON last
+    python benchmarks/calibrate.py --cache days/ --drift window_days=14
+        # the weighed days kept in days/: a second run with other tracker settings
+        # replays them in seconds instead of rendering them again
 
 The figures are of a simulation whose sensor effects are stated assumptions (see
 ``sim/sensor.py``); they show the procedure works on such a sensor, not a real site's class.
@@ -32,11 +35,14 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import hashlib
 import json
+import os
+import pickle
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -101,6 +107,56 @@ class Study:
 
     def settings(self) -> EdgeSettings:
         return EdgeSettings(device_id=DEVICE, site=self.site)
+
+
+WEIGHING_SOURCES = ("sim", "edge", "drivers", "calibration/chain.py",
+                    "calibration/reference.py", "config/rules")
+"""What a weighed day depends on besides the study's settings: a change here is a new key."""
+
+
+class DayCache:
+    """Days already weighed, kept on disk, so that other tracker settings replay them.
+
+    Rendering and weighing a day of traffic is nearly all of the study's time; the drift
+    tracker only reads what was weighed. Each entry's name carries a digest of the study
+    (everything but the tracker's settings and the number of days) and of the sources the
+    weighing runs through (:data:`WEIGHING_SOURCES`), so a changed simulator never reads
+    an old day. The files are pickles: keep the folder your own.
+    """
+
+    def __init__(self, folder: Path | None, study: Study) -> None:
+        self.folder = folder
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        root = Path(__file__).resolve().parents[1]
+        what = {k: repr(v) for k, v in asdict(study).items()
+                if k not in ("drift_settings", "days")}
+        what["constants"] = repr((DEVICE, TRUTH, DATASHEET_SHARE, SLOT_S, BLOCK_S))
+        h = hashlib.sha256(json.dumps(what, sort_keys=True).encode())
+        for path in sorted(_files(root / s for s in WEIGHING_SOURCES)):
+            h.update(str(path.relative_to(root)).encode() + path.read_bytes())
+        self.key = h.hexdigest()[:16]
+
+    def get(self, name: str, make: Callable[[], object]) -> object:
+        """The entry ``name``, made (and kept) if it is not there yet."""
+        if self.folder is None:
+            return make()
+        path = self.folder / f"{self.key}-{name}.pickle"
+        if path.exists():
+            return pickle.loads(path.read_bytes())
+        value = make()
+        part = path.with_suffix(f".{os.getpid()}.part")
+        part.write_bytes(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        part.replace(path)
+        return value
+
+
+def _files(paths: Iterable[Path]) -> Iterable[Path]:
+    for p in paths:
+        if p.is_file():
+            yield p
+        elif p.is_dir():
+            yield from (f for f in p.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
 
 
 def weigh(study: Study, vehicles: Sequence[VehicleTruth], states: dict[int, SensorState],
@@ -191,8 +247,11 @@ class Outcome:
     figures: dict
 
 
-def calibrate(study: Study, rules: object, progress: Callable[[str], None]) -> tuple:
+def calibrate(study: Study, rules: object, progress: Callable[[str], None],
+              cache: DayCache | None = None) -> tuple:
     """Steps 1 and 2: the factory chain's class, the fitted chain, and its class."""
+    if cache is not None:
+        return cache.get("calibration", lambda: calibrate(study, rules, progress))
     factory = Chain.identity(DEVICE)
     day0 = traffic_day(study, 0)
     progress("day 0: weighing traffic with the factory chain")
@@ -220,16 +279,28 @@ def calibrate(study: Study, rules: object, progress: Callable[[str], None]) -> t
     return factory, chain, fit, matched, refused, before_err, after_err
 
 
-def track(study: Study, chain: Chain, rules: object, progress: Callable[[str], None]):
+def weighed_day(study: Study, day: int, chain: Chain, rules: object,
+                cache: DayCache | None = None) -> tuple[DayTraffic, list[Vehicle]]:
+    """Day ``day``'s traffic and the vehicles as ``chain`` weighed them."""
+    def make() -> tuple[DayTraffic, list[Vehicle]]:
+        traffic = traffic_day(study, day)
+        return traffic, weigh(study, traffic.vehicles, traffic.states, traffic.temperature_at,
+                              chain=chain, rules=rules)
+    if cache is None:
+        return make()
+    digest = hashlib.sha256(chain.model_dump_json().encode()).hexdigest()[:12]
+    return cache.get(f"day{day}-{digest}", make)
+
+
+def track(study: Study, chain: Chain, rules: object, progress: Callable[[str], None],
+          cache: DayCache | None = None):
     """Step 3: the days after calibration, tracking off and on, from the same signal."""
     lanes = study.lanes
     off, on = DriftTracker(lanes, study.drift_settings), DriftTracker(lanes, study.drift_settings)
     chain_on, daily, drift = chain, [], []
     recent: dict[str, deque] = {"off": deque(maxlen=EVAL_DAYS), "on": deque(maxlen=EVAL_DAYS)}
     for day in range(1, study.days + 1):
-        traffic = traffic_day(study, day)
-        weighed = weigh(study, traffic.vehicles, traffic.states, traffic.temperature_at,
-                        chain=chain, rules=rules)
+        traffic, weighed = weighed_day(study, day, chain, rules, cache)
         weighed_on = [reweigh(v, chain, chain_on) for v in weighed]
         row = {"day": day, "date": str(traffic.date),
                "temperature_c": [round(min(traffic.temperatures_c), 1),
@@ -279,14 +350,18 @@ def first_day(daily: list[dict], test: Callable[[dict], bool]) -> int | None:
     return next((d["day"] for d in daily if test(d)), None)
 
 
-def run_study(study: Study, progress: Callable[[str], None] = lambda _m: None) -> Outcome:
-    """The whole study; figures for the README and the report's inputs."""
+def run_study(study: Study, progress: Callable[[str], None] = lambda _m: None,
+              cache: Path | None = None) -> Outcome:
+    """The whole study; figures for the README and the report's inputs. With ``cache``,
+    days weighed before with the same study and sources are read from there."""
     rules = load_rules_for(study.settings())
     t0 = time.perf_counter()
+    days = DayCache(cache, study) if cache is not None else None
     factory, chain, fit, matched, _refused, before_err, after_err = calibrate(
-        study, rules, progress)
+        study, rules, progress, days)
     before, after = assess({"gvw": before_err}, "r2", "I"), assess({"gvw": after_err}, "r2", "I")
-    daily, drift, chain_on = track(study, chain, rules, progress) if study.days else ([], [], chain)
+    daily, drift, chain_on = (track(study, chain, rules, progress, days) if study.days
+                              else ([], [], chain))
     target = after.class_value
     alarm_off = first_day(daily, lambda d: any(x["alarm"] for x in drift
                                                if x["day"] == d["day"] and not x["tracking"]))
@@ -316,12 +391,23 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--report", type=Path, help="write the HTML report here")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--cache", type=Path, help="keep the weighed days in this folder "
+                        "and read them from there on the next run (same study, same code)")
+    parser.add_argument("--drift", action="append", default=[], metavar="KEY=VALUE",
+                        help="a drift tracker setting (calibration.drift.DriftSettings), "
+                        "e.g. window_days=14; may be repeated")
     args = parser.parse_args()
-    study = Study(lanes=args.lanes, seed=args.seed, per_lane=args.per_lane, days=args.days)
+    try:
+        tracker = DriftSettings(**dict(_setting(x) for x in args.drift))
+    except ValueError as exc:
+        parser.error(f"--drift: {exc}")
+    study = Study(lanes=args.lanes, seed=args.seed, per_lane=args.per_lane, days=args.days,
+                  drift_settings=tracker)
     console = Console(stderr=True)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("calibration study", total=study.days + 3)
-        outcome = run_study(study, lambda msg: (bar.update(task, advance=1, description=msg)))
+        outcome = run_study(study, lambda msg: (bar.update(task, advance=1, description=msg)),
+                            cache=args.cache)
     table = Table(title="Calibration on the simulated site (COST 323, r2, environment I)")
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -333,6 +419,14 @@ def main() -> int:
     if args.json:
         print(json.dumps({"figures": outcome.figures, "daily": outcome.daily}, default=str))
     return 0
+
+
+def _setting(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` as a pair (pydantic converts and checks the value)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"{text!r} is not KEY=VALUE")
+    return key.strip(), value.strip()
 
 
 def write(outcome: Outcome, out: Path) -> Path:

@@ -6,8 +6,11 @@ The full figures (90 days, 100 trucks a lane a day) come from ``benchmarks/calib
 and are in README; these runs check the same code paths and the same claims on fewer
 vehicles and a faster drift."""
 
+from dataclasses import replace
+
 import pytest
 
+from benchmarks import calibrate
 from benchmarks.calibrate import Study, run_study
 from calibration.drift import DriftSettings
 from sim.sensor import GainDrift
@@ -53,3 +56,28 @@ def test_with_drift_the_alarm_fires_before_the_class_is_lost_and_tracking_correc
     assert f["corrections approved"] >= 1, f
     last = outcome.daily[-1]  # the last week's gross weights
     assert abs(last["on"]["mean"]) < abs(last["off"]["mean"]) - 1.0, last
+
+
+def test_a_cached_study_replays_its_days_and_a_changed_study_does_not_read_them(
+        tmp_path, monkeypatch):
+    """The cache lets tracker settings be compared on the same weighed days: a replay
+    gives the very figures of the first run without rendering, another tracker setting
+    reads the same days, and a study with another sensor has a key of its own."""
+    study = Study(days=2, per_lane=20, seed=3)
+    first = run_study(study, cache=tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 3, files  # the calibration and two days
+
+    def no_weighing(*_a, **_k):
+        raise AssertionError("a cached day was weighed again")
+
+    with monkeypatch.context() as m:
+        m.setattr(calibrate, "weigh", no_weighing)
+        replay = run_study(study, cache=tmp_path)
+        assert replay.daily == first.daily
+        run_study(replace(study, drift_settings=DriftSettings(window_days=3)), cache=tmp_path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == files
+        with pytest.raises(AssertionError, match="weighed again"):
+            run_study(replace(study, drift=GainDrift(lane_sd=0.0)), cache=tmp_path)
+    run_study(replace(study, drift=GainDrift(lane_sd=0.0)), cache=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 6
