@@ -30,6 +30,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -61,6 +62,22 @@ class DriftSettings(BaseModel):
                              "alarm: the unit is leaving its accuracy class")
     propose_pct: float = Field(0.5, gt=0, le=20, description="drift beyond this proposes a "
                                "lane-gain correction, shrunk by how sure the drift is")
+    estimator: Literal["window", "trend"] = Field(
+        "window", description="window: each day's drift is the median of the last "
+        "window_days; trend: a level and a rate per lane, followed day by day (a Kalman "
+        "filter) and carried forward to the middle of the next visit's interval")
+    level_sd_pct_per_day: float = Field(
+        0.02, gt=0, le=5, description="trend: how far a lane's scale may wander in a day "
+        "beyond its rate (%, 1σ; an assumption about the strips, not a measured value)")
+    rate_sd_pct_per_day2: float = Field(
+        0.002, ge=0, le=1, description="trend: how far its rate may change in a day "
+        "(%/day a day, 1σ; an assumption)")
+    rate_prior_pct_per_day: float = Field(
+        0.05, gt=0, le=5, description="trend: the spread of the rate expected right after "
+        "a calibration (%/day, 1σ; an assumption)")
+    lead_days: float = Field(
+        3.5, ge=0, le=60, description="trend: a proposal undoes the drift this many days "
+        "ahead (half the interval between visits: the drift at the middle of it)")
     steer_line: bool = Field(False, description="learn each code's steer load as a line "
                              "of the rest of the vehicle's weight, so that a change of "
                              "payloads is not read as drift (off: the plain medians)")
@@ -88,6 +105,7 @@ class DayDrift:
     drift_pct: float | None
     alarm: bool
     se_pct: float | None = None  # standard error of the drift (the window median's)
+    rate_pct_per_day: float | None = None  # the trend estimator's rate of drift
 
 
 class DriftTracker:
@@ -106,6 +124,7 @@ class DriftTracker:
         self._today: list[list[Steer]] = [[] for _ in range(lanes)]
         self._learned: list[list[Steer]] = [[] for _ in range(lanes)]
         self._reference: list[dict[str, SteerLine]] = [{} for _ in range(lanes)]
+        self._trend: list[Trend | None] = [None] * lanes
         self._calibrated_day = 0
         self.series: list[DayDrift] = []
 
@@ -158,10 +177,34 @@ class DriftTracker:
                         self._learned[lane]).items() if len(items) >= MIN_PER_CODE}
         kept = [x for _, items in window for x in items]
         median = float(np.median([x.steer_kg for x in kept])) if kept else None
-        drift, se = (None, None) if learning or len(kept) < s.min_axles \
-            else _drift(kept, self._reference[lane])
+        rate = None
+        if s.estimator == "trend":
+            drift, se, rate = self._follow(lane, loads, learning)
+        elif learning or len(kept) < s.min_axles:
+            drift, se = None, None
+        else:
+            drift, se = _drift(kept, self._reference[lane])
         return DayDrift(day, lane, len(kept), median, self.reference_kg[lane], drift,
-                        drift is not None and abs(drift) > s.alarm_pct, se)
+                        drift is not None and abs(drift) > s.alarm_pct, se, rate)
+
+    def _follow(self, lane: int, loads: list["Steer"], learning: bool
+                ) -> tuple[float | None, float | None, float | None]:
+        """The trend estimator's day: started once the reference is learned (at no drift,
+        as uncertain as the reference's median), then carried a day forward and told the
+        day's own median, as far as that day's tractors are worth."""
+        s, ref = self.settings, self._reference[lane]
+        trend = self._trend[lane]
+        if trend is None:
+            if learning or not ref:
+                return None, None, None
+            _, se_ref = _drift(self._learned[lane], ref)
+            trend = self._trend[lane] = Trend.start(se_ref or 0.0, s.rate_prior_pct_per_day)
+            return trend.level, trend.level_se, trend.rate
+        trend.predict(s.level_sd_pct_per_day, s.rate_sd_pct_per_day2)
+        d, se = _drift(loads, ref, min_per_code=1)
+        if d is not None and se and len(loads) >= MIN_PER_DAY:
+            trend.update(d, se)
+        return trend.level, trend.level_se, trend.rate
 
     def latest(self) -> list[DayDrift | None]:
         """Each lane's most recent figure."""
@@ -177,13 +220,21 @@ class DriftTracker:
         The drift measured is the true one plus the noise of the medians, so the
         correction is shrunk by d² / (d² + se²): nearly all of a drift well above its
         standard error, little of one no larger than the noise (a correction must not
-        chase the noise of the medians, nor wait until the drift is certain)."""
+        chase the noise of the medians, nor wait until the drift is certain).
+
+        The trend estimator's level is already weighed against its noise (the filter's
+        estimate); its proposal undoes the drift ``lead_days`` ahead at the rate it
+        follows, unshrunk."""
+        s = self.settings
         factors, any_lane = [], False
         for p in self.latest():
-            if p is None or p.drift_pct is None or abs(p.drift_pct) <= self.settings.propose_pct:
+            d = p.drift_pct if p is not None else None
+            if d is not None and p.rate_pct_per_day is not None:
+                d += p.rate_pct_per_day * s.lead_days
+            if p is None or d is None or abs(d) <= s.propose_pct:
                 factors.append(1.0)
                 continue
-            d, se = p.drift_pct, p.se_pct or 0.0
+            se = 0.0 if p.rate_pct_per_day is not None else (p.se_pct or 0.0)
             shrunk = d * d * d / (d * d + se * se)
             factors.append(float(np.clip(1.0 / (1.0 + shrunk / 100.0), FACTOR_MIN, FACTOR_MAX)))
             any_lane = True
@@ -194,6 +245,8 @@ class DriftTracker:
         for lane, f in enumerate(factors):
             self._days[lane] = deque((d, [x.scaled(f) for x in items])
                                      for d, items in self._days[lane])
+            if (trend := self._trend[lane]) is not None:
+                trend.scaled(f)
 
     def recalibrated(self, day: int) -> None:
         """A new calibration from reference trucks: learn the references again from ``day``."""
@@ -201,10 +254,16 @@ class DriftTracker:
         self._learned = [[] for _ in range(self.lanes)]
         self._reference = [{} for _ in range(self.lanes)]
         self._days = [deque() for _ in range(self.lanes)]
+        self._trend = [None] * self.lanes
 
 
 MIN_PER_CODE = 20
 """A code with fewer steer axles (in the reference or the window) is left out."""
+MIN_PER_DAY = 10
+"""The trend estimator skips a day with fewer tractors than this (a lane closed)."""
+INNOVATION_MAX = 4.0
+"""A day's median further than this many standard errors from the trend's forecast is
+taken as this far (one odd day, a convoy of one kind of tractor, moves it only so much)."""
 REST_MAX_KG = 200_000.0
 """A vehicle's weight beyond its steer axle above this is a misreading, not a tractor."""
 BETA_MAX = 0.2
@@ -252,6 +311,57 @@ class SteerLine:
         return (x.steer_kg - self.beta * rest) / self.alpha_kg
 
 
+class Trend:
+    """One lane's drift as a level (%) and a rate (%/day) with their covariance: a
+    local linear trend followed by a Kalman filter.
+
+    The strips' scale moves slowly and mostly one way, so a day's median, noisy on its
+    own, is pooled with the days before it as far as they still tell of today: by how far
+    the level may have wandered since (``level_sd``) and the rate changed
+    (``rate_sd``). The rate carries the level forward: no window's lag.
+    """
+
+    def __init__(self, level: float, rate: float, cov: np.ndarray) -> None:
+        self.x = np.array([level, rate], dtype=float)
+        self.p = np.asarray(cov, dtype=float)
+
+    @classmethod
+    def start(cls, level_se: float, rate_sd: float) -> "Trend":
+        """At the reference: no drift, as sure as the reference is; the rate unknown."""
+        return cls(0.0, 0.0, np.diag([level_se ** 2, rate_sd ** 2]))
+
+    @property
+    def level(self) -> float:
+        return float(self.x[0])
+
+    @property
+    def rate(self) -> float:
+        return float(self.x[1])
+
+    @property
+    def level_se(self) -> float:
+        return math.sqrt(max(float(self.p[0, 0]), 0.0))
+
+    def predict(self, level_sd: float, rate_sd: float) -> None:
+        """A day on: the level moves by the rate, both a little less certain."""
+        f = np.array([[1.0, 1.0], [0.0, 1.0]])
+        self.x = f @ self.x
+        self.p = f @ self.p @ f.T + np.diag([level_sd ** 2, rate_sd ** 2])
+
+    def update(self, measured: float, se: float) -> None:
+        """A day's median of the drift, with its standard error."""
+        s = self.p[0, 0] + se * se
+        innovation = float(np.clip(measured - self.x[0], -INNOVATION_MAX * math.sqrt(s),
+                                   INNOVATION_MAX * math.sqrt(s)))
+        gain = self.p[:, 0] / s
+        self.x = self.x + gain * innovation
+        self.p = self.p - np.outer(gain, self.p[0, :])
+
+    def scaled(self, f: float) -> None:
+        """A lane correction ``f`` went in: the level it left, the rate in its terms."""
+        self.x = np.array([100.0 * ((1.0 + self.x[0] / 100.0) * f - 1.0), self.x[1] * f])
+
+
 def _by_code(items: list[Steer]) -> dict[str, list[Steer]]:
     out: dict[str, list[Steer]] = {}
     for x in items:
@@ -259,12 +369,12 @@ def _by_code(items: list[Steer]) -> dict[str, list[Steer]]:
     return out
 
 
-def _drift(items: list[Steer], reference: dict[str, SteerLine]
-           ) -> tuple[float | None, float | None]:
+def _drift(items: list[Steer], reference: dict[str, SteerLine], *,
+           min_per_code: int = MIN_PER_CODE) -> tuple[float | None, float | None]:
     """The drift (%) and its standard error: the median of every tractor's ratio to its
     code's reference line (codes with too few tractors in the window left out)."""
     ratios = [reference[code].ratio(x) for code, xs in _by_code(items).items()
-              if code in reference and len(xs) >= MIN_PER_CODE for x in xs]
+              if code in reference and len(xs) >= min_per_code for x in xs]
     if not ratios:
         return None, None
     a = np.asarray(ratios)
