@@ -76,8 +76,9 @@ class DriftSettings(BaseModel):
         0.05, gt=0, le=5, description="trend: the spread of the rate expected right after "
         "a calibration (%/day, 1σ; an assumption)")
     lead_days: float = Field(
-        3.5, ge=0, le=60, description="trend: a proposal undoes the drift this many days "
-        "ahead (half the interval between visits: the drift at the middle of it)")
+        3.5, ge=0, le=60, description="trend: the alarm and a proposal look this many days "
+        "ahead (half the interval between visits: the drift at the middle of it, when no "
+        "correction will have come yet)")
     steer_line: bool = Field(False, description="learn each code's steer load as a line "
                              "of the rest of the vehicle's weight, so that a change of "
                              "payloads is not read as drift (off: the plain medians)")
@@ -106,6 +107,7 @@ class DayDrift:
     alarm: bool
     se_pct: float | None = None  # standard error of the drift (the window median's)
     rate_pct_per_day: float | None = None  # the trend estimator's rate of drift
+    ahead_pct: float | None = None  # the drift expected lead_days ahead (trend), else drift
 
 
 class DriftTracker:
@@ -184,8 +186,9 @@ class DriftTracker:
             drift, se = None, None
         else:
             drift, se = _drift(kept, self._reference[lane])
+        ahead = drift if drift is None or rate is None else drift + rate * s.lead_days
         return DayDrift(day, lane, len(kept), median, self.reference_kg[lane], drift,
-                        drift is not None and abs(drift) > s.alarm_pct, se, rate)
+                        ahead is not None and abs(ahead) > s.alarm_pct, se, rate, ahead)
 
     def _follow(self, lane: int, loads: list["Steer"], learning: bool
                 ) -> tuple[float | None, float | None, float | None]:
@@ -228,9 +231,7 @@ class DriftTracker:
         s = self.settings
         factors, any_lane = [], False
         for p in self.latest():
-            d = p.drift_pct if p is not None else None
-            if d is not None and p.rate_pct_per_day is not None:
-                d += p.rate_pct_per_day * s.lead_days
+            d = p.ahead_pct if p is not None else None
             if p is None or d is None or abs(d) <= s.propose_pct:
                 factors.append(1.0)
                 continue

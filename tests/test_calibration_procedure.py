@@ -219,7 +219,14 @@ def test_the_trend_follows_a_steady_drift_without_the_windows_lag_and_with_less_
     assert np.mean(rates) == pytest.approx(-0.1, abs=0.01), rates
     last = tracker.latest()[0]
     ahead = last.drift_pct + last.rate_pct_per_day * tracker.settings.lead_days
+    assert last.ahead_pct == pytest.approx(ahead, rel=1e-12)
     assert tracker.proposal()[0] == pytest.approx(1 / (1 + ahead / 100), rel=1e-12)
+    # the alarm looks as far ahead: never after the level itself is beyond 1 %, and earlier
+    # by as much as the rate is known by then (a day or two, a fortnight from the start)
+    early = [next(p.day for p in points if p.lane == lane and p.alarm) - next(
+        p.day for p in points if p.lane == lane and p.drift_pct is not None
+        and p.drift_pct < -1.0) for lane in range(lanes)]
+    assert max(early) <= 0 and np.mean(early) <= -0.5, early
 
 
 def test_the_trend_starts_again_from_a_correction_and_is_not_moved_far_by_one_odd_day():
