@@ -7,23 +7,33 @@ reference: when it moves away from its value right after calibration, the strips
 drifted (or the temperature correction no longer fits the season).
 
 Some of the payload still reaches the steer axle through the fifth wheel, so a season
-with more loaded tractors has heavier steer axles. With ``steer_line`` each code's steer
-load is learned as a straight line of the rest of the vehicle's weight,
+with more loaded tractors has heavier steer axles. With ``steer_line`` (on by default)
+each code's steer load is learned as a straight line of the rest of the vehicle's weight,
 ``steer = α + β·rest`` (the reason FHWA's LTPP reads class 9 front-axle weights against
 gross weight). A scale that has moved by a factor ``g`` reads ``g·steer`` and ``g·rest``,
 so ``(steer - β·rest) / α`` is ``g`` for every tractor whatever it carries, and the
-tracker takes the median of that. It is off by default: in the simulator's fleet it takes
-the spread of a steer load from about 9 % to 6 %, but on the calibration study's tuning
-seeds it tracked no better than the plain medians (whose payloads do not change with the
-season there), and it raised the alarm later.
+tracker takes the median of that. In the simulator's fleet it takes the spread of a steer
+load from about 9 % to 6 %: the same reference week then pins the scale down as well as
+twice as many tractors would.
 
-:class:`DriftTracker` keeps, per lane, the steer-axle loads of the last ``window_days``
-days; learns the reference median over the first ``reference_days`` after a calibration;
-and each day gives the drift in % with an alarm beyond ``alarm_pct``. Beyond
-``propose_pct`` it proposes a lane-gain correction (shrunk by how far the drift stands
-above its standard error), which a technician approves
-(:meth:`DriftTracker.applied` is told when a correction goes into the chain, so the loads
-kept are rescaled and the drift is measured from there on).
+:class:`DriftTracker` learns the reference lines over the first ``reference_days`` after
+a calibration. Its ``estimator`` then gives each day's drift in one of two ways:
+
+- ``trend`` (the default): a level and a rate per lane (:class:`Trend`, a Kalman filter
+  on each day's median), so that a noisy day is pooled with the days before it as far as
+  they still tell of today, and the drift is carried ``lead_days`` ahead;
+- ``window``: the median of the last ``window_days`` days' tractors, which trails a
+  steady drift by half its length.
+
+The alarm is raised when the drift expected ``lead_days`` ahead exceeds ``alarm_pct``;
+beyond ``propose_pct`` a lane-gain correction is proposed, which a technician approves
+(:meth:`DriftTracker.applied` is told when a correction goes into the chain, so what is
+kept is rescaled and the drift is measured from there on). These defaults were chosen on
+the calibration study's tuning seeds (``docs/calibration.md``).
+
+What no estimator removes is the reference's own error: the tractors of the reference
+week are a sample of the fleet, and their median is uncertain by about 0.2–0.4 % at
+300 trucks a lane a day; the tracker holds the unit to that reference ever after.
 """
 
 import math
@@ -60,10 +70,10 @@ class DriftSettings(BaseModel):
                            "drift figure that day (too uncertain)")
     alarm_pct: float = Field(1.0, gt=0, le=20, description="drift beyond this raises the "
                              "alarm: the unit is leaving its accuracy class")
-    propose_pct: float = Field(0.5, gt=0, le=20, description="drift beyond this proposes a "
-                               "lane-gain correction, shrunk by how sure the drift is")
+    propose_pct: float = Field(0.3, gt=0, le=20, description="drift beyond this proposes a "
+                               "lane-gain correction (window: shrunk by how sure the drift is)")
     estimator: Literal["window", "trend"] = Field(
-        "window", description="window: each day's drift is the median of the last "
+        "trend", description="window: each day's drift is the median of the last "
         "window_days; trend: a level and a rate per lane, followed day by day (a Kalman "
         "filter) and carried forward to the middle of the next visit's interval")
     level_sd_pct_per_day: float = Field(
@@ -79,7 +89,7 @@ class DriftSettings(BaseModel):
         3.5, ge=0, le=60, description="trend: the alarm and a proposal look this many days "
         "ahead (half the interval between visits: the drift at the middle of it, when no "
         "correction will have come yet)")
-    steer_line: bool = Field(False, description="learn each code's steer load as a line "
+    steer_line: bool = Field(True, description="learn each code's steer load as a line "
                              "of the rest of the vehicle's weight, so that a change of "
                              "payloads is not read as drift (off: the plain medians)")
     min_steer_kg: float = Field(3000.0, ge=0, description="lighter steer axles are not "

@@ -120,8 +120,8 @@ def test_matching_sets_aside_flagged_unknown_and_ambiguous_passes():
 
 def test_the_tracker_sees_a_drift_raises_the_alarm_and_its_correction_brings_it_back():
     rng = np.random.default_rng(3)
-    settings = DriftSettings(reference_days=3, window_days=3, min_axles=60, alarm_pct=1.0,
-                             propose_pct=0.5)
+    settings = DriftSettings(estimator="window", reference_days=3, window_days=3,
+                             min_axles=60, alarm_pct=1.0, propose_pct=0.5)
     tracker = DriftTracker(2, settings)
     alarm_day = None
     for day in range(20):
@@ -163,9 +163,10 @@ def _tractor(rng: np.random.Generator, loaded_share: float, scale: float) -> tup
 
 def test_a_change_in_payloads_is_not_taken_for_drift_but_a_change_of_scale_is():
     rng = np.random.default_rng(5)
-    tracker = DriftTracker(1, DriftSettings(reference_days=3, window_days=3, min_axles=60,
-                                            steer_line=True))
-    plain = DriftTracker(1, DriftSettings(reference_days=3, window_days=3, min_axles=60))
+    tracker = DriftTracker(1, DriftSettings(estimator="window", reference_days=3,
+                                            window_days=3, min_axles=60, steer_line=True))
+    plain = DriftTracker(1, DriftSettings(estimator="window", reference_days=3, window_days=3,
+                                          min_axles=60, steer_line=False))
     for day in range(12):  # loaded tractors go from 30 % of them to 90 %, the scale stays
         for _ in range(300):
             steer, rest = _tractor(rng, 0.3 if day < 6 else 0.9, 1.0)
@@ -245,8 +246,10 @@ def test_the_trend_starts_again_from_a_correction_and_is_not_moved_far_by_one_od
     assert odd.drift_pct - level < 0.6, (level, odd)  # taken in full, 1.3 % to 1.8 %
 
 
-def test_the_tracker_gives_no_figure_from_too_few_axles():
-    tracker = DriftTracker(1, DriftSettings(reference_days=1, window_days=2, min_axles=50))
+@pytest.mark.parametrize("estimator", ["window", "trend"])
+def test_the_tracker_gives_no_figure_from_too_few_axles(estimator):
+    tracker = DriftTracker(1, DriftSettings(estimator=estimator, reference_days=1,
+                                            window_days=2, min_axles=50))
     for day in range(4):
         for _ in range(10):
             tracker.add(0, "157", 6000.0)
