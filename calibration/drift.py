@@ -54,14 +54,23 @@ MAD_SIGMA = 1.4826
 """σ of normal data is this times its median absolute deviation."""
 
 
+TRACTORS = ("127", "129", "155", "157", "159")
+"""5- and 6-axle tractor-semitrailers: their steer axles carry the least of the payload."""
+RIGID = ("12", "15", "112", "115", "125", "1127")
+"""The other trucks: more of their payload reaches the steer axle, which the steer line
+takes out (``steer_line``); without it their steer loads vary with what they carry."""
+
+
 class DriftSettings(BaseModel):
     """How drift is tracked from traffic, and when it raises the alarm."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     codes: tuple[str, ...] = Field(
-        ("127", "129", "155", "157", "159"), description="axle-type codes (GB 1589) of the "
-        "5- and 6-axle tractor-semitrailers whose steer axles are tracked")
+        TRACTORS + RIGID, description="axle-type codes (GB 1589) whose steer axles are "
+        "tracked: the 5- and 6-axle tractor-semitrailers, and with steer_line the other "
+        "trucks too (each code against its own line: twice the axles of the tractors "
+        "alone)")
     reference_days: int = Field(7, ge=1, le=60, description="days after a calibration "
                                 "over which the reference median is learned")
     window_days: int = Field(7, ge=1, le=60, description="days of steer axles in each "
