@@ -324,8 +324,8 @@ def track(study: Study, chain: Chain, rules: object, progress: Callable[[str], N
         if day % study.visit_days == 0 and (factors := on.proposal()) is not None:
             chain_on = lane_correction(
                 chain_on, factors, version=f"cal-1+drift-{day}",
-                fitted_from=f"steer axles of tractors, the {study.drift_settings.window_days} "
-                            f"days to day {day}",
+                fitted_from=f"steer axles of trucks in traffic to day {day} "
+                            f"({study.drift_settings.estimator})",
                 uncertainty_pct=max(p.se_pct or 0.0 for p in on.latest() if p),
                 approved_by="technician (simulated)",
                 approved_at=datetime.combine(traffic.date, datetime.min.time(), UTC))

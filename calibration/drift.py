@@ -1,4 +1,4 @@
-"""Drift from traffic: the steer axles of tractors as a reference that passes every day.
+"""Drift from traffic: the steer axles of trucks as a reference that passes every day.
 
 The steer axle of a 5- or 6-axle tractor-semitrailer carries the engine and cab and little
 of the payload (the fifth wheel sits behind it), so its load varies least of any axle in
@@ -101,8 +101,8 @@ class DriftSettings(BaseModel):
     steer_line: bool = Field(True, description="learn each code's steer load as a line "
                              "of the rest of the vehicle's weight, so that a change of "
                              "payloads is not read as drift (off: the plain medians)")
-    min_steer_kg: float = Field(3000.0, ge=0, description="lighter steer axles are not "
-                                "tractors' (a misread code)")
+    min_steer_kg: float = Field(3000.0, ge=0, description="lighter steer axles are left "
+                                "out (a light truck's, or a misread code)")
     max_steer_kg: float = Field(12000.0, gt=0)
 
     @model_validator(mode="after")
@@ -124,7 +124,7 @@ class DayDrift:
     reference_kg: float | None
     drift_pct: float | None
     alarm: bool
-    se_pct: float | None = None  # standard error of the drift (the window median's)
+    se_pct: float | None = None  # standard error of the drift (the median's, the level's)
     rate_pct_per_day: float | None = None  # the trend estimator's rate of drift
     ahead_pct: float | None = None  # the drift expected lead_days ahead (trend), else drift
 
@@ -135,7 +135,7 @@ class DriftTracker:
 
     Each code's steer axles are compared with that code's own reference line (a 6x4
     tractor's steer axle is not a 4x2's), and the lane's drift is the median of every
-    tractor's ratio to its line: the spread between codes does not blur the median.
+    truck's ratio to its line: the spread between codes does not blur the median.
     """
 
     def __init__(self, lanes: int, settings: DriftSettings | None = None) -> None:
