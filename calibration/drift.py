@@ -22,7 +22,7 @@ a calibration. Its ``estimator`` then gives each day's drift in one of two ways:
 - ``trend`` (the default): a level and a rate per lane (:class:`Trend`, a Kalman filter
   on each day's median), so that a noisy day is pooled with the days before it as far as
   they still tell of today, and the drift is carried ``lead_days`` ahead;
-- ``window``: the median of the last ``window_days`` days' tractors, which trails a
+- ``window``: the median of the last ``window_days`` days' trucks, which trails a
   steady drift by half its length.
 
 The alarm is raised when the drift expected ``lead_days`` ahead exceeds ``alarm_pct``;
@@ -200,7 +200,7 @@ class DriftTracker:
         median = float(np.median([x.steer_kg for x in kept])) if kept else None
         rate = None
         if s.estimator == "trend":
-            drift, se, rate = self._follow(lane, loads, learning)
+            drift, se, rate = self._follow(day, lane, loads, learning)
         elif learning or len(kept) < s.min_axles:
             drift, se = None, None
         else:
@@ -209,20 +209,24 @@ class DriftTracker:
         return DayDrift(day, lane, len(kept), median, self.reference_kg[lane], drift,
                         ahead is not None and abs(ahead) > s.alarm_pct, se, rate, ahead)
 
-    def _follow(self, lane: int, loads: list["Steer"], learning: bool
+    def _follow(self, day: int, lane: int, loads: list["Steer"], learning: bool
                 ) -> tuple[float | None, float | None, float | None]:
         """The trend estimator's day: started once the reference is learned (at no drift,
-        as uncertain as the reference's median), then carried a day forward and told the
-        day's own median, as far as that day's tractors are worth."""
+        as uncertain as the reference's median), then carried forward over the days since
+        the last (a day the unit was down is still a day of drift) and told the day's own
+        median, as far as that day's trucks are worth."""
         s, ref = self.settings, self._reference[lane]
         trend = self._trend[lane]
         if trend is None:
             if learning or not ref:
                 return None, None, None
             _, se_ref = _drift(self._learned[lane], ref)
-            trend = self._trend[lane] = Trend.start(se_ref or 0.0, s.rate_prior_pct_per_day)
+            trend = self._trend[lane] = Trend.start(day, se_ref or 0.0,
+                                                    s.rate_prior_pct_per_day)
             return trend.level, trend.level_se, trend.rate
-        trend.predict(s.level_sd_pct_per_day, s.rate_sd_pct_per_day2)
+        for _ in range(max(day - trend.day, 1)):
+            trend.predict(s.level_sd_pct_per_day, s.rate_sd_pct_per_day2)
+        trend.day = day
         d, se = _drift(loads, ref, min_per_code=1)
         if d is not None and se and len(loads) >= MIN_PER_DAY:
             trend.update(d, se)
@@ -280,10 +284,10 @@ class DriftTracker:
 MIN_PER_CODE = 20
 """A code with fewer steer axles (in the reference or the window) is left out."""
 MIN_PER_DAY = 10
-"""The trend estimator skips a day with fewer tractors than this (a lane closed)."""
+"""The trend estimator skips a day with fewer trucks than this (a lane closed)."""
 INNOVATION_MAX = 4.0
 """A day's median further than this many standard errors from the trend's forecast is
-taken as this far (one odd day, a convoy of one kind of tractor, moves it only so much)."""
+taken as this far (one odd day, a convoy of one kind of truck, moves it only so much)."""
 REST_MAX_KG = 200_000.0
 """A vehicle's weight beyond its steer axle above this is a misreading, not a tractor."""
 BETA_MAX = 0.2
@@ -341,14 +345,15 @@ class Trend:
     (``rate_sd``). The rate carries the level forward: no window's lag.
     """
 
-    def __init__(self, level: float, rate: float, cov: np.ndarray) -> None:
+    def __init__(self, day: int, level: float, rate: float, cov: np.ndarray) -> None:
+        self.day = day  # the day the estimate stands at
         self.x = np.array([level, rate], dtype=float)
         self.p = np.asarray(cov, dtype=float)
 
     @classmethod
-    def start(cls, level_se: float, rate_sd: float) -> "Trend":
+    def start(cls, day: int, level_se: float, rate_sd: float) -> "Trend":
         """At the reference: no drift, as sure as the reference is; the rate unknown."""
-        return cls(0.0, 0.0, np.diag([level_se ** 2, rate_sd ** 2]))
+        return cls(day, 0.0, 0.0, np.diag([level_se ** 2, rate_sd ** 2]))
 
     @property
     def level(self) -> float:

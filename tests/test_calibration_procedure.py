@@ -246,6 +246,23 @@ def test_the_trend_starts_again_from_a_correction_and_is_not_moved_far_by_one_od
     assert odd.drift_pct - level < 0.6, (level, odd)  # taken in full, 1.3 % to 1.8 %
 
 
+def test_days_without_traffic_are_still_days_of_drift_for_the_trend():
+    """The unit was down on days 40–44: the level on day 45 has moved on by six days of
+    the rate, as it has for a tracker that saw every day."""
+    every, gap = (DriftTracker(1, DriftSettings(estimator="trend")) for _ in range(2))
+    rng = np.random.default_rng(21)
+    for day in range(46):
+        loads = [6000 * (1 - 0.001 * day) * rng.normal(1, 0.09) for _ in range(400)]
+        for tracker in (every, gap) if not 40 <= day <= 44 else (every,):
+            for load in loads:
+                tracker.add(0, "157", load)
+            tracker.end_day(day)
+    seen, skipped = every.latest()[0], gap.latest()[0]
+    assert skipped.day == seen.day == 45
+    assert skipped.rate_pct_per_day == pytest.approx(-0.1, abs=0.03)
+    assert skipped.drift_pct == pytest.approx(seen.drift_pct, abs=0.25), (skipped, seen)
+
+
 @pytest.mark.parametrize("estimator", ["window", "trend"])
 def test_the_tracker_gives_no_figure_from_too_few_axles(estimator):
     tracker = DriftTracker(1, DriftSettings(estimator=estimator, reference_days=1,
