@@ -66,9 +66,9 @@ class DriftSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    codes: tuple[str, ...] = Field(
-        TRACTORS + RIGID, description="axle-type codes (GB 1589) whose steer axles are "
-        "tracked: the 5- and 6-axle tractor-semitrailers, and with steer_line the other "
+    codes: tuple[str, ...] | None = Field(
+        None, description="axle-type codes (GB 1589) whose steer axles are tracked; "
+        "unset: the 5- and 6-axle tractor-semitrailers, and with steer_line the other "
         "trucks too (each code against its own line: twice the axles of the tractors "
         "alone)")
     reference_days: int = Field(7, ge=1, le=60, description="days after a calibration "
@@ -104,6 +104,13 @@ class DriftSettings(BaseModel):
     min_steer_kg: float = Field(3000.0, ge=0, description="lighter steer axles are left "
                                 "out (a light truck's, or a misread code)")
     max_steer_kg: float = Field(12000.0, gt=0)
+
+    @property
+    def tracked_codes(self) -> tuple[str, ...]:
+        """The codes set, or those the steer line makes fit to track."""
+        if self.codes is not None:
+            return self.codes
+        return TRACTORS + RIGID if self.steer_line else TRACTORS
 
     @model_validator(mode="after")
     def _bounds(self) -> "DriftSettings":
@@ -162,7 +169,7 @@ class DriftTracker:
         payload's share of the steer load is taken out (see the module's docstring);
         without it, the steer load is compared as it is."""
         s = self.settings
-        if axle_code not in s.codes or not (s.min_steer_kg <= steer_kg <= s.max_steer_kg):
+        if axle_code not in s.tracked_codes or not (s.min_steer_kg <= steer_kg <= s.max_steer_kg):
             return False
         if not s.steer_line:
             rest_kg = None

@@ -246,6 +246,18 @@ def test_the_trend_starts_again_from_a_correction_and_is_not_moved_far_by_one_od
     assert odd.drift_pct - level < 0.6, (level, odd)  # taken in full, 1.3 % to 1.8 %
 
 
+def test_rigid_trucks_steer_axles_are_tracked_only_against_a_steer_line():
+    """A rigid truck's steer axle carries much of its payload: compared as it is (no
+    steer line) it would read a fuller season as drift, so it is left out unless asked."""
+    lined, plain = DriftSettings(), DriftSettings(steer_line=False)
+    assert "12" in lined.tracked_codes and "157" in lined.tracked_codes
+    assert "12" not in plain.tracked_codes and "157" in plain.tracked_codes
+    assert DriftSettings(steer_line=False, codes=("12",)).tracked_codes == ("12",)
+    tracker = DriftTracker(1, plain)
+    assert not tracker.add(0, "12", 5000.0) and tracker.add(0, "157", 6000.0)
+    assert DriftTracker(1, lined).add(0, "12", 5000.0, 9000.0)
+
+
 def test_days_without_traffic_are_still_days_of_drift_for_the_trend():
     """The unit was down on days 40–44: the level on day 45 has moved on by six days of
     the rate, as it has for a tracker that saw every day."""
