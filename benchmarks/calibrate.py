@@ -18,7 +18,7 @@ coefficient only. The study:
 
     python benchmarks/calibrate.py                      # a table
     python benchmarks/calibrate.py --report out/ --json # ... the HTML report, JSON last
-    python benchmarks/calibrate.py --cache days/ --drift window_days=14
+    python benchmarks/calibrate.py --cache days/ --drift estimator=window
         # the weighed days kept in days/: a second run with other tracker settings
         # replays them in seconds instead of rendering them again
 
@@ -152,6 +152,7 @@ class DayCache:
 
 
 def _files(paths: Iterable[Path]) -> Iterable[Path]:
+    """Every file under ``paths`` (files as they are, folders walked), caches aside."""
     for p in paths:
         if p.is_file():
             yield p
@@ -395,7 +396,7 @@ def main() -> int:
                         "and read them from there on the next run (same study, same code)")
     parser.add_argument("--drift", action="append", default=[], metavar="KEY=VALUE",
                         help="a drift tracker setting (calibration.drift.DriftSettings), "
-                        "e.g. window_days=14; may be repeated")
+                        "e.g. estimator=window or propose_pct=0.5; may be repeated")
     args = parser.parse_args()
     try:
         tracker = DriftSettings(**dict(_setting(x) for x in args.drift))
