@@ -386,12 +386,15 @@ def run_study(study: Study, progress: Callable[[str], None] = lambda _m: None,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--days", type=int, default=90,
+                        help="days watched after the calibration (default 90)")
     parser.add_argument("--per-lane", type=int, default=300, help="trucks a lane a day")
     parser.add_argument("--lanes", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="the simulated site: its "
+                        "strips, their drift and its traffic (1-8 tuned the tracker)")
     parser.add_argument("--report", type=Path, help="write the HTML report here")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the figures and each "
+                        "day's classes as JSON, last")
     parser.add_argument("--cache", type=Path, help="keep the weighed days in this folder "
                         "and read them from there on the next run (same study, same code)")
     parser.add_argument("--drift", action="append", default=[], metavar="KEY=VALUE",
