@@ -75,7 +75,8 @@ def test_a_cached_study_replays_its_days_and_a_changed_study_does_not_read_them(
         m.setattr(calibrate, "weigh", no_weighing)
         replay = run_study(study, cache=tmp_path)
         assert replay.daily == first.daily
-        run_study(replace(study, drift_settings=DriftSettings(window_days=3)), cache=tmp_path)
+        run_study(replace(study, drift_settings=DriftSettings(estimator="window")),
+                  cache=tmp_path)
         assert sorted(p.name for p in tmp_path.iterdir()) == files
         with pytest.raises(AssertionError, match="weighed again"):
             run_study(replace(study, drift=GainDrift(lane_sd=0.0)), cache=tmp_path)
