@@ -265,9 +265,10 @@ class DriftTracker:
             if p is None or d is None or abs(d) <= s.propose_pct:
                 factors.append(1.0)
                 continue
-            se = 0.0 if p.rate_pct_per_day is not None else (p.se_pct or 0.0)
-            shrunk = d * d * d / (d * d + se * se)
-            factors.append(float(np.clip(1.0 / (1.0 + shrunk / 100.0), FACTOR_MIN, FACTOR_MAX)))
+            if s.estimator == "window":
+                se = p.se_pct or 0.0
+                d = d * d * d / (d * d + se * se)
+            factors.append(float(np.clip(1.0 / (1.0 + d / 100.0), FACTOR_MIN, FACTOR_MAX)))
             any_lane = True
         return factors if any_lane else None
 
