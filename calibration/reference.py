@@ -9,14 +9,17 @@ between the axles, and the gross weight within a wide band); then one robust fit
 - a gain per lane and row of strips (each row weighs every axle on its own, so each row's
   gain is seen separately; the two halves of a row share it, because the static scale
   does not give left and right wheel loads apart),
-- a factor by speed, at the centres of the speed bands driven (1 at the band nearest the
-  median speed: the row gains carry the level),
+- a factor by speed, one slope over the speeds driven (1 at their median: the row gains
+  carry the level), kept as factors every 10 km/h from below the slowest run to beyond the
+  fastest,
 - a factor by pavement temperature, linear over the temperatures seen, when they span
-  enough degrees to see a slope; held at its end values beyond them.
+  enough degrees to see a slope; held at its end values beyond them. It corrects what
+  the datasheet's coefficient leaves, and is drawn towards none: one day's runs see a
+  few degrees only.
 
 The model is multiplicative and fitted in logarithms: ``log(static / row estimate) =
-gain[lane, row] + speed(v) + slope · (T − T0)``, with a soft-L1 loss so that one odd pass
-does not pull the factors. The standard uncertainty of each stage comes from the fit's
+gain[lane, row] + s · (v − v0) + slope · (T − T0)``, with a soft-L1 loss so that one odd
+pass does not pull the factors. The standard uncertainty of each stage comes from the fit's
 covariance. Everything is relative to the chain the passes were weighed with: the new
 chain is the old one times the corrections.
 """
@@ -43,6 +46,16 @@ Progress = Callable[[str], None]
 
 MIN_TEMPERATURE_SPAN_C = 5.0
 """A temperature slope is fitted only from runs spanning at least this many degrees."""
+TEMPERATURE_PRIOR_PCT_PER_C = 0.05
+"""How far the strips' temperature slope may differ from the datasheet's, which the unit
+already applies (%/°C, 1σ). An assumption: a datasheet gives the type's slope, and a
+strip of that type in its slot follows it within a fifth of a polymer strip's 0.25 %/°C.
+Chosen on the calibration study's day-0 data (``docs/calibration.md``, "The fit")."""
+MIN_SPEED_SPAN_KMH = 10.0
+"""A speed slope is fitted only from runs spanning at least this many km/h."""
+SPEED_REACH = 0.5
+"""The speed stage reaches this share of the driven speeds' span beyond each end."""
+SPEED_MIN_KMH, SPEED_MAX_KMH = 5.0, 150.0
 
 
 @dataclass(frozen=True)
@@ -219,28 +232,34 @@ class Fit:
         return level * speed * temp
 
 
-def _speed_centres(speeds: np.ndarray, band_kmh: float, min_runs: int) -> np.ndarray:
-    """Centres of the speed bands with at least ``min_runs`` runs (at least one band)."""
-    bands = np.round(speeds / band_kmh)
-    centres = [float(np.mean(speeds[bands == b])) for b in np.unique(bands)
-               if np.sum(bands == b) >= min_runs]
-    return np.array(centres or [float(np.median(speeds))])
-
-
-def _hat(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Linear-interpolation weights of ``x`` on ``centres`` (held at the ends),
-    ``(len(x), len(centres))``."""
-    eye = np.eye(len(centres))
-    return np.stack([np.interp(x, centres, eye[i]) for i in range(len(centres))], axis=1)
+def _speed_points(speeds: np.ndarray, step_kmh: float) -> np.ndarray:
+    """Where the speed stage keeps its factors: every ``step_kmh`` over the speeds driven
+    and half as far again beyond each end (traffic is faster and slower than the runs;
+    the stage holds its end values beyond the last point)."""
+    lo, hi = float(speeds.min()), float(speeds.max())
+    reach = (hi - lo) * SPEED_REACH
+    start, stop = max(lo - reach, SPEED_MIN_KMH), min(hi + reach, SPEED_MAX_KMH)
+    n = max(round((stop - start) / step_kmh), 1)
+    return np.linspace(start, stop, n + 1)
 
 
 def fit_chain(runs: Sequence[Run], before: Chain, site: StripArray, *, version: str,
-              fitted_from: str, speed_band_kmh: float = 10.0, min_runs_per_band: int = 2,
+              fitted_from: str, speed_step_kmh: float = 10.0,
+              temperature_prior_pct_per_c: float = TEMPERATURE_PRIOR_PCT_PER_C,
               progress: Progress | None = None) -> Fit:
     """Fit corrections to the chain the runs were weighed with; the proposed chain.
 
-    Raises ValueError when the runs cannot determine a calibration (fewer than two runs
-    in a lane, no row that saw every axle).
+    A few parameters, each seen by every run: the row gains, one speed slope and one
+    temperature slope. Two trucks times ten runs cannot pin down a factor per speed band
+    nor a temperature slope over one working day's few degrees; such factors follow the
+    bounce of the few runs in them, and the traffic, at other speeds and hours, inherits
+    that noise as a bias (``docs/calibration.md``, "The fit"). The temperature slope is
+    therefore a correction to the datasheet's that the unit already applies, drawn
+    towards none with a spread of ``temperature_prior_pct_per_c`` (1σ): the runs move it
+    as far as they show it.
+
+    Raises ValueError when the runs cannot determine a calibration (fewer than four runs,
+    no row that saw every axle).
     """
     say = progress or (lambda _msg: None)
     if len(runs) < 4:
@@ -259,11 +278,8 @@ def fit_chain(runs: Sequence[Run], before: Chain, site: StripArray, *, version: 
     key_of = np.array([keys.index((o[1], o[2])) for o in obs])
     y = np.array([o[3] for o in obs])
     speeds = np.array([runs[i].weighed.speed_kmh for i in idx])
-    centres = _speed_centres(np.array([r.weighed.speed_kmh for r in runs]), speed_band_kmh,
-                             min_runs_per_band)
-    ref_band = int(np.argmin(np.abs(centres - np.median(speeds))))
-    free_bands = [b for b in range(len(centres)) if b != ref_band]
-    hat = _hat(speeds, centres)[:, free_bands]
+    v0 = float(np.median(speeds))
+    fit_speed = float(np.ptp(speeds)) >= MIN_SPEED_SPAN_KMH
     temps = np.array([np.nan if runs[i].weighed.temperature_c is None
                       else runs[i].weighed.temperature_c for i in idx])
     notes = []
@@ -273,34 +289,49 @@ def fit_chain(runs: Sequence[Run], before: Chain, site: StripArray, *, version: 
     if not fit_temp:
         notes.append(f"runs span {span:.1f} °C of pavement temperature, below "
                      f"{MIN_TEMPERATURE_SPAN_C:.0f} °C: no temperature correction fitted")
-    design = np.hstack([np.eye(len(keys))[key_of], hat,
+    if not fit_speed:
+        notes.append(f"runs span {np.ptp(speeds):.0f} km/h, below {MIN_SPEED_SPAN_KMH:.0f} "
+                     "km/h: no speed correction fitted")
+    n_keys = len(keys)
+    design = np.hstack([np.eye(n_keys)[key_of],
+                        (speeds - v0)[:, None] if fit_speed else np.zeros((len(y), 0)),
                         (temps - t0)[:, None] if fit_temp else np.zeros((len(y), 0))])
     say(f"fitting {design.shape[1]} parameters to {len(y)} row estimates of {len(runs)} runs")
     scale = max(float(np.median(np.abs(y - np.median(y)))) * 1.4826, 0.002)
-    result = least_squares(lambda b: design @ b - y, np.zeros(design.shape[1]),
-                           loss="soft_l1", f_scale=scale)
+    beta = least_squares(lambda b: design @ b - y, np.zeros(design.shape[1]),
+                         loss="soft_l1", f_scale=scale).x
+    # the runs' own scatter, then the slope's prior as one more run in those units
+    scale = max(float(np.median(np.abs(y - design @ beta))) * 1.4826, 0.0005)
+    prior = np.zeros((1 if fit_temp else 0, design.shape[1]))
+    if fit_temp:
+        prior[0, -1] = scale / (temperature_prior_pct_per_c / 100.0)
+    full = np.vstack([design, prior])
+    target = np.concatenate([y, np.zeros(len(prior))])
+    result = least_squares(lambda b: full @ b - target, beta, loss="soft_l1", f_scale=scale)
     beta, resid = result.x, y - design @ result.x
     dof = max(len(y) - design.shape[1], 1)
-    cov = np.linalg.pinv(design.T @ design) * float(np.sum(resid**2) / dof)
+    cov = np.linalg.pinv(full.T @ full) * float(np.sum(resid**2) / dof)
     sd = np.sqrt(np.clip(np.diag(cov), 0, None))
-    n_keys, n_free = len(keys), len(free_bands)
     gains = {k: float(np.exp(beta[j])) for j, k in enumerate(keys)}
-    speed_log = np.zeros(len(centres))
-    speed_log[free_bands] = beta[n_keys:n_keys + n_free]
+    speed_slope = float(beta[n_keys]) if fit_speed else 0.0
+    points = (_speed_points(np.array([r.weighed.speed_kmh for r in runs]), speed_step_kmh)
+              if fit_speed else np.array([v0]))
+    speed_factors = np.exp(speed_slope * (points - v0))
     slope = float(beta[-1]) if fit_temp else 0.0
     t_points = [float(np.nanmin(temps)), float(np.nanmax(temps))] if fit_temp else []
     t_factors = [float(np.exp(slope * (t - t0))) for t in t_points]
+    reach = float(np.max(np.abs(points - v0)))
     unc = {"channel_gain": 100 * float(sd[:n_keys].max()),
-           "speed_factor": 100 * float(sd[n_keys:n_keys + n_free].max()) if n_free else 0.0,
+           "speed_factor": 100 * float(sd[n_keys] * reach) if fit_speed else 0.0,
            "temperature_curve": 100 * float(sd[-1] * span / 2) if fit_temp else 0.0}
-    chain = _proposed(before, site, gains=gains, centres=centres, speed=np.exp(speed_log),
+    chain = _proposed(before, site, gains=gains, centres=points, speed=speed_factors,
                       t_points=t_points, t_factors=t_factors, unc=unc, version=version,
                       fitted_from=fitted_from)
     say(f"fitted: rows {min(gains.values()):.4f}–{max(gains.values()):.4f}, "
-        f"speed {np.exp(speed_log).min():.4f}–{np.exp(speed_log).max():.4f}, "
+        f"speed {100 * speed_slope:+.3f} %/(km/h), "
         f"temperature slope {100 * slope:+.3f} %/°C")
-    return Fit(chain=chain, row_gain=gains, speeds_kmh=centres.tolist(),
-               speed_factors=np.exp(speed_log).tolist(), temperatures_c=t_points,
+    return Fit(chain=chain, row_gain=gains, speeds_kmh=points.tolist(),
+               speed_factors=speed_factors.tolist(), temperatures_c=t_points,
                temperature_factors=t_factors, uncertainty_pct=unc,
                residual_pct=100 * (np.exp(resid) - 1), n_runs=len(runs), notes=notes)
 

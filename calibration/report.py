@@ -265,10 +265,20 @@ def _accuracy_why(accuracy: Mapping[str, AccuracyResult]) -> list[str]:
                 f"error went from {_pct(gb.mean)} to {_pct(ga.mean)}, the spread from "
                 f"{_pct(gb.std, False)} to {_pct(ga.std, False)}, d_min from "
                 f"{_pct(gb.d_min, False)} to {_pct(ga.d_min, False)}: " + line)
-    better = after.class_value < before.class_value
-    same = after.class_value == before.class_value
-    verdict = "better" if better else "the same" if same else "worse"
-    return [f"{line} ({verdict}; plan {after.plan}, environment {after.env})."]
+    return [f"{line} ({_verdict(before, after)}; plan {after.plan}, environment {after.env})."]
+
+
+def _verdict(before: AccuracyResult, after: AccuracyResult) -> str:
+    """Better, the same or worse, in words; within one class, by the tolerance met (a unit
+    whose factory chain was already in the class is still nearer its edge)."""
+    if after.class_value != before.class_value:
+        return "better" if after.class_value < before.class_value else "worse"
+    gb, ga = _gvw(before), _gvw(after)
+    if gb is None or ga is None or math.isclose(gb.d_min, ga.d_min, abs_tol=0.005):
+        return "the same"
+    change = "smaller" if ga.d_min < gb.d_min else "larger"
+    return (f"the same class, met with a {change} tolerance: d_min "
+            f"{_pct(gb.d_min, False)} → {_pct(ga.d_min, False)}")
 
 
 # The drift ----------------------------------------------------------------------------------

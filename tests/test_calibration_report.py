@@ -218,3 +218,23 @@ def test_an_after_assessment_named_more_fully_is_still_compared(tmp_path):
     assert f"{accuracy['before'].class_name} → {accuracy['after'].class_name}" in page
     assert "after (same runs): class" in page
     assert "Dashed: the gross-weight tolerance ±δ of the class reached after." in page
+
+
+def test_within_one_class_the_why_compares_the_tolerance_met(tmp_path):
+    """A factory chain already in A(5): the report does not call the calibration's
+    smaller d_min "the same", and names a larger one as such."""
+    rng = np.random.default_rng(3)
+    wide, narrow = rng.normal(0.6, 1.9, 400), rng.normal(0.1, 1.6, 400)
+    before_chain, after_chain = _chains()
+    pages = {}
+    for name, (b, a) in {"tighter": (wide, narrow), "looser": (narrow, wide)}.items():
+        accuracy = {"before": assess({"gvw": b}, "r2", "I"), "after": assess({"gvw": a}, "r2", "I")}
+        assert accuracy["before"].class_name == accuracy["after"].class_name == "A(5)"
+        page = write_report(tmp_path / name, title=name, chain_before=before_chain,
+                            chain_after=after_chain, runs=_runs(10),
+                            accuracy=accuracy).read_text(encoding="utf-8")
+        d = [accuracy[k].criteria[0].d_min for k in ("before", "after")]
+        pages[name] = page
+        assert f"d_min {d[0]:.2f} % → {d[1]:.2f} %" in page, name
+    assert "the same class, met with a smaller tolerance" in pages["tighter"]
+    assert "the same class, met with a larger tolerance" in pages["looser"]
