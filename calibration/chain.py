@@ -5,7 +5,7 @@ temperature, and all three move over the years. So a unit does not weigh with "f
 from the settings" but with a :class:`Chain`, applied in order:
 
 - ``channel_gain``: one factor per digitiser channel (applied to each pulse's area);
-- ``speed_factor``: a factor by speed, given at band centres and interpolated between
+- ``speed_factor``: a factor by speed, given at speeds (km/h) and interpolated between
   them (applied to the vehicle, once its speed is known);
 - ``temperature_curve``: a factor by pavement temperature, given at points and
   interpolated (applied to the vehicle, at the temperature of its pass);
@@ -119,7 +119,8 @@ class _Curve(_Stage):
 
 
 class SpeedFactor(_Curve):
-    """A factor by speed (km/h), given at the centres of the speed bands it was fitted in."""
+    """A factor by speed (km/h), given at points and interpolated between them (held at
+    the ends); a speed-band table and a fitted line are both kept this way."""
 
     kind: Literal["speed_factor"] = "speed_factor"
     speeds_kmh: list[Annotated[float, Field(ge=0, le=250)]] = Field(min_length=1,
