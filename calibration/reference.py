@@ -56,6 +56,7 @@ MIN_SPEED_SPAN_KMH = 10.0
 SPEED_REACH = 0.5
 """The speed stage reaches this share of the driven speeds' span beyond each end."""
 SPEED_MIN_KMH, SPEED_MAX_KMH = 5.0, 150.0
+"""The speed stage's points stay within these, however far the runs reach."""
 
 
 @dataclass(frozen=True)
