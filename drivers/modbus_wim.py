@@ -199,30 +199,34 @@ class ModbusPoller:
         raise NotImplementedError
 
     def _run(self) -> None:
-        """Connect, poll until the link fails, wait (doubling), connect again."""
+        """Connect, poll until the link fails, wait (doubling), connect again. The run
+        keeps the stop event it started with: a thread that outlives the join of
+        ``stop()`` (a read hanging on a loaded host) still ends, though a new run started
+        since has an event of its own."""
+        stop = self._stop
         backoff = Backoff(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        while not self._stop.is_set():
+        while not stop.is_set():
             self._answered = False
             try:
                 client = open_client(self.endpoint, self.timeout_s)
                 try:
-                    self._session(client)
+                    self._session(client, stop)
                 finally:
                     client.close()
             except DeviceError as exc:
                 self._update(connected=False, last_error=f"{self.name}: {exc}")
             if self._answered:
                 backoff.reset()
-            if self._stop.wait(backoff.next()):
+            if stop.wait(backoff.next()):
                 break
 
-    def _session(self, client: SyncClient) -> None:
+    def _session(self, client: SyncClient, stop: threading.Event) -> None:
         """Poll on one connection until stopped, or until the device fails (raises)."""
         next_poll = time.monotonic()
-        while not self._stop.is_set():
+        while not stop.is_set():
             self._poll(client)
             next_poll = max(next_poll + self.poll_interval_s, time.monotonic())
-            self._stop.wait(next_poll - time.monotonic())
+            stop.wait(next_poll - time.monotonic())
 
 
 class ModbusWimDevice(ModbusPoller):
@@ -266,7 +270,7 @@ class ModbusWimDevice(ModbusPoller):
         """Start polling in the background (connecting happens there, with retries)."""
         if self._thread is not None and self._thread.is_alive():
             return
-        self._stop.clear()
+        self._stop = threading.Event()  # the run before keeps its own, set
         self._last_counter = None
         self._missed_before = 0
         self._ever_connected = False

@@ -272,7 +272,7 @@ class TemperatureProbe(ModbusPoller):
         """Start polling in the background (connecting happens there, with retries)."""
         if self._thread is not None and self._thread.is_alive():
             return
-        self._stop.clear()
+        self._stop = threading.Event()  # the run before keeps its own, set
         with self._lock:
             self._status = DeviceStatus(name=self.name, extra=self._zero_extra())
             self._last = None

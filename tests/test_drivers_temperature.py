@@ -344,15 +344,19 @@ def test_stop_is_bounded_while_a_serial_probe_is_silent(rig):
 
 
 def test_a_healthy_probe_is_ok_and_a_restarted_one_counts_afresh(rig):
-    _, probe = rig(value_c=12.0)
+    twin, probe = rig(value_c=12.0)
     first_reading(probe)
     assert wait_for(lambda: probe.get_status().frames >= 3)
     hint = probe.diagnose()
     assert len(hint) == 1 and hint[0].startswith("ok:") and "last 12 °C" in hint[0]
     probe.stop()
     assert probe.latest() == 12.0  # kept while the unit decides what to do
+    twin.go_silent()  # so the new run's first read cannot come before the checks
     probe.start()
     assert probe.latest() is None and probe.get_status().frames == 0
+    assert wait_for(lambda: probe.get_status().extra["reads"] >= 1)
+    assert probe.latest() is None  # the old run's value is not this run's
+    twin.go_silent(False)
     assert first_reading(probe)["temperature_c"] == 12.0
     assert 0 <= probe.get_status().extra["last_age_s"] < 1.0
 
