@@ -182,14 +182,35 @@ def test_gps_is_the_source_when_the_kernel_is_unsynchronised():
     assert tb.state(109.5 + 3700).status == "free_running"
 
 
-def test_latency_scatter_narrows_the_gps_interval_and_the_truth_stays_inside():
+def test_sentences_noted_late_by_a_busy_host_move_neither_the_offset_nor_its_bound():
+    """A receiver 50 ms after each second (RMC, then ZDA 20 ms on); the host notes every
+    third second's sentences 170 ms later (within the window's width) and every
+    seventh's 700 ms later (beyond it). After every second the truth is within the
+    bound, and the offset is that of the sentences noted on time alone: resting the
+    bound on the slowest sentence would have put it 45 ms off with a bound of 5 ms."""
+    on_time, busy = GpsClock(SETTINGS), GpsClock(SETTINGS)
+    tb, tb_on_time = (Timebase(SETTINGS, read_kernel=lambda: THIS_MACHINE) for _ in "ab")
+    tb.gps, tb_on_time.gps = busy, on_time
+    for k in range(30):
+        late_s = 0.7 if k % 7 == 6 else 0.17 if k % 3 == 2 else 0.0
+        feed_seconds(tb, 100.0 + k, 1, -0.4, [0.05 + late_s])
+        feed_seconds(tb_on_time, 100.0 + k, 1, -0.4, [0.05])
+        assert abs(busy.offset_s + 0.4) <= busy.uncertainty_s, k
+        assert busy.offset_s == pytest.approx(on_time.offset_s, abs=1e-9), k
+        assert busy.uncertainty_s == pytest.approx(on_time.uncertainty_s, abs=1e-3), k
+    assert busy.contradictions == 0 and busy.late == 2 * 4  # RMC and ZDA of 4 seconds
+
+
+def test_a_wall_clock_stepped_forward_is_followed_after_a_second():
     clock = GpsClock(SETTINGS)
     tb = Timebase(SETTINGS, read_kernel=lambda: THIS_MACHINE)
     tb.gps = clock
-    feed_seconds(tb, 100.0, 20, -0.4, [0.02, 0.15, 0.08, 0.17])
-    assert clock.uncertainty_s < 0.1 - 0.02          # narrower than the window alone
-    assert abs(clock.offset_s + 0.4) <= clock.uncertainty_s
-    assert clock.contradictions == 0
+    feed_seconds(tb, 100.0, 5, 0.0, [0.05])
+    feed_seconds(tb, 105.0, 1, -2.0, [0.05])          # the wall clock stepped on 2 s
+    assert clock.contradictions == 0 and abs(clock.offset_s) <= clock.uncertainty_s
+    feed_seconds(tb, 106.0, 3, -2.0, [0.05])
+    assert clock.contradictions == 1 and clock.late == 0
+    assert abs(clock.offset_s + 2.0) <= clock.uncertainty_s
 
 
 def test_a_wall_clock_step_is_a_contradiction_and_the_old_sentences_go():

@@ -4,15 +4,25 @@ Each RMC or ZDA names a UTC second and arrives some latency ``λ`` after it, wit
 in the receiver's window ``[lo, hi]`` (``gps_latency_min_ms``, ``gps_latency_max_ms``).
 With ``D = wall(t_receipt) − utc_named`` (the host's wall clock at the sentence's
 monotonic receipt time), the offset ``θ = UTC − wall`` satisfies ``lo − D <= θ <= hi −
-D`` for every sentence, so over the last ``gps_window_s``::
+D`` for every sentence that kept to the window.
 
-    lo − min(D)  <=  θ  <=  hi − max(D)
+A busy host notes a sentence late (the reading thread waits for a core): its ``D`` is
+too large, never too small, as a frame's receive delay in :mod:`edge.timebase.clockfit`.
+So the bound rests on the quickest sentence of the last ``gps_window_s``, which needs
+only one sentence in the window noted on time::
+
+    lo − min(D)  <=  θ  <=  hi − min(D)
 
 The estimate is the middle of that interval and the uncertainty its half-width (widened
-by the host's possible drift over the window): the latency window bounds the accuracy,
-and scatter of the latency narrows it. When the sentences contradict each other (the
-interval is empty: the wall clock was stepped, or the window is set too narrow), only
-the newest is kept and the contradiction is counted.
+by the host's possible drift over the window): the latency window bounds the accuracy.
+(Bounding θ from above by the slowest sentence, ``hi − max(D)``, would narrow it where
+the latency scatters, and put it wrong by as much as a sentence was noted late.)
+
+A sentence quicker than the window allows (``D`` below the slowest by more than its
+width) means the wall clock was stepped back: the estimate restarts from it. One later
+than the window allows was noted late, or the wall clock stepped forward: it is held
+aside, and only when sentences of ``STEP_CONFIRM_S`` later still say so is it a step,
+and the estimate restarts from them; else they are dropped (``late``).
 
 ZDA carries no fix status: it counts only while the last RMC, within ``gps_fresh_s``,
 said ``A``. A PPS edge (:meth:`GpsClock.feed_pps`, when ``gps_pps`` is set) marks the
@@ -28,6 +38,10 @@ from datetime import datetime
 from typing import Any
 
 from edge.timebase.settings import TimeSettings
+
+STEP_CONFIRM_S = 0.5
+"""Sentences later than the window allows must go on for this long (the next second's,
+not only the RMC and ZDA of one write) before they count as a step of the wall clock."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,8 @@ class GpsClock:
         self.used = 0
         self.invalid = 0
         self.contradictions = 0
+        self.late = 0
+        self._held: list[GpsSample] = []
 
     # Feeding ---------------------------------------------------------------------------
 
@@ -110,15 +126,45 @@ class GpsClock:
                 and t_mono - self._rmc_valid_at <= self.settings.gps_fresh_s)
 
     def _add(self, sample: GpsSample) -> None:
-        """Keep the sample and those of the last ``gps_window_s``; on a contradiction,
-        only the newest."""
-        self._samples.append(sample)
-        while sample.t_mono_s - self._samples[0].t_mono_s > self.settings.gps_window_s:
-            self._samples.popleft()
-        lo, hi = self._interval()
-        if lo > hi:
-            self.contradictions += 1
-            self._samples = deque([sample])
+        """Keep the sample and those of the last ``gps_window_s``; restart from it when
+        it is quicker than the window allows; hold it aside when later (see the
+        module's docstring)."""
+        window = [x for x in self._samples
+                  if sample.t_mono_s - x.t_mono_s <= self.settings.gps_window_s]
+        if window:
+            d = [x.wall_minus_utc_s for x in window]
+            width = self._width_s(sample.t_mono_s - window[0].t_mono_s)
+            if sample.wall_minus_utc_s < max(d) - width:   # the wall clock stepped back
+                self._restart([sample])
+                return
+            if sample.wall_minus_utc_s > min(d) + width:   # noted late, or a step forward
+                self._hold(sample)
+                return
+        self.late += len(self._held)
+        self._held = []
+        self._samples = deque([*window, sample])
+
+    def _hold(self, sample: GpsSample) -> None:
+        """Set aside a sentence later than the window allows, with those held before
+        that agree with it; once they span ``STEP_CONFIRM_S``, the wall clock stepped."""
+        agree = [x for x in self._held if abs(x.wall_minus_utc_s - sample.wall_minus_utc_s)
+                 <= self._width_s(sample.t_mono_s - x.t_mono_s)]
+        self.late += len(self._held) - len(agree)
+        self._held = [*agree, sample]
+        if sample.t_mono_s - self._held[0].t_mono_s >= STEP_CONFIRM_S:
+            self._restart(self._held)
+
+    def _restart(self, samples: list[GpsSample]) -> None:
+        """The sentences before contradict these: the estimate starts again from them."""
+        self.contradictions += 1
+        self._samples = deque(samples)
+        self._held = []
+
+    def _width_s(self, span_s: float) -> float:
+        """How far apart two sentences' ``D`` may be, ``span_s`` apart, both on time."""
+        s = self.settings
+        return ((s.gps_latency_max_ms - s.gps_latency_min_ms) * 1e-3
+                + 2 * s.free_drift_ppm * 1e-6 * span_s)
 
     def _match_pps(self, t_mono: float, utc: datetime) -> None:
         """The edge that preceded this sentence within the latency window marks the
@@ -133,13 +179,14 @@ class GpsClock:
     # The estimate ----------------------------------------------------------------------
 
     def _interval(self) -> tuple[float, float]:
-        """Bounds of θ = UTC − wall from the samples, widened by the host's drift."""
+        """Bounds of θ = UTC − wall from the quickest sentence, widened by the host's
+        drift over the window."""
         s = self.settings
-        d = [x.wall_minus_utc_s for x in self._samples]
+        quickest = min(x.wall_minus_utc_s for x in self._samples)
         span = self._samples[-1].t_mono_s - self._samples[0].t_mono_s
         slack = s.free_drift_ppm * 1e-6 * span
-        return (s.gps_latency_min_ms * 1e-3 - min(d) - slack,
-                s.gps_latency_max_ms * 1e-3 - max(d) + slack)
+        return (s.gps_latency_min_ms * 1e-3 - quickest - slack,
+                s.gps_latency_max_ms * 1e-3 - quickest + slack)
 
     def _pps_fresh(self) -> bool:
         return (self._pps_offset is not None and self._samples
@@ -186,5 +233,6 @@ class GpsClock:
                     f"{self.invalid} without a valid fix)")
         how = "PPS" if self._pps_fresh() else "sentences"
         state = "fresh" if self.fresh(t_mono_s) else f"stale ({t_mono_s - last:.0f} s old)"
+        late = f"; {self.late} sentences noted too late, not used" if self.late else ""
         return (f"GPS on {self.name} {state}, offset {self.offset_s:+.3f} s "
-                f"± {self.uncertainty_s:.3g} s (from {how})")
+                f"± {self.uncertainty_s:.3g} s (from {how}){late}")
