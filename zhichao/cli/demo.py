@@ -28,6 +28,7 @@ from center.law_models import Capture, Case
 from center.settings import load_center_settings
 from sim.site import LEAD_S
 from zhichao.cli.demo_site import (
+    CENTER_CATCH_UP_S,
     EDGE_TAIL_S,
     STAFF,
     CaseScore,
@@ -124,15 +125,22 @@ def _serve(console: Console, site: RealPathSite, port: int | None) -> None:
 
 
 def _follow(site: RealPathSite, console: Console) -> None:
-    """Wait for the site's run with a progress bar of the unit's time and passes."""
+    """Wait for the site's run with a progress bar of the unit's time and passes, then
+    for the center to process what it stored; say so if it did not in time."""
     total = site.seconds + LEAD_S + EDGE_TAIL_S
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
                TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
                TextColumn("{task.fields[passes]} vehicles committed"))
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("road → unit → center", total=total, passes=0)
-        site.finish(tick=lambda s, n: progress.update(task, completed=min(s, total),
-                                                      passes=n))
+        left = site.finish(
+            tick=lambda s, n: progress.update(task, completed=min(s, total), passes=n),
+            waiting=lambda n: progress.update(
+                task, completed=total, description=f"center: {n} packets to process"))
+    if left:
+        console.print(f"[yellow]the center had {left} stored packets still to process "
+                      f"after {CENTER_CATCH_UP_S:.0f} s; they stay stored and its next "
+                      f"start processes them[/]")
 
 
 def _passes_table(site: RealPathSite) -> Table:

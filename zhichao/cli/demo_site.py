@@ -45,6 +45,10 @@ START_TIMEOUT_S = 30.0
 EDGE_TAIL_S = 6.0
 """The unit runs this much longer than the traffic (it starts a little after the twins'
 clock, and its last vehicles need their frames and plates)."""
+CENTER_CATCH_UP_S = 120.0
+"""How long, once the unit's run has ended, the center is given to process what it
+stored: the plates the unit left unread are read there, which on a busy machine takes
+a while."""
 
 
 STAFF = (("ZF001", "张三", "reviewer"), ("ZF002", "李四", "reviewer"),
@@ -225,10 +229,14 @@ class RealPathSite:
                 raise SiteError(f"zhichao {name} did not start: see {self.log(name)}")
             time.sleep(0.1)
 
-    def finish(self, settle_s: float = 5.0,
-               tick: Callable[[float, int], None] | None = None) -> None:
+    def finish(self, settle_s: float = CENTER_CATCH_UP_S,
+               tick: Callable[[float, int], None] | None = None,
+               waiting: Callable[[int], None] | None = None) -> int:
         """Wait for the unit's run to end (``tick(seconds, passes)`` every half second),
-        give the center up to ``settle_s`` to make its last cases, then stop everything."""
+        then for the center to turn every packet it stored into a capture and its case
+        (``waiting(packets left)`` while it does; at most ``settle_s``), then stop
+        everything. Returns how many stored packets the center had not processed: they
+        stay stored, and its next start processes them."""
         started = time.monotonic()
         try:
             edge = self.procs["edge"]
@@ -240,14 +248,16 @@ class RealPathSite:
             if edge.poll() is None:
                 raise SiteError(f"zhichao edge run did not end: see {self.log('edge')}")
             until = time.monotonic() + settle_s
-            while time.monotonic() < until and self.pending_packets() > 0:
+            while (left := self.pending_packets()) > 0 and time.monotonic() < until:
+                if waiting is not None:
+                    waiting(left)
                 time.sleep(0.2)
-            time.sleep(min(settle_s, 2 * self.process_interval_s))
         finally:
             self.stop()
         if self.procs["edge"].returncode != 0:
             raise SiteError(f"zhichao edge run ended with {self.procs['edge'].returncode}: "
                             f"see {self.log('edge')}")
+        return left
 
     def committed(self) -> int:
         """Passes the unit has committed so far (its JSON lines)."""
