@@ -17,7 +17,7 @@ coefficient only. The study:
    weights, each lane's drift and alarm.
 
     python benchmarks/calibrate.py                      # a table
-    python benchmarks/calibrate.py --report out/ --json # ... the HTML report, JSON last
+    python benchmarks/calibrate.py --report out/ --json # the HTML report; JSON, the table on stderr
     python benchmarks/calibrate.py --cache days/ --drift estimator=window
         # the weighed days kept in days/: a second run with other tracker settings
         # replays them in seconds instead of rendering them again
@@ -417,7 +417,7 @@ def main() -> int:
     table.add_column("value", justify="right")
     for k, v in outcome.figures.items():
         table.add_row(k, str(v))
-    Console().print(table)
+    Console(stderr=args.json).print(table)  # with --json, stdout is the JSON alone
     if args.report:
         write(outcome, args.report)
     if args.json:
