@@ -188,12 +188,18 @@ def reweigh(v: Vehicle, chain_from: Chain, chain_to: Chain) -> Vehicle:
     return replace(v, axle_loads_kg=v.axle_loads_kg * ratio, row_loads_kg=v.row_loads_kg * ratio)
 
 
-def gvw_errors(truth: Sequence[VehicleTruth], measured: Sequence[Vehicle]) -> np.ndarray:
-    """Gross-weight errors (%) of the unflagged vehicles weighed with the right axle count."""
-    errs = [100.0 * (measured[j].gvw_kg / truth[i].gvw_kg - 1.0)
-            for i, j in match(truth, measured)
+def counted(truth: Sequence[VehicleTruth], measured: Sequence[Vehicle]
+            ) -> list[tuple[int, int]]:
+    """Pairs (truth, measured) of the vehicles an accuracy counts: matched, unflagged and
+    weighed with the right axle count."""
+    return [(i, j) for i, j in match(truth, measured)
             if not measured[j].flags and measured[j].n_axles == truth[i].n_axles]
-    return np.array(errs)
+
+
+def gvw_errors(truth: Sequence[VehicleTruth], measured: Sequence[Vehicle]) -> np.ndarray:
+    """Gross-weight errors (%) of the vehicles an accuracy counts (:func:`counted`)."""
+    return np.array([100.0 * (measured[j].gvw_kg / truth[i].gvw_kg - 1.0)
+                     for i, j in counted(truth, measured)])
 
 
 def traffic_day(study: Study, day: int) -> DayTraffic:

@@ -37,6 +37,7 @@ from rich.table import Table
 from benchmarks.calibrate import (
     DEVICE,
     Study,
+    counted,
     reference_day,
     static_weights,
     traffic_day,
@@ -48,7 +49,6 @@ from calibration.chain import Chain
 from calibration.reference import Run, WeighedPass, fit_chain, match_runs
 from edge.weighing import load_rules_for
 from sim.reference import reference_runs
-from sim.score import match
 
 SET_SEED_STEP = 1000
 """Set k's runs draw their bounce from seed + k × this (set 0: the study's own)."""
@@ -78,8 +78,7 @@ def seed_figures(seed: int, sets: int, per_lane: int = 300) -> list[dict]:
     measured = weigh(study, day0.vehicles, day0.states, day0.temperature_at, chain=factory,
                      rules=rules)
     traffic = [(day0.vehicles[i].gvw_kg, WeighedPass.from_vehicle(measured[j]))
-               for i, j in match(day0.vehicles, measured)
-               if not measured[j].flags and measured[j].n_axles == day0.vehicles[i].n_axles]
+               for i, j in counted(day0.vehicles, measured)]
     sets_ = run_sets(study, sets, rules, factory)
     named = [(str(k), runs) for k, runs in enumerate(sets_)]
     if sets > 1:
